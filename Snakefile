@@ -1,0 +1,23 @@
+# Synergy and symmetry in deep learning: the study as one Snakemake DAG.
+#   snakemake --cores all                                  # default preset (laptop, CPU)
+#   snakemake --cores all --configfile presets/smoke.yaml  # minutes, for tests/CI
+#   snakemake --profile slurm --configfile presets/paper.yaml
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/kernels.smk"
+include: "workflow/rules/training.smk"
+include: "workflow/rules/tables.smk"
+
+
+rule all:
+    input:
+        all_targets(),
+    default_target: True

@@ -1,0 +1,103 @@
+"""The six architectures of the study, described once.
+
+Both the finite torch networks (:mod:`synsym.models`) and the infinite-width
+kernels (:mod:`synsym.kernels`) are built from the same :class:`ArchSpec`, so
+they cannot disagree on a hyperparameter: like neural-tangents' ``stax``, a
+model is a small description from which init, apply and kernel follow.
+
+Every network has ``depth`` hidden layers with ReLU, NTK parameterization
+(weights N(0, 1), pre-activations scaled by sigma_w / sqrt(fan_in), biases
+scaled by sigma_b), and a dense readout to 10 logits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+SIGMA_W2 = 2.0  # weight variance sigma_w^2 (paper App. B)
+SIGMA_B2 = 0.01  # bias variance sigma_b^2 (paper App. B)
+FILTER = 3  # spatial filter size of every conv / locally connected layer
+N_CLASSES = 10
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    """What distinguishes one architecture from another.
+
+    body: ``dense`` (FCN on the flattened image), ``conv`` (shared 3x3
+    filters) or ``local`` (unshared 3x3 filters, LCN).
+    readout: ``flatten`` (VEC, LCN), ``gap`` (global average pool) or
+    ``lap`` (local average pool with window ``pool`` and stride ``pool``),
+    each followed by one dense layer.
+    kernel_family: which kernel job computes its infinite-width kernel. The
+    whole conv family shares one job; LCN_inf equals VEC_inf (Xiao et al.
+    2018, Novak et al. 2019), so LCN reads the conv job's flatten readout.
+    """
+
+    id: str
+    label: str
+    body: str
+    readout: str
+    pool: int
+    kernel_family: str
+    paper_width: int
+    # Group id (see synsym.transforms) of the largest transform group under
+    # which Theorem 4.1 makes the finite / infinite network invariant.
+    finite_invariance: str
+    infinite_invariance: str
+
+
+ARCHITECTURES: dict[str, ArchSpec] = {
+    a.id: a
+    for a in [
+        ArchSpec("fcn", "FCN", "dense", "flatten", 1, "fcn", 1024, "o_3d", "o_3d"),
+        ArchSpec("lcn", "LCN", "local", "flatten", 1, "conv", 32, "o3_per_pixel", "o3_per_pixel"),
+        ArchSpec("vec", "VEC", "conv", "flatten", 1, "conv", 128, "o3_shared", "o3_per_pixel"),
+        ArchSpec("gap", "GAP", "conv", "gap", 0, "conv", 128, "o3_shared", "o3_shared"),
+        ArchSpec("lap4", "LAP4", "conv", "lap", 4, "conv", 128, "o3_shared", "o3_shared"),
+        ArchSpec("lap8", "LAP8", "conv", "lap", 8, "conv", 128, "o3_shared", "o3_shared"),
+    ]
+}
+
+KERNEL_FAMILIES = ("fcn", "conv")
+
+# Inference algorithms. ``nngp`` rides along with ``ntk`` (same kernel job).
+INFERENCES = ("ntk", "nn", "nn_plus")
+KERNEL_INFERENCES = ("ntk", "nngp")
+FINITE_INFERENCES = ("nn", "nn_plus")
+INFERENCE_LABELS = {"ntk": "NTK", "nngp": "NNGP", "nn": "NN", "nn_plus": "NN+"}
+
+
+def get(arch_id: str) -> ArchSpec:
+    """Look up an architecture, failing with one line that names the choices."""
+    try:
+        return ARCHITECTURES[arch_id]
+    except KeyError:
+        raise ValueError(
+            f"unknown architecture {arch_id!r}; allowed: {', '.join(ARCHITECTURES)}"
+        ) from None
+
+
+def check_inference(inference: str, allowed: tuple[str, ...] = INFERENCES + ("nngp",)) -> str:
+    if inference not in allowed:
+        raise ValueError(f"unknown inference {inference!r}; allowed: {', '.join(allowed)}")
+    return inference
+
+
+def readout_positions(spec: ArchSpec, image_size: int) -> int:
+    """Number of spatial positions the dense readout sees (for fan-in)."""
+    if spec.body == "dense":
+        return 1
+    if spec.readout == "flatten":
+        return image_size * image_size
+    if spec.readout == "gap":
+        return 1
+    return (image_size // spec.pool) ** 2
+
+
+def check_image_size(spec: ArchSpec, image_size: int) -> None:
+    if spec.readout == "lap" and image_size % spec.pool:
+        raise ValueError(
+            f"architecture {spec.id!r} pools {spec.pool}x{spec.pool} windows; "
+            f"image_size {image_size} is not a multiple of {spec.pool}"
+        )

@@ -1,0 +1,164 @@
+"""One function per workflow job: what a Snakemake rule runs.
+
+Each takes a plain ``spec`` dict (the rule's ``params``, so a config change
+that matters reruns the job) and file paths, and writes its outputs
+atomically.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import numpy as np
+import torch
+
+from synsym import architectures, kernels, models, training, transforms
+from synsym.data import Split, download, make_split, training_subset
+from synsym.io import atomic_path, code_version, write_cell
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def prepare(spec: dict, out: str) -> None:
+    """Download/verify CIFAR-10 and write the run's preprocessed split."""
+    d = spec["data"]
+    batches = download(d["url"], d["md5"], d["dir"])
+    split = make_split(
+        batches, d["n_train"], d["n_val"], d["n_test"], d["image_size"], spec["global_seed"], d["allow_smaller"]
+    )
+    log(f"split: train {len(split.y_train)} val {len(split.y_val)} test {len(split.y_test)} "
+        f"image {split.x_train.shape[1:]}")
+    split.save(out)
+
+
+def transformed(split: Split, transform_id: str, global_seed: int, seed: int, m: int | None = None) -> dict:
+    """The cell's data: a training subset of size m, then tau applied to every split."""
+    s = split.x_train.shape[1]
+    tau = transforms.make(transform_id, s, global_seed, seed)
+    x_tr, y_tr = training_subset(split.x_train, split.y_train, m or len(split.y_train))
+    return {
+        "x_train": tau.apply(x_tr), "y_train": y_tr,
+        "x_val": tau.apply(split.x_val), "y_val": split.y_val,
+        "x_test": tau.apply(split.x_test), "y_test": split.y_test,
+    }
+
+
+def kernel_job(spec: dict, family: str, transform_id: str, seed: int, split_path: str, out: str) -> None:
+    """All NNGP/NTK kernels of one family on one transformed dataset."""
+    split = Split.load(split_path)
+    data = transformed(split, transform_id, spec["global_seed"], seed)
+    k = spec["kernels"]
+    t0 = time.time()
+    kern = kernels.compute_family(
+        family, data["x_train"], {"val": data["x_val"], "test": data["x_test"]},
+        spec["depth"], k["block_size"], k["max_memory_gb"], log=log,
+    )
+    log(f"kernel {family}/{transform_id}/s{seed}: {time.time() - t0:.1f}s")
+    kernels.save_kernels(kern, out, {"family": family, "transform": transform_id, "seed": seed})
+
+
+def _base_row(spec: dict, study: str, inference: str, arch: str, transform_id: str, width, m: int, split: Split) -> dict:
+    return {
+        "run": spec["run_name"], "study": study, "inference": inference, "architecture": arch,
+        "transform": transform_id, "width": width, "depth": spec["depth"], "n_train": m,
+        "n_val": len(split.y_val), "n_test": len(split.y_test), "image_size": int(split.x_train.shape[1]),
+        "code_version": code_version(), "lr": None, "l2": None, "steps": None, "eta0": None,
+        "lambda_max": None, "ridge": None, "init": None,
+    }
+
+
+def kernel_cell(
+    spec: dict, study: str, arch: str, transform_id: str, m: int, split_path: str,
+    kernel_paths: list[str], seeds: list[int], outs: dict[str, str],
+) -> None:
+    """NTK and NNGP regression of one (architecture, transform, m) for every seed."""
+    architectures.get(arch)
+    split = Split.load(split_path)
+    rows: dict[str, list[dict]] = {kind: [] for kind in outs}
+    preds: dict[str, list[np.ndarray]] = {kind: [] for kind in outs}
+    for seed, path in zip(seeds, kernel_paths):
+        kern = kernels.load_kernels(path)
+        for kind in outs:
+            t0 = time.time()
+            r = kernels.regress(kern, arch, kind, split.y_train, split.y_val, split.y_test, spec["ridges"], m)
+            row = _base_row(spec, study, kind, arch, transform_id, None, m, split)
+            row.update(
+                seed=seed, train_acc=r["train_acc"], val_acc=r["val_acc"], test_acc=r["test_acc"],
+                test_acc_best=r["test_acc"], test_mse=r["test_mse"], accepted=True, ridge=r["ridge"],
+                wall_s=time.time() - t0, device="cpu", status="ok",
+            )
+            rows[kind].append(row)
+            preds[kind].append(r["test_pred"])
+            log(f"{kind} {arch}/{transform_id} m={m} seed {seed}: test_acc {r['test_acc']:.4f} "
+                f"mse {r['test_mse']:.4f} ridge {r['ridge']:g}")
+    for kind, out in outs.items():
+        write_cell(rows[kind], out)
+        save_preds(out, np.stack(preds[kind]), seeds)
+
+
+def save_preds(cell_path: str, preds: np.ndarray, seeds: list[int]) -> None:
+    """Per-seed test predictions beside a cell (S-Dist is computed from these)."""
+    with atomic_path(pred_path(cell_path)) as tmp, open(tmp, "wb") as f:
+        np.savez(f, pred=preds, seeds=np.asarray(seeds))
+
+
+def pred_path(cell_path: str) -> str:
+    return cell_path[: -len(".parquet")] + ".pred.npz"
+
+
+def train_cell(
+    spec: dict, study: str, inference: str, arch: str, transform_id: str, width: int, m: int,
+    split_path: str, out: str, first_layer: str = "gaussian",
+) -> None:
+    """Train every seed of one finite-width cell together and write its table."""
+    a = architectures.get(arch)
+    architectures.check_inference(inference, architectures.FINITE_INFERENCES)
+    device = training.resolve_device(spec["device"])
+    split = Split.load(split_path)
+    architectures.check_image_size(a, split.x_train.shape[1])
+    seeds, g = spec["seeds"], spec["global_seed"]
+    tc = training.TrainConfig(**spec["training"])
+    dtype = torch.float32
+    # Each seed has its own transform element (resampled per run, as in the paper).
+    per_seed = [transformed(split, transform_id, g, s, m) for s in seeds]
+    to = lambda a: torch.as_tensor(np.stack(a), dtype=dtype, device=device)  # noqa: E731
+    # Images are stacked per seed: (S, N, H, W, 3); batches index the N axis per seed.
+    x_train = to([d["x_train"] for d in per_seed])
+    y_train = torch.as_tensor(per_seed[0]["y_train"], device=device)
+    params = models.init_params(a, width, spec["depth"], split.x_train.shape[1], seeds, g, dtype, device, first_layer)
+    n = len(y_train)
+    k = min(tc.eta0_samples, n)
+    lam = training.estimate_lambda_max(a, params, x_train[:, :k], spec["depth"])
+    eta0 = training.eta0_from_lambda(lam, k, tc.momentum)
+    factor, l2 = training.INFERENCE_SETTINGS[inference]
+    lr = factor * eta0
+    log(f"{inference} {arch} w={width} {transform_id} m={n} seeds {seeds} on {device}: "
+        f"{models.n_params(params)} params/seed, lambda_max {lam.tolist()} eta0 {eta0.tolist()}")
+    batches = np.stack([training.batch_indices(g, s, n, tc.batch_size, tc.max_steps) for s in seeds])
+    t0 = time.time()
+    data = {"x_train": x_train, "y_train": y_train}
+    for part in ("val", "test"):
+        data[f"x_{part}"] = to([d[f"x_{part}"] for d in per_seed])
+        data[f"y_{part}"] = torch.as_tensor(per_seed[0][f"y_{part}"], device=device)
+    res = training.train(a, params, data, spec["depth"], lr, l2, batches, tc, log=log)
+    wall = time.time() - t0
+    rows = []
+    y1h = np.eye(10)[split.y_test]
+    for i, seed in enumerate(seeds):
+        pred = res["test_pred"][i]
+        status = "diverged" if res["diverged"][i] else "ok"
+        row = _base_row(spec, study, inference, arch, transform_id, width, n, split)
+        row.update(
+            seed=seed, lr=float(lr[i]), l2=l2, steps=int(res["steps"][i]), train_acc=float(res["train_acc"][i]),
+            val_acc=float(res["val_acc"][i]), test_acc=float(res["test_acc"][i]),
+            test_acc_best=float(res["test_acc_best"][i]), test_mse=float(np.mean((pred - y1h) ** 2)),
+            accepted=bool(res["train_best"][i] >= tc.accept_train_acc and status == "ok"),
+            wall_s=wall, device=str(device), eta0=float(eta0[i]), lambda_max=float(lam[i]),
+            status=status, init=first_layer,
+        )
+        rows.append(row)
+    write_cell(rows, out)
+    save_preds(out, res["test_pred"], seeds)

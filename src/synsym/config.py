@@ -1,0 +1,54 @@
+"""Config validation: the JSON schema plus the checks a schema cannot express.
+
+Every failure is one line naming the key, the bad value and what is allowed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from synsym.architectures import ARCHITECTURES
+
+SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def _allowed(err) -> str:
+    s = err.schema
+    if "enum" in s:
+        return f"allowed: {', '.join(map(str, s['enum']))}"
+    if err.validator == "additionalProperties":
+        return f"allowed keys: {', '.join(err.schema.get('properties', {}))}"
+    if err.validator == "required":
+        return ""
+    return f"must satisfy {err.validator}={err.validator_value!r}"
+
+
+def validate(config: dict, schema_path: str | Path = SCHEMA) -> dict:
+    """Raise ConfigError (one line) unless ``config`` is a valid study config."""
+    import jsonschema
+
+    schema = yaml.safe_load(Path(schema_path).read_text())
+    errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(config), key=lambda e: list(e.path))
+    if errors:
+        e = errors[0]
+        key = ".".join(str(p) for p in e.path) or "<top>"
+        if e.validator == "additionalProperties":
+            extra = sorted(set(e.instance) - set(e.schema.get("properties", {})))
+            raise ConfigError(f"config: unknown key {'.'.join([*map(str, e.path), extra[0]])!r}; {_allowed(e)}")
+        if e.validator == "required":
+            raise ConfigError(f"config: {key}: {e.message}")
+        raise ConfigError(f"config: {key} = {e.instance!r} is invalid; {_allowed(e)}")
+    d = config["data"]
+    for a in ARCHITECTURES.values():
+        if a.readout == "lap" and d["image_size"] % a.pool:
+            raise ConfigError(f"config: data.image_size = {d['image_size']} is not a multiple of {a.pool} ({a.id})")
+    too_big = [m for m in config["curves"]["sizes"] if m > d["n_train"]]
+    if too_big:
+        raise ConfigError(f"config: curves.sizes {too_big} exceed data.n_train = {d['n_train']}; allowed: <= n_train")
+    return config

@@ -1,0 +1,133 @@
+"""Results on disk: atomic writes, the one cell-table schema, cell paths."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[str]:
+    """Yield a temp path beside ``path``; rename it into place only on success.
+
+    A killed job leaves at most a hidden ``.tmp-*`` file, never a file with
+    the final name, so Snakemake sees the output as missing and reruns it.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".tmp-{path.name}-")
+    os.close(fd)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+# One row per seed of a cell. Kernel cells leave training-only columns null.
+CELL_SCHEMA = pa.schema(
+    [
+        ("run", pa.string()),
+        ("study", pa.string()),
+        ("inference", pa.string()),
+        ("architecture", pa.string()),
+        ("transform", pa.string()),
+        ("width", pa.int64()),  # null for infinite width
+        ("depth", pa.int64()),
+        ("n_train", pa.int64()),
+        ("n_val", pa.int64()),
+        ("n_test", pa.int64()),
+        ("image_size", pa.int64()),
+        ("seed", pa.int64()),
+        ("lr", pa.float64()),
+        ("l2", pa.float64()),
+        ("steps", pa.int64()),
+        ("train_acc", pa.float64()),
+        ("val_acc", pa.float64()),
+        ("test_acc", pa.float64()),
+        ("test_acc_best", pa.float64()),
+        ("test_mse", pa.float64()),
+        ("accepted", pa.bool_()),
+        ("wall_s", pa.float64()),
+        ("device", pa.string()),
+        ("code_version", pa.string()),
+        ("eta0", pa.float64()),
+        ("lambda_max", pa.float64()),
+        ("ridge", pa.float64()),
+        ("status", pa.string()),
+        ("init", pa.string()),
+    ]
+)
+
+
+def write_cell(rows: list[dict], path: str | Path) -> None:
+    """Validate rows against CELL_SCHEMA and write them atomically as Parquet."""
+    missing = [c for c in CELL_SCHEMA.names if any(c not in r for r in rows)]
+    if missing:
+        raise ValueError(f"cell rows for {path} lack columns: {', '.join(missing)}")
+    table = pa.Table.from_pylist([{c: r[c] for c in CELL_SCHEMA.names} for r in rows], schema=CELL_SCHEMA)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
+
+
+def read_cell(path: str | Path) -> pd.DataFrame:
+    """Read one cell file, refusing one whose schema is not CELL_SCHEMA."""
+    schema = pq.read_schema(path)
+    if not schema.remove_metadata().equals(CELL_SCHEMA):
+        want = {f.name: str(f.type) for f in CELL_SCHEMA}
+        got = {f.name: str(f.type) for f in schema}
+        diff = sorted(set(want.items()) ^ set(got.items()))
+        raise ValueError(f"{path}: schema differs from the cell schema: {diff}")
+    return pq.read_table(path).to_pandas()
+
+
+def merge_cells(paths: list[str], out_parquet: str | Path, out_csv: str | Path | None = None) -> pd.DataFrame:
+    """Concatenate cell files into one table (and a CSV summary for terminals)."""
+    df = pd.concat([read_cell(p) for p in paths], ignore_index=True) if paths else pd.DataFrame(
+        {f.name: pd.Series(dtype=f.type.to_pandas_dtype()) for f in CELL_SCHEMA}
+    )
+    table = pa.Table.from_pandas(df, schema=CELL_SCHEMA, preserve_index=False)
+    with atomic_path(out_parquet) as tmp:
+        pq.write_table(table, tmp)
+    if out_csv is not None:
+        keys = ["study", "inference", "architecture", "transform", "width", "n_train"]
+        summary = (
+            df.assign(width=df["width"].fillna(-1))
+            .groupby(keys, dropna=False)
+            .agg(
+                seeds=("seed", "count"),
+                accepted=("accepted", "sum"),
+                test_acc=("test_acc", "mean"),
+                test_acc_best=("test_acc_best", "mean"),
+                test_mse=("test_mse", "mean"),
+            )
+            .reset_index()
+        )
+        summary["width"] = summary["width"].replace(-1, pd.NA)
+        with atomic_path(out_csv) as tmp:
+            summary.to_csv(tmp, index=False, float_format="%.4f")
+    return df
+
+
+def code_version() -> str:
+    """The package version plus the git commit when run from a checkout."""
+    from synsym import __version__
+
+    try:
+        import subprocess
+
+        sha = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True, text=True, cwd=Path(__file__).parent, timeout=5,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        sha = ""
+    return f"{__version__}+{sha}" if sha else __version__

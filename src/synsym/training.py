@@ -1,0 +1,204 @@
+"""SGD + momentum training of the finite networks (paper App. B), seeds vectorized.
+
+NN: lr = eta0, lambda = 0.  NN+: lr = 8 eta0, lambda = 1e-7.  eta0 = 2 / lambda_max
+in neural-tangents' normalization (``predict.max_learning_rate``):
+eta0 = 2 (1 + momentum) m K / lambda_max(Theta), Theta the (mK x mK) empirical
+NTK at init on m training points, lambda_max by power iteration on J J^T.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from synsym import models
+from synsym.architectures import N_CLASSES, ArchSpec
+from synsym.seeding import rng
+
+INFERENCE_SETTINGS = {"nn": (1.0, 0.0), "nn_plus": (8.0, 1e-7)}  # (lr factor, L2 lambda)
+
+
+def resolve_device(device: str) -> torch.device:
+    """cpu, cuda or auto; ``cuda`` without a GPU fails before any work."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError("device: cuda was requested but torch sees no CUDA GPU; use device: cpu or auto")
+        return torch.device("cuda")
+    if device == "cpu":
+        return torch.device("cpu")
+    raise ValueError(f"unknown device {device!r}; allowed: cpu, cuda, auto")
+
+
+def _f(spec: ArchSpec, depth: int, x: torch.Tensor) -> Callable:
+    return lambda p: models.apply(spec, p, x, depth)
+
+
+def estimate_lambda_max(
+    spec: ArchSpec, params: dict[str, torch.Tensor], x: torch.Tensor, depth: int, iters: int = 30
+) -> torch.Tensor:
+    """Largest eigenvalue of each seed's empirical NTK J J^T on x (S, m, ...).
+
+    Seeds do not interact, so the stacked Jacobian is block diagonal and one
+    power iteration with per-seed normalization serves all seeds.
+    """
+    f = _f(spec, depth, x)
+    s, m = x.shape[:2]
+    gen = torch.Generator(device="cpu").manual_seed(0)
+    v = torch.randn((s, m, N_CLASSES), generator=gen, dtype=x.dtype).to(x.device)
+    v = v / v.flatten(1).norm(dim=1)[:, None, None]
+    lam = torch.zeros(s, dtype=x.dtype, device=x.device)
+    for _ in range(iters):
+        _, vjp = torch.func.vjp(f, params)
+        (jt_v,) = vjp(v)
+        _, jjt_v = torch.func.jvp(f, (params,), (jt_v,))
+        lam = (jjt_v * v).flatten(1).sum(dim=1)
+        v = jjt_v / jjt_v.flatten(1).norm(dim=1)[:, None, None]
+    return lam.detach()
+
+
+def eta0_from_lambda(lam: torch.Tensor, m: int, momentum: float) -> torch.Tensor:
+    """neural-tangents' max_learning_rate with y_train_size = m * K."""
+    return 2 * (1 + momentum) * m * N_CLASSES / lam
+
+
+@dataclass
+class TrainConfig:
+    max_steps: int = 1000
+    eval_every: int = 100
+    batch_size: int = 40
+    momentum: float = 0.9
+    eta0_samples: int = 64
+    accept_train_acc: float = 0.95
+    eval_batch: int = 500
+
+
+def batch_indices(global_seed: int, seed: int, n: int, batch: int, steps: int) -> np.ndarray:
+    """Batch order of one seed: epochs of permutations keyed by (seed, n_train)."""
+    gen = rng(global_seed, seed, "batches", n)
+    per_epoch = n // batch if n >= batch else 1
+    epochs = -(-steps // per_epoch)
+    idx = []
+    for _ in range(epochs):
+        perm = gen.permutation(n)
+        if n < batch:
+            perm = np.resize(perm, batch)
+        idx.append(perm[: per_epoch * batch].reshape(per_epoch, batch))
+    return np.concatenate(idx)[:steps]
+
+
+def predict(spec: ArchSpec, params: dict, x: torch.Tensor, depth: int, chunk: int) -> torch.Tensor:
+    """Logits (S, N, K) of per-seed images (S, N, ...), in chunks of N."""
+    with torch.no_grad():
+        return torch.cat([models.apply(spec, params, x[:, i : i + chunk], depth) for i in range(0, x.shape[1], chunk)], dim=1)
+
+
+def _acc(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return (logits.argmax(-1) == y).double().mean(dim=-1)
+
+
+def train(
+    spec: ArchSpec,
+    params: dict[str, torch.Tensor],
+    data: dict[str, torch.Tensor],
+    depth: int,
+    lr: torch.Tensor,
+    l2: float,
+    batches: np.ndarray,
+    cfg: TrainConfig,
+    log: Callable[[str], None] | None = None,
+) -> dict:
+    """Train stacked seeds in place.
+
+    ``data`` holds per-seed images x_train (S, N, H, W, 3) (each seed may see
+    its own transform element), labels y_train (N,), and optionally
+    x_val/y_val/x_test/y_test likewise, on the device; ``batches`` is
+    (S, steps, B) indices into each seed's N images.
+    A seed stops updating once it fits its training set or its loss is not
+    finite (recorded as ``diverged``, not a crash).
+    """
+    log = log or (lambda s: print(s, file=sys.stderr, flush=True))
+    s, steps = batches.shape[:2]
+    dev = data["x_train"].device
+    y1h = torch.nn.functional.one_hot(data["y_train"], N_CLASSES).to(data["x_train"].dtype)
+    vel = {k: torch.zeros_like(v) for k, v in params.items()}
+    active = torch.ones(s, dtype=torch.bool, device=dev)
+    diverged = torch.zeros(s, dtype=torch.bool, device=dev)
+    hist = {k: torch.full((s,), -1.0, dtype=torch.float64) for k in ("best_val", "test_at_best_val", "test_best", "train_best")}
+    last = {"steps": torch.zeros(s, dtype=torch.long)}
+    best_pred = None
+    bidx = torch.as_tensor(batches, device=dev)
+    seed_ix = torch.arange(s, device=dev)[:, None]
+    t0 = time.time()
+    for p in params.values():
+        p.requires_grad_(True)
+
+    def evaluate(step: int) -> None:
+        nonlocal best_pred
+        ev = {}
+        for split in ("train", "val", "test"):
+            if f"x_{split}" in data:
+                logits = predict(spec, params, data[f"x_{split}"], depth, cfg.eval_batch)
+                ev[split] = (logits, _acc(logits, data[f"y_{split}"]).cpu())
+        tr = ev["train"][1]
+        hist["train_best"] = torch.maximum(hist["train_best"], tr)
+        last["train_acc"] = tr
+        if "val" in ev:
+            va, te = ev["val"][1], ev["test"][1]
+            better = (va > hist["best_val"]) & ~diverged.cpu()
+            hist["best_val"] = torch.where(better, va, hist["best_val"])
+            hist["test_at_best_val"] = torch.where(better, te, hist["test_at_best_val"])
+            hist["test_best"] = torch.maximum(hist["test_best"], torch.where(diverged.cpu(), -1.0, te))
+            logits = ev["test"][0].detach().cpu()
+            best_pred = logits if best_pred is None else torch.where(better[:, None, None], logits, best_pred)
+            last["val_acc"], last["test_acc"] = va, te
+        el = time.time() - t0
+        eta = el / max(step, 1) * (steps - step)
+        fmt = lambda t: " ".join(f"{v:.3f}" for v in t.tolist())  # noqa: E731
+        msg = f"step {step}/{steps} train_acc [{fmt(tr)}]"
+        if "val" in ev:
+            msg += f" val [{fmt(ev['val'][1])}] test [{fmt(ev['test'][1])}]"
+        log(msg + f" active {int(active.sum())}/{s} elapsed {el:.0f}s eta {eta:.0f}s")
+        active.logical_and_(torch.as_tensor(tr < 1.0, device=dev))
+
+    lr_b = {k: lr.to(dev).reshape(-1, *[1] * (v.dim() - 1)) for k, v in params.items()}
+    for step in range(steps):
+        xb = data["x_train"][seed_ix, bidx[:, step]]
+        yb = y1h[bidx[:, step]]
+        out = models.apply(spec, params, xb, depth)
+        per_seed = ((out - yb) ** 2).sum(dim=(1, 2)) / (2 * N_CLASSES * batches.shape[2])
+        if l2:
+            per_seed = per_seed + l2 / 2 * sum(p.pow(2).flatten(1).sum(1) for p in params.values())
+        grads = torch.autograd.grad(per_seed.sum(), list(params.values()))
+        bad = ~torch.isfinite(per_seed.detach())
+        diverged |= bad & active
+        active &= ~bad
+        with torch.no_grad():
+            for (k, p), g in zip(params.items(), grads):
+                mask = active.reshape(-1, *[1] * (p.dim() - 1))
+                vel[k].mul_(cfg.momentum).add_(g)
+                p.sub_(torch.where(mask, lr_b[k] * vel[k], torch.zeros_like(p)))
+        last["steps"] += active.cpu().long()
+        if (step + 1) % cfg.eval_every == 0 or step + 1 == steps:
+            evaluate(step + 1)
+            if not bool(active.any()):
+                log(f"all seeds stopped at step {step + 1} (fit or diverged)")
+                break
+    for p in params.values():
+        p.requires_grad_(False)
+    return {
+        "steps": last["steps"].numpy(),
+        "train_acc": last["train_acc"].numpy(),
+        "train_best": hist["train_best"].numpy(),
+        "val_acc": hist["best_val"].numpy(),
+        "test_acc": hist["test_at_best_val"].numpy(),
+        "test_acc_best": hist["test_best"].numpy(),
+        "diverged": diverged.cpu().numpy(),
+        "test_pred": None if best_pred is None else best_pred.numpy(),
+    }

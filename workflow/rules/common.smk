@@ -1,0 +1,107 @@
+# Shared helpers: config validation, ids, paths, per-job specs. All ids come
+# from the synsym package (one place defines each); rules stay thin.
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+
+from synsym import architectures as A
+from synsym.config import ConfigError, validate
+
+try:
+    validate(config)
+except ConfigError as e:
+    sys.exit(str(e))
+
+RUN = config["run_name"]
+R = f"results/{RUN}"
+N_TRAIN = config["data"]["n_train"]
+DEPTH = config["model"]["depth"]
+WIDTHS = config["model"]["widths"]
+CUDA = config["device"] == "cuda"
+STUDIES = ["grid", "width", "curves"]
+
+wildcard_constraints:
+    study="[a-z_0-9]+",
+    arch="|".join(A.ARCHITECTURES),
+    family="|".join(A.KERNEL_FAMILIES),
+    finite="|".join(A.FINITE_INFERENCES),
+    transform="[a-z0-9_.-]+",
+    width=r"\d+",
+    m=r"\d+",
+    seed=r"\d+",
+
+
+def spec_json(**extra):
+    """The config a job depends on, as one JSON string (a params rerun trigger)."""
+    d = {"run_name": RUN, "global_seed": config["global_seed"], "depth": DEPTH}
+    d.update(extra)
+    return json.dumps(d, sort_keys=True)
+
+
+def gpu_resources():
+    return {"gpu": 1} if CUDA else {}
+
+
+def cell(study, inference, arch, transform, width, m):
+    w = "inf" if inference in A.KERNEL_INFERENCES else width
+    return f"{R}/cells/{study}/{inference}/{arch}/{transform}/w{w}_m{m}.parquet"
+
+
+def grid_cells():
+    g = config["grid"]
+    return [
+        cell("grid", inf, a, t, WIDTHS[a], N_TRAIN)
+        for inf in g["inferences"]
+        for a in g["architectures"]
+        for t in g["transforms"]
+    ]
+
+
+def width_cells():
+    w = config["width_sweep"]
+    return [
+        cell("width", inf, w["architecture"], t, width, N_TRAIN)
+        for inf in w["inferences"]
+        for t in w["transforms"]
+        for width in w["widths"]
+    ]
+
+
+def curve_sizes(inference):
+    c = config["curves"]
+    sizes = list(c["sizes"])
+    # Flipped images (Fig. 4's 90k point) only for SGD: the kernel covers n_train.
+    if c["flip"] and inference in A.FINITE_INFERENCES:
+        sizes.append(2 * N_TRAIN)
+    return sizes
+
+
+def curve_cells():
+    return [
+        cell("curves", c["inference"], c["architecture"], c["transform"], WIDTHS[c["architecture"]], m)
+        for c in config["curves"]["cells"]
+        for m in curve_sizes(c["inference"])
+    ]
+
+
+STUDY_CELLS = {"grid": grid_cells, "width": width_cells, "curves": curve_cells}
+
+
+def with_nngp(paths):
+    """NNGP cells ride along with NTK cells (same job, same kernels)."""
+    return paths + [p.replace("/ntk/", "/nngp/") for p in paths if "/ntk/" in p]
+
+
+def study_cells(study):
+    return with_nngp(STUDY_CELLS[study]())
+
+
+FIGURES = ["fig2_grid", "fig3_width", "fig4_learning_curves"]
+
+
+def all_targets():
+    tables = [f"{R}/tables/{s}.parquet" for s in STUDIES]
+    figs = [f"{R}/figures/{f}.{ext}" for f in FIGURES for ext in ("png", "pdf")]
+    return tables + figs

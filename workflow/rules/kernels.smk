@@ -1,0 +1,49 @@
+rule kernel:
+    """NNGP and NTK of one kernel family (fcn, or the whole conv family at once)."""
+    input:
+        split=f"{R}/data/split.npz",
+    output:
+        f"{R}/kernels/{{family}}/{{transform}}/s{{seed}}.npz",
+    params:
+        spec=lambda wc: spec_json(kernels=config["kernels"]),
+    log:
+        f"{R}/logs/kernel/{{family}}/{{transform}}/s{{seed}}.log",
+    benchmark:
+        f"{R}/benchmarks/kernel/{{family}}/{{transform}}/s{{seed}}.tsv"
+    threads: 2
+    resources:
+        mem_mb=lambda wc: int(config["kernels"]["max_memory_gb"] * 1024 * 1.5) + 2000,
+        runtime=lambda wc: 60 if RUN != "paper" else 7 * 24 * 60,
+        cpus_per_task=2,
+        **gpu_resources(),
+    shell:
+        "python -m synsym.cli kernel --spec {params.spec:q} --family {wildcards.family} "
+        "--transform {wildcards.transform} --seed {wildcards.seed} --split {input.split} --out {output} > {log} 2>&1"
+
+
+def kernel_inputs(wc):
+    fam = A.get(wc.arch).kernel_family
+    return [f"{R}/kernels/{fam}/{wc.transform}/s{s}.npz" for s in config["kernel_seeds"]]
+
+
+rule kernel_cell:
+    """NTK and NNGP regression (t = infinity) of one architecture, for every kernel seed."""
+    input:
+        split=f"{R}/data/split.npz",
+        kernels=kernel_inputs,
+    output:
+        ntk=f"{R}/cells/{{study}}/ntk/{{arch}}/{{transform}}/winf_m{{m}}.parquet",
+        nngp=f"{R}/cells/{{study}}/nngp/{{arch}}/{{transform}}/winf_m{{m}}.parquet",
+        ntk_pred=f"{R}/cells/{{study}}/ntk/{{arch}}/{{transform}}/winf_m{{m}}.pred.npz",
+        nngp_pred=f"{R}/cells/{{study}}/nngp/{{arch}}/{{transform}}/winf_m{{m}}.pred.npz",
+    params:
+        spec=lambda wc: spec_json(ridges=config["kernels"]["ridges"], seeds=config["kernel_seeds"]),
+    log:
+        f"{R}/logs/cells/{{study}}/ntk/{{arch}}/{{transform}}/winf_m{{m}}.log",
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    shell:
+        "python -m synsym.cli kernel-cell --spec {params.spec:q} --study {wildcards.study} --arch {wildcards.arch} "
+        "--transform {wildcards.transform} --m {wildcards.m} --split {input.split} --kernels {input.kernels} "
+        "--out-ntk {output.ntk} --out-nngp {output.nngp} > {log} 2>&1"

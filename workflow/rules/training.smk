@@ -1,0 +1,23 @@
+rule train_cell:
+    """SGD (NN) or SGD +LR +L2 (NN+) of one cell, all seeds trained together."""
+    input:
+        split=f"{R}/data/split.npz",
+    output:
+        cell=f"{R}/cells/{{study}}/{{finite}}/{{arch}}/{{transform}}/w{{width}}_m{{m}}.parquet",
+        pred=f"{R}/cells/{{study}}/{{finite}}/{{arch}}/{{transform}}/w{{width}}_m{{m}}.pred.npz",
+    params:
+        spec=lambda wc: spec_json(seeds=config["seeds"], device=config["device"], training=config["training"]),
+    log:
+        f"{R}/logs/cells/{{study}}/{{finite}}/{{arch}}/{{transform}}/w{{width}}_m{{m}}.log",
+    benchmark:
+        f"{R}/benchmarks/cells/{{study}}/{{finite}}/{{arch}}/{{transform}}/w{{width}}_m{{m}}.tsv"
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=lambda wc: 60 if RUN != "paper" else 3 * 24 * 60,
+        cpus_per_task=1,
+        **gpu_resources(),
+    shell:
+        "OMP_NUM_THREADS={threads} python -m synsym.cli train --spec {params.spec:q} --study {wildcards.study} "
+        "--inference {wildcards.finite} --arch {wildcards.arch} --transform {wildcards.transform} "
+        "--width {wildcards.width} --m {wildcards.m} --split {input.split} --out {output.cell} > {log} 2>&1"
