@@ -101,3 +101,16 @@ def check_image_size(spec: ArchSpec, image_size: int) -> None:
             f"architecture {spec.id!r} pools {spec.pool}x{spec.pool} windows; "
             f"image_size {image_size} is not a multiple of {spec.pool}"
         )
+
+
+def predicts_invariance(arch_id: str, transform_id: str, infinite: bool) -> bool:
+    """Theorem 4.1: is (arch, inference) invariant when every input is mapped by tau?
+
+    FCN is O(3d)-invariant (hence P(3d) too), LCN_n / LCN_inf / VEC_inf are
+    O(3)^d-invariant, VEC_n and GAP / LAP are O(3)⊗I_d-invariant.
+    """
+    from synsym.transforms import SUBGROUPS
+
+    spec = get(arch_id)
+    group = spec.infinite_invariance if infinite else spec.finite_invariance
+    return transform_id in SUBGROUPS[group]

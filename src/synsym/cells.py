@@ -11,9 +11,8 @@ import sys
 import time
 
 import numpy as np
-import torch
 
-from synsym import architectures, kernels, models, training, transforms
+from synsym import architectures, kernels, transforms
 from synsym.data import Split, download, make_split, training_subset
 from synsym.io import atomic_path, code_version, write_cell
 
@@ -114,6 +113,10 @@ def train_cell(
     split_path: str, out: str, first_layer: str = "gaussian",
 ) -> None:
     """Train every seed of one finite-width cell together and write its table."""
+    import torch  # only training jobs pay for importing torch
+
+    from synsym import models, training
+
     a = architectures.get(arch)
     architectures.check_inference(inference, architectures.FINITE_INFERENCES)
     device = training.resolve_device(spec["device"])

@@ -81,7 +81,8 @@ def download(url: str, md5: str, data_dir: str | Path) -> Path:
                 with tarfile.open(archive, "r:gz") as tar:
                     tar.extractall(tmpdir, filter="data")
             except (tarfile.TarError, EOFError, OSError) as e:
-                raise DataError(f"cannot extract {archive}: {e}") from None
+                archive.unlink()  # corrupt despite its md5: do not keep it as "verified"
+                raise DataError(f"cannot extract {archive}: {e} (archive deleted)") from None
             if not (tmpdir / BATCH_DIR / "test_batch").exists():
                 raise DataError(f"{archive} has no {BATCH_DIR}/test_batch: not the CIFAR-10 python archive")
             if batches.exists():

@@ -114,7 +114,13 @@ def _conv_readouts(nngp6, ntk6, image_size: int) -> dict:
 
 
 def family_block_fn(family: str, depth: int, image_size: int) -> Callable:
-    """A jitted (x1, x2) -> {arch: (nngp, ntk)} for one block of image pairs."""
+    """A jitted (x1, x2) -> {arch: (nngp, ntk)} for one block of image pairs.
+
+    ``x2=None`` means x2 is x1 (diagonal blocks): neural-tangents then uses
+    one set of variances for both sides, so K(x, x) has correlation exactly 1.
+    Passing an equal copy instead puts the ReLU's arccos at 1 - 1e-16, where
+    its derivative is infinite, and the diagonal moves by ~1e-8 relative.
+    """
     jax = _jax()
     if family == "fcn":
         kfn = stax_kernel_fn(ARCHITECTURES["fcn"], depth)
@@ -131,7 +137,9 @@ def family_block_fn(family: str, depth: int, image_size: int) -> Callable:
             return _conv_readouts(k.nngp, k.ntk, image_size)
     else:
         raise ValueError(f"unknown kernel family {family!r}; allowed: fcn, conv")
-    return jax.jit(block)
+    jitted = jax.jit(block)
+    jitted_sym = jax.jit(lambda x1: block(x1, None))
+    return lambda x1, x2=None: jitted_sym(x1) if x2 is None else jitted(x1, x2)
 
 
 def block_size_for(family: str, image_size: int, max_memory_gb: float, block_size: int) -> int:
@@ -195,7 +203,8 @@ def compute_family(
             for j0, j1 in _blocks(len(xb), b):
                 if sym and j0 < i0:
                     continue
-                res = fn(_pad(xa[i0:i1], b), _pad(xb[j0:j1], b))
+                diag = sym and i0 == j0
+                res = fn(_pad(xa[i0:i1], b), None if diag else _pad(xb[j0:j1], b))
                 for arch in members:
                     for kind, val in zip(KINDS, res[arch]):
                         blk = np.asarray(val)[: i1 - i0, : j1 - j0]
