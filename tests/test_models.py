@@ -1,0 +1,168 @@
+"""Finite networks: Theorem 4.1 by coupled training, Theorem 3.1 by construction,
+learning-rate estimation, reproducibility."""
+
+import numpy as np
+import pytest
+import torch
+
+from synsym import architectures as A
+from synsym import embeddings as E
+from synsym import models as M
+from synsym import training as TR
+from synsym import transforms as T
+
+S = 8
+DEPTH = 2
+
+
+def data(n=48, n_test=12, seed=0, size=S):
+    g = np.random.default_rng(seed)
+    return g.standard_normal((n, size, size, 3)), g.integers(0, 10, n), g.standard_normal((n_test, size, size, 3))
+
+
+def stack(x):
+    return torch.as_tensor(x, dtype=torch.float64)[None]
+
+
+def run(arch, params, x, y, steps=20, lr=0.05, l2=1e-3):
+    cfg = TR.TrainConfig(max_steps=steps, eval_every=steps, batch_size=8)
+    n_seeds = params["b_out"].shape[0]
+    batches = np.stack([TR.batch_indices(0, s, len(y), 8, steps) for s in range(n_seeds)])
+    d = {"x_train": stack(x).expand(n_seeds, *x.shape), "y_train": torch.as_tensor(y)}
+    TR.train(A.get(arch), params, d, DEPTH, torch.tensor([lr], dtype=torch.float64), l2, batches, cfg, log=lambda s: None)
+    return params
+
+
+def coupled_gap(arch, tid, width=6, force_shared=False):
+    """max |f_{theta_t}(tau X*) - f_{theta^tau_t}(X*)| after 20 SGD+momentum+L2 steps in float64."""
+    spec = A.get(arch)
+    x, y, xt = data()
+    tau = T.make(tid, S, 0, 0)
+    p0 = M.init_params(spec, width, DEPTH, S, [0], 0, torch.float64)
+    on_tau = run(arch, {k: v.clone() for k, v in p0.items()}, tau.apply(x), y)
+    coupling = tau
+    if force_shared:  # the nearest thing a shared filter can absorb: pixel 0's rotation everywhere
+        coupling = T.Transform("o3_shared", pixel=np.broadcast_to(tau.pixel[0, 0], tau.pixel.shape).copy())
+    p_tau = M.couple_first_layer(spec, {k: v.clone() for k, v in p0.items()}, coupling, S)
+    on_x = run(arch, p_tau, x, y)
+    a = M.apply(spec, on_tau, stack(tau.apply(xt)), DEPTH)
+    b = M.apply(spec, on_x, stack(xt), DEPTH)
+    return (a - b).abs().max().item(), a.abs().max().item()
+
+
+@pytest.mark.parametrize(
+    "arch,tid",
+    [("fcn", "o_3d"), ("fcn", "perm_3d"), ("lcn", "o3_per_pixel"), ("vec", "o3_shared"), ("gap", "o3_shared"),
+     ("lap4", "o3_shared")],
+)
+def test_theorem_4_1_coupled_training_agrees(arch, tid):
+    assert A.predicts_invariance(arch, tid, infinite=False)
+    gap, scale = coupled_gap(arch, tid)
+    assert scale > 0.1 and gap < 1e-9, gap
+
+
+def test_theorem_4_1_fails_outside_the_group():
+    gap_vec, _ = coupled_gap("vec", "o3_per_pixel", force_shared=True)
+    assert not A.predicts_invariance("vec", "o3_per_pixel", infinite=False)
+    assert gap_vec > 1e-2
+    with pytest.raises(M.NotRepresentable):
+        M.couple_first_layer(A.get("gap"), M.init_params(A.get("gap"), 4, 1, S, [0], 0), T.make("perm_3d", S, 0, 0), S)
+    # gap trained on permuted data vs plain data from the same init: far apart
+    spec = A.get("gap")
+    x, y, xt = data()
+    tau = T.make("perm_3d", S, 0, 0)
+    p0 = M.init_params(spec, 6, DEPTH, S, [0], 0, torch.float64)
+    a = run("gap", {k: v.clone() for k, v in p0.items()}, tau.apply(x), y)
+    b = run("gap", {k: v.clone() for k, v in p0.items()}, x, y)
+    diff = (M.apply(spec, a, stack(tau.apply(xt)), DEPTH) - M.apply(spec, b, stack(xt), DEPTH)).abs().max()
+    assert diff > 1e-2
+
+
+def outputs(arch, p, x, size):
+    return M.apply(A.get(arch), p, torch.as_tensor(x)[None].expand(p["b_out"].shape[0], *x.shape), DEPTH + 1)
+
+
+@pytest.mark.parametrize("small,big,embed", [("gap", "vec", "gap_in_vec"), ("vec", "lcn", "vec_in_lcn"),
+                                              ("lcn", "vec", "lcn_in_vec"), ("lcn", "fcn", "lcn_in_fcn")])
+def test_theorem_3_1_embeddings(small, big, embed):
+    size, n, depth = 4, 2, DEPTH + 1
+    x = np.random.default_rng(3).standard_normal((5, size, size, 3))
+    p = M.init_params(A.get(small), n, depth, size, [0, 1], 0, torch.float64)
+    fn = getattr(E, embed)
+    q = fn(p, size) if embed == "gap_in_vec" else fn(p, size, depth)
+    a, b = outputs(small, p, x, size), outputs(big, q, x, size)
+    assert a.abs().max() > 0.1
+    assert (a - b).abs().max() < 1e-10
+    # the big net really is bigger: a random perturbation of the embedding changes the function
+    q2 = {k: v + 0.1 * torch.randn_like(v) for k, v in q.items()}
+    assert (outputs(big, q2, x, size) - a).abs().max() > 1e-3
+
+
+def test_width_of_lcn_in_vec_is_dn():
+    p = M.init_params(A.get("lcn"), 2, 2, 4, [0], 0, torch.float64)
+    assert E.lcn_in_vec(p, 4, 2)["w2"].shape[1:3] == (32, 32)
+
+
+def test_lambda_max_power_iteration_matches_explicit_ntk():
+    spec = A.get("vec")
+    p = M.init_params(spec, 6, DEPTH, S, [0, 1], 0, torch.float64)
+    x = torch.as_tensor(np.random.default_rng(0).standard_normal((2, 6, S, S, 3)))
+    lam = TR.estimate_lambda_max(spec, p, x, DEPTH, iters=100)
+    for s in range(2):
+        ps = {k: v[s : s + 1] for k, v in p.items()}
+        f = lambda *vals: M.apply(spec, dict(zip(ps, vals)), x[s : s + 1], DEPTH).reshape(-1)  # noqa: E731
+        jac = torch.autograd.functional.jacobian(f, tuple(ps.values()))
+        j = torch.cat([t.reshape(t.shape[0], -1) for t in jac], 1)
+        assert abs(lam[s].item() / torch.linalg.eigvalsh(j @ j.T)[-1].item() - 1) < 1e-6
+    # paired NN / NN+: exactly 8x the learning rate from the same lambda_max
+    eta = TR.eta0_from_lambda(lam, 6, 0.9)
+    assert torch.allclose(eta, 2 * 1.9 * 6 / lam)
+
+
+def test_local_layer_matches_explicit_loop():
+    spec = A.get("lcn")
+    p = M.init_params(spec, 3, 1, 4, [0], 0, torch.float64)
+    x = torch.as_tensor(np.random.default_rng(1).standard_normal((1, 2, 3, 4, 4)))  # (S, B, C, H, W)
+    got = M._local(x, p["w1"], p["b1"])
+    want = torch.zeros_like(got)
+    for h in range(4):
+        for w in range(4):
+            patch = torch.stack([x[0, :, c, (h + dh) % 4, (w + dw) % 4] for c in range(3)
+                                 for dh in (-1, 0, 1) for dw in (-1, 0, 1)], -1)  # (B, 27)
+            want[0, :, :, h, w] = M.SW / np.sqrt(27) * patch @ p["w1"][0, h * 4 + w] + M.SB * p["b1"][0, h * 4 + w]
+    assert (got - want).abs().max() < 1e-12
+
+
+def test_init_is_keyed_by_seed_not_order_or_inference():
+    spec = A.get("vec")
+    a = M.init_params(spec, 4, 2, S, [0, 1], 0)
+    b = M.init_params(spec, 4, 2, S, [1], 0)
+    assert torch.equal(a["w1"][1], b["w1"][0])
+    assert not torch.equal(a["w1"][0], a["w1"][1])
+
+
+def test_uniform_first_layer_is_variance_matched():
+    p = M.init_params(A.get("fcn"), 512, 1, S, [0], 0, first_layer="uniform")
+    w = p["w1"]
+    assert w.abs().max() <= np.sqrt(3) and abs(w.var().item() - 1) < 0.02
+    assert abs(p["w_out"].var().item() - 1) < 0.1
+
+
+def test_cuda_without_gpu_is_a_clear_error():
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    with pytest.raises(RuntimeError, match="device: cuda"):
+        TR.resolve_device("cuda")
+    with pytest.raises(ValueError, match="allowed: cpu, cuda, auto"):
+        TR.resolve_device("tpu")
+
+
+def test_training_is_bit_reproducible():
+    spec = A.get("gap")
+    x, y, xt = data()
+    outs = []
+    for _ in range(2):
+        p = M.init_params(spec, 4, DEPTH, S, [0, 1], 0, torch.float64)
+        run("gap", p, x, y, steps=10)
+        outs.append(M.apply(spec, p, stack(xt).expand(2, *xt.shape), DEPTH))
+    assert torch.equal(outs[0], outs[1])
