@@ -2,12 +2,16 @@
 #   snakemake --cores all                                  # default preset (laptop, CPU)
 #   snakemake --cores all --configfile presets/smoke.yaml  # minutes, for tests/CI
 #   snakemake --profile slurm --configfile presets/paper.yaml
+from pathlib import Path
+
 from snakemake.utils import min_version
 
 min_version("9.0")
 
 
-configfile: "config.yaml"
+# The default preset, found beside this file even with --directory elsewhere;
+# --configfile presets/<name>.yaml is merged on top.
+configfile: str(Path(workflow.basedir) / "config.yaml")
 
 
 include: "workflow/rules/common.smk"

@@ -1,6 +1,7 @@
 # Shared helpers: config validation, ids, paths, per-job specs. All ids come
 # from the synsym package (one place defines each); rules stay thin.
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -44,9 +45,13 @@ def gpu_resources():
     return {"gpu": 1} if CUDA else {}
 
 
-def cell(study, inference, arch, transform, width, m):
+def cell_path(study, inference, arch, transform, width, m):
     w = "inf" if inference in A.KERNEL_INFERENCES else width
     return f"{R}/cells/{study}/{inference}/{arch}/{transform}/w{w}_m{m}.parquet"
+
+
+def cell(*key):
+    return key
 
 
 def grid_cells():
@@ -89,13 +94,17 @@ def curve_cells():
 STUDY_CELLS = {"grid": grid_cells, "width": width_cells, "curves": curve_cells}
 
 
-def with_nngp(paths):
-    """NNGP cells ride along with NTK cells (same job, same kernels)."""
-    return paths + [p.replace("/ntk/", "/nngp/") for p in paths if "/ntk/" in p]
-
-
 def study_cells(study):
-    return with_nngp(STUDY_CELLS[study]())
+    """Cell files of a study; NNGP cells ride along with NTK cells (same job, same kernels)."""
+    keys = STUDY_CELLS[study]()
+    keys += [(k[0], "nngp", *k[2:]) for k in keys if k[1] == "ntk"]
+    return [cell_path(*k) for k in keys]
+
+
+def kernel_inputs(wc):
+    """The kernel files (one per kernel seed) an NTK/NNGP cell regresses on."""
+    fam = A.get(wc.arch).kernel_family
+    return [f"{R}/kernels/{fam}/{wc.transform}/s{s}.npz" for s in config["kernel_seeds"]]
 
 
 FIGURES = ["fig2_grid", "fig3_width", "fig4_learning_curves"]

@@ -3,6 +3,8 @@ rule prepare:
         f"{R}/data/split.npz",
     params:
         spec=lambda wc: spec_json(data=config["data"]),
+    conda:
+        "../../envs/study.yaml"
     log:
         f"{R}/logs/prepare.log",
     resources:

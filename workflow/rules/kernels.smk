@@ -6,6 +6,8 @@ rule kernel:
         f"{R}/kernels/{{family}}/{{transform}}/s{{seed}}.npz",
     params:
         spec=lambda wc: spec_json(kernels=config["kernels"]),
+    conda:
+        "../../envs/study.yaml"
     log:
         f"{R}/logs/kernel/{{family}}/{{transform}}/s{{seed}}.log",
     benchmark:
@@ -21,11 +23,6 @@ rule kernel:
         "--transform {wildcards.transform} --seed {wildcards.seed} --split {input.split} --out {output} > {log} 2>&1"
 
 
-def kernel_inputs(wc):
-    fam = A.get(wc.arch).kernel_family
-    return [f"{R}/kernels/{fam}/{wc.transform}/s{s}.npz" for s in config["kernel_seeds"]]
-
-
 rule kernel_cell:
     """NTK and NNGP regression (t = infinity) of one architecture, for every kernel seed."""
     input:
@@ -38,6 +35,8 @@ rule kernel_cell:
         nngp_pred=f"{R}/cells/{{study}}/nngp/{{arch}}/{{transform}}/winf_m{{m}}.pred.npz",
     params:
         spec=lambda wc: spec_json(ridges=config["kernels"]["ridges"], seeds=config["kernel_seeds"]),
+    conda:
+        "../../envs/study.yaml"
     log:
         f"{R}/logs/cells/{{study}}/ntk/{{arch}}/{{transform}}/winf_m{{m}}.log",
     resources:

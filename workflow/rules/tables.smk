@@ -10,6 +10,8 @@ rule merge:
     output:
         table=report(f"{R}/tables/{{study}}.parquet", category="Tables", caption="../report/table.rst"),
         csv=report(f"{R}/tables/{{study}}.csv", category="Tables", caption="../report/table.rst"),
+    conda:
+        "../../envs/study.yaml"
     log:
         f"{R}/logs/merge/{{study}}.log",
     shell:
@@ -27,7 +29,9 @@ rule figures:
             for ext in ("png", "pdf")
         ],
     params:
-        outdir=f"{R}/figures",
+        outdir=lambda wc, output: os.path.dirname(output[0]),
+    conda:
+        "../../envs/study.yaml"
     log:
         f"{R}/logs/figures.log",
     shell:

@@ -7,6 +7,8 @@ rule train_cell:
         pred=f"{R}/cells/{{study}}/{{finite}}/{{arch}}/{{transform}}/w{{width}}_m{{m}}.pred.npz",
     params:
         spec=lambda wc: spec_json(seeds=config["seeds"], device=config["device"], training=config["training"]),
+    conda:
+        "../../envs/study.yaml"
     log:
         f"{R}/logs/cells/{{study}}/{{finite}}/{{arch}}/{{transform}}/w{{width}}_m{{m}}.log",
     benchmark:

@@ -1,0 +1,102 @@
+"""Config schema, presets, pins: one source of truth for every id and version."""
+
+import re
+
+import pytest
+import yaml
+from helpers import ROOT, snakemake
+
+from synsym import architectures as A
+from synsym import transforms as T
+from synsym.config import ConfigError, validate
+from synsym.io import CELL_SCHEMA
+
+
+def load(*names):
+    from snakemake.utils import update_config
+
+    cfg = yaml.safe_load((ROOT / "config.yaml").read_text())
+    for n in names:
+        update_config(cfg, yaml.safe_load((ROOT / n).read_text()))
+    return cfg
+
+
+def test_schema_ids_are_the_package_ids():
+    schema = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())["$defs"]
+    assert schema["arch"]["enum"] == list(A.ARCHITECTURES)
+    assert schema["inference"]["enum"] == list(A.INFERENCES)
+    assert schema["finite_inference"]["enum"] == list(A.FINITE_INFERENCES)
+    assert schema["transform"]["enum"] == list(T.TRANSFORMS)
+
+
+@pytest.mark.parametrize("preset", [(), ("presets/smoke.yaml",), ("presets/paper.yaml",)])
+def test_presets_validate_and_have_their_own_run_name(preset):
+    cfg = validate(load(*preset))
+    assert cfg["run_name"] == (preset[0].split("/")[1][:-5] if preset else "default")
+
+
+def test_paper_preset_is_the_paper():
+    cfg = load("presets/paper.yaml")
+    d = cfg["data"]
+    assert (d["image_size"], d["n_train"], d["n_val"], d["n_test"]) == (32, 45000, 5000, 10000)
+    assert cfg["model"]["depth"] == 8 and len(cfg["seeds"]) == 5
+    assert cfg["model"]["widths"] == {a: s.paper_width for a, s in A.ARCHITECTURES.items()}
+    assert cfg["training"]["max_steps"] == 10**6 and cfg["training"]["batch_size"] == 40
+    assert cfg["width_sweep"]["widths"] == [2**k for k in range(3, 11)]
+    assert cfg["curves"]["sizes"][0] == 320 and cfg["curves"]["sizes"][-1] == 45000
+
+
+@pytest.mark.parametrize(
+    "patch,needle",
+    [
+        ({"device": "tpu"}, "device = 'tpu' is invalid; allowed: cpu, cuda, auto"),
+        ({"data": {"image_size": 12}}, "data.image_size = 12 is invalid; allowed: 8, 16, 32"),
+        ({"grid": {"architectures": ["fcn", "resnet"]}}, "'resnet' is invalid; allowed: fcn, lcn"),
+        ({"grid": {"transforms": ["identity", "o4"]}}, "'o4' is invalid; allowed: identity"),
+        ({"training": {"max_step": 3}}, "unknown key 'training.max_step'"),
+        ({"training": {"batch_size": "forty"}}, "training.batch_size = 'forty' is invalid"),
+        ({"data": {"n_train": 64}, "curves": {"sizes": [32, 128]}}, "curves.sizes [128] exceed data.n_train = 64"),
+    ],
+)
+def test_bad_config_is_one_line_before_any_job(tmp_path, patch, needle):
+    from snakemake.utils import update_config
+
+    cfg = load()
+    update_config(cfg, patch)
+    with pytest.raises(ConfigError) as e:
+        validate(cfg)
+    assert needle in str(e.value) and "\n" not in str(e.value)
+    f = tmp_path / "bad.yaml"
+    f.write_text(yaml.safe_dump(patch))
+    p = snakemake("-n", "--configfile", str(f), check=False)
+    assert p.returncode != 0
+    assert needle in p.stderr and "Job stats" not in p.stdout + p.stderr
+
+
+def pins(text):
+    return dict(re.findall(r"^\s*(?:- )?([A-Za-z0-9_.-]+)==([^\s#]+)", text, re.M))
+
+
+def test_conda_env_pins_equal_requirements():
+    req = pins((ROOT / "requirements.txt").read_text())
+    env = pins((ROOT / "envs/study.yaml").read_text())
+    assert req["jax"] == req["jaxlib"] == "0.4.30" and req["neural-tangents"] == "0.6.5" and req["tf2jax"] == "0.3.6"
+    assert req["torch"] == "2.13.0"
+    for name, version in env.items():
+        assert req.get(name) == version, name
+    assert {"jax", "jaxlib", "neural-tangents", "torch", "tf2jax"} <= set(env)
+
+
+def test_installed_versions_match_pins():
+    from importlib.metadata import version
+
+    req = pins((ROOT / "requirements.txt").read_text())
+    for name in ("jax", "jaxlib", "neural-tangents", "tf2jax", "snakemake"):
+        assert version(name) == req[name]
+    assert version("torch").split("+")[0] == req["torch"]
+
+
+def test_cell_schema_has_the_contract_columns():
+    need = ("run study inference architecture transform width depth n_train n_val n_test image_size seed lr l2 "
+            "steps train_acc val_acc test_acc test_acc_best test_mse accepted wall_s device code_version").split()
+    assert [c for c in need if c not in CELL_SCHEMA.names] == []

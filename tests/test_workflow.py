@@ -1,0 +1,169 @@
+"""The Snakemake study: paper-scale DAG counts, lint, and the smoke preset end to end
+(real mini CIFAR-10, real neural-tangents kernels, real training), then reruns."""
+
+import pandas as pd
+import pytest
+import yaml
+from helpers import ROOT, dry_counts, snakemake
+
+from synsym import architectures as A
+from synsym import transforms as T
+from synsym.io import CELL_SCHEMA, read_cell
+
+FIGURES = ["fig2_grid", "fig3_width", "fig4_learning_curves"]
+
+
+def expected_counts(cfg: dict) -> dict[str, int]:
+    """Jobs per rule, counted from the config by hand (independent of the rules)."""
+    g, w, c = cfg["grid"], cfg["width_sweep"], cfg["curves"]
+    n_fin = len([i for i in g["inferences"] if i != "ntk"])
+    train = n_fin * len(g["architectures"]) * len(g["transforms"])
+    train += len(w["inferences"]) * len(w["transforms"]) * len(w["widths"])
+    curve_fin = [x for x in c["cells"] if x["inference"] != "ntk"]
+    train += len(curve_fin) * (len(c["sizes"]) + (1 if c["flip"] else 0))
+    kcells = ("ntk" in g["inferences"]) * len(g["architectures"]) * len(g["transforms"])
+    kcells += sum(len(c["sizes"]) for x in c["cells"] if x["inference"] == "ntk")
+    transforms_needed = {(A.get(a).kernel_family, t) for a in g["architectures"] for t in g["transforms"]}
+    transforms_needed |= {(A.get(x["architecture"]).kernel_family, x["transform"]) for x in c["cells"]
+                          if x["inference"] == "ntk"}
+    return {"prepare": 1, "kernel": len(transforms_needed) * len(cfg["kernel_seeds"]), "train_cell": train,
+            "kernel_cell": kcells, "merge": 3, "figures": 1, "all": 1}
+
+
+def merged(*files):
+    from snakemake.utils import update_config
+
+    cfg = yaml.safe_load((ROOT / "config.yaml").read_text())
+    for f in files:
+        update_config(cfg, yaml.safe_load((ROOT / f).read_text()))
+    return cfg
+
+
+def test_paper_dag_has_exact_job_counts():
+    cfg = merged("presets/paper.yaml")
+    got = dry_counts("--configfile", "presets/paper.yaml")
+    want = expected_counts(cfg)
+    assert got == want
+    assert want["train_cell"] == 60 + 2 * 2 * 8 + 3 * 9 and want["kernel"] == 10  # 2 x 6 x 5 finite grid cells
+
+
+def test_default_dag_counts():
+    assert dry_counts() == expected_counts(merged())
+
+
+def test_lint_clean():
+    p = snakemake("--lint")
+    assert "Congratulations" in p.stdout + p.stderr
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory, mini_archive):
+    """The whole smoke preset, once, in a scratch working directory."""
+    wd = tmp_path_factory.mktemp("smoke")
+    url, md5 = mini_archive
+    (wd / "data.yaml").write_text(yaml.safe_dump({"data": {"url": url, "md5": md5, "dir": str(wd / "cifar")}}))
+    args = ("--configfile", str(ROOT / "presets/smoke.yaml"), str(wd / "data.yaml"))
+    snakemake("--cores", "2", *args, cwd=wd, timeout=1200)
+    return wd, args
+
+
+@pytest.mark.slow
+def test_smoke_produces_every_table_and_figure(smoke):
+    wd, _ = smoke
+    r = wd / "results" / "smoke"
+    for f in FIGURES:
+        for ext in ("png", "pdf"):
+            assert (r / "figures" / f"{f}.{ext}").stat().st_size > 1000
+    grid = pd.read_parquet(r / "tables" / "grid.parquet")
+    combos = set(zip(grid["inference"], grid["architecture"], grid["transform"]))
+    want = {(i, a, t) for i in A.INFERENCES for a in A.ARCHITECTURES for t in T.TRANSFORMS}
+    assert want <= combos and len(want) == 90
+    assert {(i, a, t) for i, a, t in combos if i == "nngp"} == {("nngp", a, t) for a in A.ARCHITECTURES
+                                                                for t in T.TRANSFORMS}
+    assert list(grid.columns) == CELL_SCHEMA.names
+    assert (grid["run"] == "smoke").all()
+    assert grid[grid["inference"] == "nn"].groupby(["architecture", "transform"]).size().eq(2).all()  # 2 seeds
+    assert (r / "tables" / "grid.csv").read_text().startswith("study,inference,architecture")
+    # Theorem 4.1 visible in the results: invariant NTK cells have equal accuracy
+    ntk = grid[grid["inference"] == "ntk"].set_index(["architecture", "transform"])["test_acc"]
+    assert ntk[("fcn", "identity")] == ntk[("fcn", "o_3d")] == ntk[("fcn", "perm_3d")]
+    assert ntk[("vec", "identity")] == ntk[("vec", "o3_per_pixel")] == ntk[("lcn", "o3_per_pixel")]
+    assert ntk[("gap", "identity")] == ntk[("gap", "o3_shared")]
+    # progress in logs
+    log = (r / "logs/cells/grid/nn/vec/identity/w8_m60.log").read_text()
+    assert "step 20/20" in log and "eta" in log
+
+
+@pytest.mark.slow
+def test_rerun_one_cell_schedules_only_that_cell(smoke):
+    wd, args = smoke
+    assert dry_counts(*args, cwd=wd) == {}
+    victim = wd / "results/smoke/cells/grid/nn_plus/gap/o3_per_pixel/w8_m60.parquet"
+    before = read_cell(victim)
+    victim.unlink()
+    assert dry_counts(*args, cwd=wd) == {"train_cell": 1, "merge": 1, "figures": 1, "all": 1}
+    snakemake("--cores", "2", *args, cwd=wd)
+    after = read_cell(victim)
+    # bit-for-bit reproducible on the same machine, except wall time
+    cols = [c for c in before.columns if c != "wall_s"]
+    pd.testing.assert_frame_equal(before[cols], after[cols])
+
+
+@pytest.mark.slow
+def test_param_change_reruns_only_affected_jobs(smoke, tmp_path):
+    wd, args = smoke
+    f = tmp_path / "more_steps.yaml"
+    f.write_text(yaml.safe_dump({"training": {"max_steps": 21}}))
+    c = dry_counts(*args, str(f), cwd=wd)
+    assert c["train_cell"] == expected_counts(merged("presets/smoke.yaml"))["train_cell"]
+    assert "kernel" not in c and "kernel_cell" not in c and "prepare" not in c
+    f.write_text(yaml.safe_dump({"kernels": {"ridges": [0.5]}}))
+    c = dry_counts(*args, str(f), cwd=wd)
+    assert "train_cell" not in c and "kernel" not in c and c["kernel_cell"] > 0
+
+
+@pytest.mark.slow
+def test_report_has_every_figure(smoke):
+    wd, args = smoke
+    snakemake(*args, "--report", str(wd / "report.html"), cwd=wd)
+    html = (wd / "report.html").read_text(errors="ignore")
+    for f in FIGURES:
+        assert f in html
+
+
+def test_merge_refuses_a_file_with_the_wrong_schema(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from synsym.io import merge_cells
+
+    bad = tmp_path / "bad.parquet"
+    pq.write_table(pa.table({"run": ["x"], "seed": [1.5]}), bad)
+    with pytest.raises(ValueError, match="bad.parquet: schema differs"):
+        merge_cells([str(bad)], tmp_path / "out.parquet")
+    assert not (tmp_path / "out.parquet").exists()
+
+
+def test_atomic_write_leaves_nothing_when_killed(tmp_path):
+    from synsym.io import atomic_path
+
+    target = tmp_path / "cell.parquet"
+    with pytest.raises(KeyboardInterrupt), atomic_path(target) as tmp:
+        open(tmp, "w").write("half")
+        raise KeyboardInterrupt
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_errors_are_one_line(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    spec = json.dumps({"run_name": "t", "global_seed": 0, "depth": 2, "seeds": [0], "device": "cuda", "training": {}})
+    p = subprocess.run([sys.executable, "-m", "synsym.cli", "train", "--spec", spec, "--study", "grid", "--inference",
+                        "nn", "--arch", "resnet", "--transform", "identity", "--width", "4", "--m", "10", "--split",
+                        str(tmp_path / "missing.npz"), "--out", str(tmp_path / "o.parquet")],
+                       capture_output=True, text=True)
+    assert p.returncode == 2
+    assert p.stderr.strip().splitlines() == ["synsym train: error: unknown architecture 'resnet'; allowed: fcn, lcn, "
+                                             "vec, gap, lap4, lap8"]
