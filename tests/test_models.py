@@ -110,7 +110,9 @@ def test_lambda_max_power_iteration_matches_explicit_ntk():
     lam = TR.estimate_lambda_max(spec, p, x, DEPTH, iters=100)
     for s in range(2):
         ps = {k: v[s : s + 1] for k, v in p.items()}
-        f = lambda *vals: M.apply(spec, dict(zip(ps, vals)), x[s : s + 1], DEPTH).reshape(-1)  # noqa: E731
+        def f(*vals, ps=ps, s=s):
+            return M.apply(spec, dict(zip(ps, vals)), x[s : s + 1], DEPTH).reshape(-1)
+
         jac = torch.autograd.functional.jacobian(f, tuple(ps.values()))
         j = torch.cat([t.reshape(t.shape[0], -1) for t in jac], 1)
         assert abs(lam[s].item() / torch.linalg.eigvalsh(j @ j.T)[-1].item() - 1) < 1e-6

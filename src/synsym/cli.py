@@ -60,9 +60,10 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--csv")
     c.add_argument("--cells", nargs="*", default=[])
 
-    c = sub.add_parser("figures")
+    c = sub.add_parser("figure")
+    c.add_argument("--name", required=True)
     c.add_argument("--tables", nargs="+", required=True)
-    c.add_argument("--outdir", required=True)
+    c.add_argument("--out", required=True, help="the .png path; the .pdf goes beside it")
 
     a = p.parse_args(argv)
     from synsym import cells
@@ -87,13 +88,13 @@ def main(argv: list[str] | None = None) -> int:
 
             df = merge_cells(a.cells, a.out, a.csv)
             print(f"merged {len(a.cells)} cells, {len(df)} rows -> {a.out}", file=sys.stderr)
-        elif a.cmd == "figures":
+        elif a.cmd == "figure":
             import pandas as pd
 
             from synsym import figures
 
             tables = {Path(t).stem: pd.read_parquet(t) for t in a.tables}
-            for path in figures.make_all(tables, a.outdir):
+            for path in figures.make(a.name, tables, Path(a.out).parent):
                 print(f"wrote {path}", file=sys.stderr)
     except (ValueError, RuntimeError, DataError, MemoryError, FileNotFoundError) as e:
         print(f"synsym {a.cmd}: error: {e}", file=sys.stderr)

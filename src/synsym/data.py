@@ -151,7 +151,7 @@ class Split:
             np.savez(f, **self.__dict__)
 
     @classmethod
-    def load(cls, path: str | Path) -> "Split":
+    def load(cls, path: str | Path) -> Split:
         with np.load(path) as z:
             return cls(**{k: z[k] for k in z.files})
 

@@ -105,7 +105,7 @@ def fig4_learning_curves(curves: pd.DataFrame, outdir: str | Path) -> list[str]:
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for ax, metric, name in ((axes[0], "test_err", "test error (1 - accuracy)"), (axes[1], "test_mse", "test MSE")):
         slopes = fit_slopes(df, metric)
-        d = df.assign(legend=df["curve"].map(lambda c: f"{c} (α={slopes[c]:.2f})"))
+        d = df.assign(legend=df["curve"].map({c: f"{c} (α={a:.2f})" for c, a in slopes.items()}))
         sns.lineplot(data=d, x="n_train", y=metric, hue="legend", errorbar="sd", marker="o", ax=ax)
         ax.set_xscale("log")
         ax.set_yscale("log")
@@ -116,8 +116,12 @@ def fig4_learning_curves(curves: pd.DataFrame, outdir: str | Path) -> list[str]:
     return save(fig, outdir, "fig4_learning_curves")
 
 
-def make_all(tables: dict[str, pd.DataFrame], outdir: str | Path) -> list[str]:
-    paths = fig2_grid(tables["grid"], outdir)
-    paths += fig3_width(tables["width"], tables["grid"], outdir)
-    paths += fig4_learning_curves(tables["curves"], outdir)
-    return paths
+def make(name: str, tables: dict[str, pd.DataFrame], outdir: str | Path) -> list[str]:
+    """Draw one figure by name from the merged tables it needs."""
+    if name == "fig2_grid":
+        return fig2_grid(tables["grid"], outdir)
+    if name == "fig3_width":
+        return fig3_width(tables["width"], tables["grid"], outdir)
+    if name == "fig4_learning_curves":
+        return fig4_learning_curves(tables["curves"], outdir)
+    raise ValueError(f"unknown figure {name!r}; allowed: fig2_grid, fig3_width, fig4_learning_curves")

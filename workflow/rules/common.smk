@@ -32,6 +32,7 @@ wildcard_constraints:
     width=r"\d+",
     m=r"\d+",
     seed=r"\d+",
+    figure="fig[A-Za-z0-9_]+",
 
 
 def spec_json(**extra):
@@ -107,10 +108,14 @@ def kernel_inputs(wc):
     return [f"{R}/kernels/{fam}/{wc.transform}/s{s}.npz" for s in config["kernel_seeds"]]
 
 
-FIGURES = ["fig2_grid", "fig3_width", "fig4_learning_curves"]
+# Each figure and the merged tables it is drawn from.
+FIGURE_TABLES = {"fig2_grid": ["grid"], "fig3_width": ["width", "grid"], "fig4_learning_curves": ["curves"]}
+FIGURES = list(FIGURE_TABLES)
 
 
 def all_targets():
+    """Every cell file too, so a deleted cell is rebuilt even though its table exists."""
+    cells = [c for s in STUDIES for c in study_cells(s)]
     tables = [f"{R}/tables/{s}.parquet" for s in STUDIES]
     figs = [f"{R}/figures/{f}.{ext}" for f in FIGURES for ext in ("png", "pdf")]
-    return tables + figs
+    return cells + tables + figs

@@ -1,6 +1,6 @@
 localrules:
     merge,
-    figures,
+    figure,
 
 
 rule merge:
@@ -18,21 +18,16 @@ rule merge:
         "python -m synsym.cli merge --out {output.table} --csv {output.csv} --cells {input} > {log} 2>&1"
 
 
-rule figures:
-    """The paper's figures, from the merged tables."""
+rule figure:
+    """One of the paper's figures, from the merged tables it needs."""
     input:
-        expand(f"{R}/tables/{{study}}.parquet", study=STUDIES),
+        lambda wc: [f"{R}/tables/{t}.parquet" for t in FIGURE_TABLES[wc.figure]],
     output:
-        [
-            report(f"{R}/figures/{f}.{ext}", category="Figures", caption=f"../report/{f}.rst")
-            for f in FIGURES
-            for ext in ("png", "pdf")
-        ],
-    params:
-        outdir=lambda wc, output: os.path.dirname(output[0]),
+        png=report(f"{R}/figures/{{figure}}.png", category="Figures", caption="../report/{figure}.rst"),
+        pdf=report(f"{R}/figures/{{figure}}.pdf", category="Figures", caption="../report/{figure}.rst"),
     conda:
         "../../envs/study.yaml"
     log:
-        f"{R}/logs/figures.log",
+        f"{R}/logs/figures/{{figure}}.log",
     shell:
-        "python -m synsym.cli figures --tables {input} --outdir {params.outdir} > {log} 2>&1"
+        "python -m synsym.cli figure --name {wildcards.figure} --tables {input} --out {output.png} > {log} 2>&1"

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Install, then run the whole test suite (README's command 2; .ci/run runs it).
+# In CI (CI=true) or with SYNSYM_SLURM=1 it first starts a local one-node Slurm
+# cluster (root, Debian/Ubuntu) so that the real-Slurm test runs instead of skipping.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install.sh
+if [ "${CI:-}" = true ] || [ "${SYNSYM_SLURM:-}" = 1 ]; then
+  bash scripts/slurm-up.sh || echo "WARNING: scripts/slurm-up.sh failed; the real-Slurm test will be SKIPPED" >&2
+fi
+export TF_CPP_MIN_LOG_LEVEL=3
+.venv/bin/ruff check src tests
+.venv/bin/python -m pytest -ra   # exit 5 (no tests collected) fails this script like any failure
