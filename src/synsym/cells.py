@@ -53,10 +53,20 @@ def kernel_job(spec: dict, family: str, transform_id: str, seed: int, split_path
     t0 = time.time()
     kern = kernels.compute_family(
         family, data["x_train"], {"val": data["x_val"], "test": data["x_test"]},
-        spec["depth"], k["block_size"], k["max_memory_gb"], log=log,
+        spec["depth"], k["block_size"], k["max_memory_gb"], log=log, engine=k["engine"],
+        device=_kernel_device(spec.get("device", "cpu")),
     )
     log(f"kernel {family}/{transform_id}/s{seed}: {time.time() - t0:.1f}s")
     kernels.save_kernels(kern, out, {"family": family, "transform": transform_id, "seed": seed})
+
+
+def _kernel_device(device: str) -> str:
+    """Where the fast engine runs: the training device setting, checked the same way."""
+    if device == "cpu":
+        return "cpu"
+    from synsym.training import resolve_device
+
+    return str(resolve_device(device))
 
 
 def _base_row(spec: dict, study: str, inference: str, arch: str, transform_id: str, width, m: int, split: Split) -> dict:

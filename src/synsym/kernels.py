@@ -174,16 +174,27 @@ def compute_family(
     block_size: int = 32,
     max_memory_gb: float = 2.0,
     log: Callable[[str], None] | None = None,
+    engine: str = "fast",
+    device: str = "cpu",
 ) -> dict[str, np.ndarray]:
     """All kernels of a family: ``{split}/{arch}/{kind}`` -> float64 matrix.
 
     ``others`` maps a split name (``val``, ``test``) to its images; the
-    result holds ``train_train`` and ``{split}_train`` for each.
+    result holds ``train_train`` and ``{split}_train`` for each. ``engine``
+    is ``fast`` (:mod:`synsym.engine`, torch) or ``neural_tangents`` (the
+    reference, nt's stax kernels with the shared stack).
     """
     log = log or (lambda s: print(s, file=sys.stderr, flush=True))
     image_size = x_train.shape[1]
     b = block_size_for(family, image_size, max_memory_gb, block_size)
-    fn = family_block_fn(family, depth, image_size)
+    if engine == "fast":
+        from synsym.engine import block_fn
+
+        fn = block_fn(family, depth, image_size, device)
+    elif engine == "neural_tangents":
+        fn = family_block_fn(family, depth, image_size)
+    else:
+        raise ValueError(f"unknown kernel engine {engine!r}; allowed: fast, neural_tangents")
     members = FAMILY_MEMBERS[family]
     out: dict[str, np.ndarray] = {}
     tasks = []  # (name, xa, rows, cols, symmetric)

@@ -5,7 +5,7 @@ rule kernel:
     output:
         f"{R}/kernels/{{family}}/{{transform}}/s{{seed}}.npz",
     params:
-        spec=lambda wc: spec_json(kernels=config["kernels"]),
+        spec=lambda wc: spec_json(kernels=config["kernels"], device=config["device"]),
     conda:
         "../../envs/study.yaml"
     log:

@@ -1,0 +1,161 @@
+"""A fast exact NNGP/NTK engine for the FCN and conv families, in torch.
+
+The conv family's kernel lives on pixel pairs. We store it as K[pair, a, delta]
+with b = a + delta (circular), because then a stride-1 circular conv layer,
+K'(a, b) = mean_beta K(a + beta, b + beta), is a plain 3x3 circular box filter
+over a, one ``avg_pool2d`` with delta as channels. The ReLU (arc-cosine) map
+needs only the pixel variances K(x_a, x_a), which follow their own cheap
+recursion, so no pixel-pair self-covariance is ever formed. Every readout is a
+fixed weighting of (a, delta): one matrix product serves Flatten (VEC, LCN),
+GlobalAvgPool (GAP) and AvgPool k (LAP4, LAP8).
+
+Exactness: the diagonal K(x, x) is computed with correlation exactly 1 (theta
+= 0), so unlike an arccos of a rounded 1 it is well conditioned; results
+match neural-tangents to float64 rounding off the diagonal.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from synsym.architectures import ARCHITECTURES, SIGMA_B2, SIGMA_W2
+
+CONV_MEMBERS = ("vec", "gap", "lap4", "lap8")
+
+
+def _relu(k: torch.Tensor, q: torch.Tensor, ntk: torch.Tensor, exact_diag: torch.Tensor | None):
+    """Arc-cosine maps: E[relu(u) relu(v)] and E[relu'(u) relu'(v)] for covariance k, scale q = sqrt(var1 var2)."""
+    c = (k / q).clamp_(-1.0, 1.0)
+    if exact_diag is not None:
+        c.masked_fill_(exact_diag, 1.0)
+    theta = torch.arccos(c)
+    pi_minus = math.pi - theta
+    new_k = q / (2 * math.pi) * (torch.sqrt(1 - c * c) + pi_minus * c)
+    new_ntk = ntk * (pi_minus / (2 * math.pi))
+    return new_k, new_ntk
+
+
+def _box(k: torch.Tensor, s: int) -> torch.Tensor:
+    """Circular 3x3 mean over the image axes of (..., H, W)."""
+    shape = k.shape
+    x = k.reshape(-1, 1, s, s) if k.dim() < 4 else k.reshape(-1, shape[-3], s, s)
+    x = F.avg_pool2d(F.pad(x, (1, 1, 1, 1), mode="circular"), 3, stride=1)
+    return x.reshape(shape)
+
+
+def _offset_index(s: int, device) -> torch.Tensor:
+    """idx[a, delta] = flat index of pixel a + delta (circular), for a, delta in [0, s*s)."""
+    h = torch.arange(s, device=device)
+    ah, aw = torch.meshgrid(h, h, indexing="ij")
+    dh, dw = ah.reshape(-1), aw.reshape(-1)
+    bh = (ah.reshape(-1, 1) + dh.reshape(1, -1)) % s
+    bw = (aw.reshape(-1, 1) + dw.reshape(1, -1)) % s
+    return bh * s + bw  # (d, d)
+
+
+def readout_weights(s: int, dtype=torch.float64, device="cpu") -> torch.Tensor:
+    """W (d*d, 4): readout functionals on K[a, delta] for vec, gap, lap4, lap8."""
+    d = s * s
+    idx = _offset_index(s, device)
+    a = torch.arange(d, device=device).reshape(-1, 1).expand(d, d)
+    cols = []
+    for arch in CONV_MEMBERS:
+        spec = ARCHITECTURES[arch]
+        if spec.readout == "flatten":
+            w = torch.zeros(d, d, dtype=dtype, device=device)
+            w[:, 0] = 1.0 / d
+        elif spec.readout == "gap":
+            w = torch.full((d, d), 1.0 / (d * d), dtype=dtype, device=device)
+        else:
+            p = spec.pool
+            win = lambda i: (i // s // p) * (s // p) + (i % s) // p  # noqa: E731
+            same = win(a) == win(idx)
+            w = same.to(dtype) / ((s // p) ** 2 * p**4)
+        cols.append(w.reshape(-1))
+    return torch.stack(cols, dim=1)
+
+
+def conv_block(
+    x1: torch.Tensor, x2: torch.Tensor | None, depth: int, weights: torch.Tensor | None = None
+) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """{arch: (nngp, ntk)} of the conv family for images x1 (n1, s, s, C) and x2 (n2, s, s, C).
+
+    ``x2=None`` means x2 is x1 and its diagonal is exact.
+    """
+    sym = x2 is None
+    x2 = x1 if sym else x2
+    n1, s, _, c = x1.shape
+    n2, d = x2.shape[0], s * s
+    idx = _offset_index(s, x1.device)
+    f1, f2 = x1.reshape(n1, d, c), x2.reshape(n2, d, c)
+    full = torch.einsum("iac,jbc->ijab", f1, f2) / c  # (n1, n2, d, d) over (a, b)
+    k = torch.gather(full, 3, idx.expand(n1, n2, d, d)).transpose(2, 3).reshape(n1, n2, d, s, s)
+    del full
+    # layout (n1, n2, delta, h, w): the box filter runs over a = (h, w) with delta as channels
+    v1 = (f1 * f1).sum(-1).reshape(n1, s, s) / c
+    v2 = (f2 * f2).sum(-1).reshape(n2, s, s) / c
+    ntk = torch.zeros_like(k)
+    exact = None
+    if sym:
+        exact = torch.zeros(n1, n2, d, 1, 1, dtype=torch.bool, device=x1.device)
+        exact[torch.arange(n1), torch.arange(n1), 0] = True
+        exact = exact.expand(n1, n2, d, s, s)
+    # var2 at pixel b = a + delta, laid out like k: (n2, delta, h, w)
+    gather_b = idx.t().reshape(1, d, s, s)
+    for _ in range(depth):
+        k = SIGMA_W2 * _box(k, s) + SIGMA_B2
+        ntk = SIGMA_W2 * _box(ntk, s) + k
+        v1 = SIGMA_W2 * _box(v1, s) + SIGMA_B2
+        v2 = SIGMA_W2 * _box(v2, s) + SIGMA_B2
+        v2b = torch.gather(v2.reshape(n2, 1, d).expand(n2, d, d), 2, gather_b.reshape(1, d, d).expand(n2, d, d))
+        q = torch.sqrt(v1.reshape(n1, 1, 1, s, s) * v2b.reshape(1, n2, d, s, s))
+        k, ntk = _relu(k, q, ntk, exact)
+        v1, v2 = v1 / 2, v2 / 2
+    w = readout_weights(s, k.dtype, k.device) if weights is None else weights
+    # K[pair, delta, a] -> K[pair, a, delta] to match the weights' (a, delta) order
+    pk = k.permute(0, 1, 3, 4, 2).reshape(n1 * n2, d * d) @ w
+    pt = ntk.permute(0, 1, 3, 4, 2).reshape(n1 * n2, d * d) @ w
+    out = {}
+    for r, arch in enumerate(CONV_MEMBERS):
+        nngp = SIGMA_W2 * pk[:, r].reshape(n1, n2) + SIGMA_B2
+        out[arch] = (nngp, nngp + SIGMA_W2 * pt[:, r].reshape(n1, n2))
+    return out
+
+
+def fcn_block(x1: torch.Tensor, x2: torch.Tensor | None, depth: int) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """{fcn: (nngp, ntk)} for flattened images, the same recursion without pixels."""
+    sym = x2 is None
+    x2 = x1 if sym else x2
+    f1, f2 = x1.reshape(len(x1), -1), x2.reshape(len(x2), -1)
+    n = f1.shape[1]
+    k = f1 @ f2.T / n
+    v1, v2 = (f1 * f1).sum(1) / n, (f2 * f2).sum(1) / n
+    ntk = torch.zeros_like(k)
+    exact = torch.eye(len(f1), dtype=torch.bool, device=f1.device) if sym else None
+    for _ in range(depth):
+        k = SIGMA_W2 * k + SIGMA_B2
+        ntk = SIGMA_W2 * ntk + k
+        v1, v2 = SIGMA_W2 * v1 + SIGMA_B2, SIGMA_W2 * v2 + SIGMA_B2
+        k, ntk = _relu(k, torch.sqrt(v1[:, None] * v2[None, :]), ntk, exact)
+        v1, v2 = v1 / 2, v2 / 2
+    nngp = SIGMA_W2 * k + SIGMA_B2
+    return {"fcn": (nngp, nngp + SIGMA_W2 * ntk)}
+
+
+def block_fn(family: str, depth: int, image_size: int, device: str = "cpu", dtype=torch.float64):
+    """(x1, x2=None) -> {arch: (nngp, ntk)} as numpy, matching kernels.family_block_fn."""
+    w = readout_weights(image_size, dtype, device) if family == "conv" else None
+
+    def fn(x1, x2=None):
+        t1 = torch.as_tensor(x1, dtype=dtype, device=device)
+        t2 = None if x2 is None else torch.as_tensor(x2, dtype=dtype, device=device)
+        with torch.no_grad():
+            res = conv_block(t1, t2, depth, w) if family == "conv" else fcn_block(t1, t2, depth)
+        return {a: (n.cpu().numpy(), t.cpu().numpy()) for a, (n, t) in res.items()}
+
+    if family not in ("conv", "fcn"):
+        raise ValueError(f"unknown kernel family {family!r}; allowed: fcn, conv")
+    return fn

@@ -1,0 +1,104 @@
+"""The fast kernel engine equals neural-tangents, and makes Theorem 4.1 exact to rounding."""
+
+import numpy as np
+import pytest
+import torch
+
+from synsym import architectures as A
+from synsym import engine as E
+from synsym import kernels as K
+from synsym import transforms as T
+
+
+def images(n, s, seed=0):
+    return np.random.default_rng(seed).standard_normal((n, s, s, 3))
+
+
+def compare(got, want, sym):
+    """(off-diagonal, diagonal) difference relative to max |K|."""
+    d = np.abs(got - want) / np.abs(want).max()
+    if not sym:
+        return d.max(), 0.0
+    off = ~np.eye(len(d), dtype=bool)
+    return d[off].max(), np.diag(d).max()
+
+
+@pytest.mark.parametrize("family,s,depth", [("conv", 8, 2), ("conv", 8, 8), ("conv", 16, 3), ("fcn", 8, 8)])
+def test_engine_equals_neural_tangents(family, s, depth):
+    x, x2 = images(4, s), images(3, s, 1)
+    ours = E.block_fn(family, depth, s)
+    ref = K.family_block_fn(family, depth, s)
+    for a, b in ((x, None), (x2, x)):
+        r1, r2 = ours(a, b), ref(a, b)
+        assert set(r1) == set(K.FAMILY_MEMBERS[family])
+        for arch in r1:
+            for i in range(2):
+                off, diag = compare(r1[arch][i], np.asarray(r2[arch][i]), b is None)
+                # nt's own diagonal carries ~1e-8 arccos noise (tests/test_kernels.py); ours is exact
+                assert off < 1e-10 and diag < 1e-6, (arch, i, off, diag)
+
+
+def test_engine_on_real_images(mini_batches):
+    from synsym.data import make_split
+
+    sp = make_split(mini_batches, 10, 10, 10, 16, 0)
+    x = sp.x_train[:5]
+    r1, r2 = E.block_fn("conv", 4, 16)(x, None), K.family_block_fn("conv", 4, 16)(x, None)
+    for arch in r1:
+        off, _ = compare(r1[arch][1], np.asarray(r2[arch][1]), True)
+        assert off < 1e-10
+
+
+def test_engine_diagonal_is_exact():
+    """K(x, x) from the symmetric path equals K(x, x) computed as a cross term with correlation forced to 1."""
+    x = images(3, 8)
+    sym = E.block_fn("conv", 8, 8)(x, None)
+    for arch, (nngp, ntk) in sym.items():
+        single = [E.block_fn("conv", 8, 8)(x[i : i + 1], None)[arch][1][0, 0] for i in range(3)]
+        np.testing.assert_allclose(np.diag(ntk), single, rtol=1e-14)
+
+
+@pytest.mark.parametrize("arch", list(A.ARCHITECTURES))
+def test_theorem_4_1_exact_with_engine(arch):
+    """With the engine the invariances hold to float64 rounding (1e-12), diagonal included."""
+    s = 8
+    x = images(5, s, 3)
+    fam = A.get(arch).kernel_family
+    key = K.kernel_key(arch)
+    fn = E.block_fn(fam, 4, s)
+    base = fn(x, None)[key][1]
+    for tid in T.TRANSFORMS:
+        got = fn(T.make(tid, s, 0, 0).apply(x), None)[key][1]
+        diff = np.abs(got - base).max() / np.abs(base).max()
+        if A.predicts_invariance(arch, tid, infinite=True):
+            assert diff < 1e-12, (arch, tid, diff)
+        else:
+            assert diff > 1e-3, (arch, tid, diff)
+
+
+def test_compute_family_fast_equals_reference_blocked():
+    x, xt = images(7, 8), images(4, 8, 1)
+    a = K.compute_family("conv", x, {"test": xt}, 3, 3, 1.0, log=lambda m: None, engine="fast")
+    b = K.compute_family("conv", x, {"test": xt}, 3, 3, 1.0, log=lambda m: None, engine="neural_tangents")
+    for key in a:
+        off, diag = compare(a[key], b[key], key.startswith("train_train"))
+        assert off < 1e-10 and diag < 1e-6, key
+    # the kernel of the first m images is the top-left sub-matrix (learning-curve sizes reuse it)
+    c = K.compute_family("conv", x[:4], {"test": xt}, 3, 2, 1.0, log=lambda m: None, engine="fast")
+    np.testing.assert_allclose(c["train_train/gap/ntk"], a["train_train/gap/ntk"][:4, :4], rtol=1e-13)
+    with pytest.raises(ValueError, match="allowed: fast, neural_tangents"):
+        K.compute_family("conv", x, {}, 3, engine="jax")
+
+
+def test_float32_engine_is_close():
+    x = images(4, 8)
+    r64 = E.conv_block(torch.as_tensor(x), None, 8)
+    r32 = E.conv_block(torch.as_tensor(x, dtype=torch.float32), None, 8)
+    for arch in r64:
+        np.testing.assert_allclose(r32[arch][1].double().numpy(), r64[arch][1].numpy(), rtol=1e-4)
+
+
+def test_readout_weights_are_averages():
+    w = E.readout_weights(8)
+    np.testing.assert_allclose(w.sum(0).numpy(), [1.0, 1.0, 1.0, 1.0], rtol=1e-14)  # each readout is a mean
+    assert (w[:, 0].reshape(64, 64)[:, 1:] == 0).all()  # flatten sees only delta = 0
