@@ -56,6 +56,11 @@ def _offset_index(s: int, device) -> torch.Tensor:
     return bh * s + bw  # (d, d)
 
 
+def _window(i: torch.Tensor, s: int, p: int) -> torch.Tensor:
+    """Which p x p pooling window flat pixel index i falls in."""
+    return (i // s // p) * (s // p) + (i % s) // p
+
+
 def readout_weights(s: int, dtype=torch.float64, device="cpu") -> torch.Tensor:
     """W (d*d, 4): readout functionals on K[a, delta] for vec, gap, lap4, lap8."""
     d = s * s
@@ -70,9 +75,7 @@ def readout_weights(s: int, dtype=torch.float64, device="cpu") -> torch.Tensor:
         elif spec.readout == "gap":
             w = torch.full((d, d), 1.0 / (d * d), dtype=dtype, device=device)
         else:
-            p = spec.pool
-            win = lambda i: (i // s // p) * (s // p) + (i % s) // p  # noqa: E731
-            same = win(a) == win(idx)
+            same = _window(a, s, spec.pool) == _window(idx, s, spec.pool)
             w = same.to(dtype) / ((s // p) ** 2 * p**4)
         cols.append(w.reshape(-1))
     return torch.stack(cols, dim=1)
