@@ -76,7 +76,7 @@ def readout_weights(s: int, dtype=torch.float64, device="cpu") -> torch.Tensor:
             w = torch.full((d, d), 1.0 / (d * d), dtype=dtype, device=device)
         else:
             same = _window(a, s, spec.pool) == _window(idx, s, spec.pool)
-            w = same.to(dtype) / ((s // p) ** 2 * p**4)
+            w = same.to(dtype) / ((s // spec.pool) ** 2 * spec.pool**4)
         cols.append(w.reshape(-1))
     return torch.stack(cols, dim=1)
 
