@@ -22,9 +22,19 @@ ARCH_LABELS = {a: s.label for a, s in ARCHITECTURES.items()}
 T_LABELS = {t: g for t, (g, _) in TRANSFORMS.items()}
 
 
+CELL_KEYS = ["study", "inference", "architecture", "transform", "width", "n_train"]
+
+
 def usable(df: pd.DataFrame) -> pd.DataFrame:
-    """Runs that count: every kernel row, finite runs with accepted training (paper App. B)."""
-    return df[df["accepted"] | df["inference"].isin(["ntk", "nngp"])]
+    """Runs that count: kernel rows, and finite runs that reached 95% training accuracy
+    (paper App. B). A cell none of whose runs was accepted (short presets) shows its
+    runs that did not diverge instead, so that no cell silently vanishes from a plot."""
+    if df.empty:
+        return df
+    kernel = df["inference"].isin(["ntk", "nngp"])
+    any_accepted = df.groupby(CELL_KEYS, dropna=False)["accepted"].transform("any")
+    fallback = ~any_accepted & (df["status"] == "ok")
+    return df[kernel | df["accepted"] | fallback]
 
 
 def save(fig: plt.Figure, outdir: str | Path, name: str) -> list[str]:

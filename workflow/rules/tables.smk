@@ -23,8 +23,8 @@ rule figure:
     input:
         lambda wc: [f"{R}/tables/{t}.parquet" for t in FIGURE_TABLES[wc.figure]],
     output:
-        png=report(f"{R}/figures/{{figure}}.png", category="Figures", caption="../report/{figure}.rst"),
-        pdf=report(f"{R}/figures/{{figure}}.pdf", category="Figures", caption="../report/{figure}.rst"),
+        png=report(f"{R}/figures/{{figure}}.png", category="Figures", caption="../report/figures.rst"),
+        pdf=report(f"{R}/figures/{{figure}}.pdf", category="Figures", caption="../report/figures.rst"),
     conda:
         "../../envs/study.yaml"
     log:
