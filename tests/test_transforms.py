@@ -55,7 +55,7 @@ def test_path_endpoints_and_so3():
     t0 = T.make("so3_path-t0", S, 0, 0)
     t1 = T.make("so3_path-t1", S, 0, 0)
     np.testing.assert_allclose(t0.pixel, np.broadcast_to(np.eye(3), (S, S, 3, 3)), atol=1e-14)
-    a = T.skew_field(S, S, rng(0, 0, T.PATH_ID, S))
+    a = T.skew_field(S, S, rng(0, T.PATH_ID, S))
     from scipy.linalg import expm
 
     np.testing.assert_allclose(t1.pixel, expm(-a), atol=1e-12)
@@ -75,6 +75,14 @@ def test_haar_sanity():
     # The unfixed QR factor has a positive-biased diagonal: the test can fail.
     qr_raw = np.linalg.qr(gen.standard_normal((20000, 3, 3)))[0]
     assert abs(np.trace(qr_raw, axis1=-2, axis2=-1).mean()) > 0.3
+
+
+def test_path_is_shared_by_seeds_and_points():
+    a, b = T.make("so3_path-t0.5", S, 0, 0), T.make("so3_path-t0.5", S, 0, 7)
+    assert np.array_equal(a.pixel, b.pixel)
+    half = T.make("so3_path-t0.5", S, 0, 0).pixel
+    one = T.make("so3_path-t1", S, 0, 0).pixel
+    np.testing.assert_allclose(half @ half, one, atol=1e-12)  # exp(-A/2)^2 = exp(-A): one direction
 
 
 def test_element_depends_on_seed_and_transform_only():

@@ -10,7 +10,10 @@ from synsym import architectures as A
 from synsym import transforms as T
 from synsym.io import CELL_SCHEMA, read_cell
 
-FIGURES = ["fig2_grid", "fig3_width", "fig4_learning_curves"]
+FIGURES = ["fig2_grid", "fig3_width", "fig4_learning_curves", "figS1_sdist", "figS5_uniform_init", "figS6_scaling",
+           "symmetry_report"]
+TABLES = ["grid", "width", "curves", "uniform_init", "sdist", "scaling", "scaling_fits", "sdist_distances",
+          "symmetry_report"]
 
 
 def expected_counts(cfg: dict) -> dict[str, int]:
@@ -26,8 +29,13 @@ def expected_counts(cfg: dict) -> dict[str, int]:
     transforms_needed = {(A.get(a).kernel_family, t) for a in g["architectures"] for t in g["transforms"]}
     transforms_needed |= {(A.get(x["architecture"]).kernel_family, x["transform"]) for x in c["cells"]
                           if x["inference"] == "ntk"}
+    u, sd = cfg["uniform_init"], cfg["sdist"]
+    train += len(u["architectures"]) + 2 * len(sd["widths"]) * len(sd["ts"])  # uniform init; vec and gap on the path
+    kcells += len(sd["ts"])  # VEC_inf on each point of the path
+    transforms_needed |= {("conv", f"so3_path-t{t:g}") for t in sd["ts"]}
     return {"prepare": 1, "kernel": len(transforms_needed) * len(cfg["kernel_seeds"]), "train_cell": train,
-            "kernel_cell": kcells, "merge": 3, "figure": 3, "all": 1}
+            "kernel_cell": kcells, "scaling_cells": len(g["architectures"]) * len(g["transforms"]),
+            "merge": 6, "fits": 1, "sdist_table": 1, "symmetry_report": 1, "figure": 7, "all": 1}
 
 
 def merged(*files):
@@ -44,7 +52,9 @@ def test_paper_dag_has_exact_job_counts():
     got = dry_counts("--configfile", "presets/paper.yaml")
     want = expected_counts(cfg)
     assert got == want
-    assert want["train_cell"] == 60 + 2 * 2 * 8 + 3 * 9 and want["kernel"] == 10  # 2 x 6 x 5 finite grid cells
+    # 2 x 6 x 5 finite grid cells, 2 x 2 x 8 width cells, 3 x (8 + flips) curve cells, 6 uniform init,
+    # 2 x 4 widths x 5 path points; kernels: 2 families x 5 transforms + 5 path points
+    assert want["train_cell"] == 60 + 32 + 27 + 6 + 40 and want["kernel"] == 15
 
 
 def test_default_dag_counts():
@@ -84,6 +94,15 @@ def test_smoke_produces_every_table_and_figure(smoke):
     assert (grid["run"] == "smoke").all()
     assert grid[grid["inference"] == "nn"].groupby(["architecture", "transform"]).size().eq(2).all()  # 2 seeds
     assert (r / "tables" / "grid.csv").read_text().startswith("study,inference,architecture")
+    for t in TABLES:
+        assert len(pd.read_parquet(r / "tables" / f"{t}.parquet")) > 0, t
+    rep = pd.read_parquet(r / "tables" / "symmetry_report.parquet")
+    kern = rep[rep["measure"] == "rel_kernel_change"]
+    assert len(kern) == 2 * 6 * 4 and kern["agrees"].all()  # the theorem holds for every kernel cell
+    sd = pd.read_parquet(r / "tables" / "sdist_distances.parquet")
+    assert set(sd["t"]) == {0.0, 1.0} and (sd["sdist_to_gap"] > 0).all() and (sd["sdist_to_vec_ntk"] > 0).all()
+    fits = pd.read_parquet(r / "tables" / "scaling_fits.parquet")
+    assert len(fits[fits["study"] == "scaling"]) == 2 * 6 * 5 and fits["alpha_mse"].notna().all()
     # Theorem 4.1 visible in the results: invariant NTK cells have equal accuracy
     ntk = grid[grid["inference"] == "ntk"].set_index(["architecture", "transform"])["test_acc"]
     assert ntk[("fcn", "identity")] == ntk[("fcn", "o_3d")] == ntk[("fcn", "perm_3d")]
@@ -101,8 +120,8 @@ def test_rerun_one_cell_schedules_only_that_cell(smoke):
     victim = wd / "results/smoke/cells/grid/nn_plus/gap/o3_per_pixel/w8_m60.parquet"
     before = read_cell(victim)
     victim.unlink()
-    # grid feeds fig2_grid and fig3_width (its NTK line); fig4 does not rerun
-    assert dry_counts(*args, cwd=wd) == {"train_cell": 1, "merge": 1, "figure": 2, "all": 1}
+    # the grid table feeds fig2, fig3 (its NTK line), figS5 and the symmetry report; nothing else reruns
+    assert dry_counts(*args, cwd=wd) == {"train_cell": 1, "merge": 1, "symmetry_report": 1, "figure": 4, "all": 1}
     snakemake("--cores", "2", *args, cwd=wd)
     after = read_cell(victim)
     # bit-for-bit reproducible on the same machine, except wall time

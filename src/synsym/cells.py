@@ -80,32 +80,32 @@ def _base_row(spec: dict, study: str, inference: str, arch: str, transform_id: s
 
 
 def kernel_cell(
-    spec: dict, study: str, arch: str, transform_id: str, m: int, split_path: str,
-    kernel_paths: list[str], seeds: list[int], outs: dict[str, str],
+    spec: dict, study: str, arch: str, transform_id: str, ms: list[int], split_path: str,
+    kernel_paths: list[str], seeds: list[int], outs: dict[str, list[str]],
 ) -> None:
-    """NTK and NNGP regression of one (architecture, transform, m) for every seed."""
+    """NTK and NNGP regression of one (architecture, transform) for every seed and
+    training size m in ``ms`` (the first m images: sub-matrices of one kernel)."""
     architectures.get(arch)
     split = Split.load(split_path)
-    rows: dict[str, list[dict]] = {kind: [] for kind in outs}
-    preds: dict[str, list[np.ndarray]] = {kind: [] for kind in outs}
-    for seed, path in zip(seeds, kernel_paths):
-        kern = kernels.load_kernels(path)
-        for kind in outs:
-            t0 = time.time()
-            r = kernels.regress(kern, arch, kind, split.y_train, split.y_val, split.y_test, spec["ridges"], m)
-            row = _base_row(spec, study, kind, arch, transform_id, None, m, split)
-            row.update(
-                seed=seed, train_acc=r["train_acc"], val_acc=r["val_acc"], test_acc=r["test_acc"],
-                test_acc_best=r["test_acc"], test_mse=r["test_mse"], accepted=True, ridge=r["ridge"],
-                wall_s=time.time() - t0, device="cpu", status="ok",
-            )
-            rows[kind].append(row)
-            preds[kind].append(r["test_pred"])
-            log(f"{kind} {arch}/{transform_id} m={m} seed {seed}: test_acc {r['test_acc']:.4f} "
-                f"mse {r['test_mse']:.4f} ridge {r['ridge']:g}")
-    for kind, out in outs.items():
-        write_cell(rows[kind], out)
-        save_preds(out, np.stack(preds[kind]), seeds)
+    kerns = [kernels.load_kernels(p) for p in kernel_paths]
+    for i, m in enumerate(ms):
+        for kind, paths in outs.items():
+            rows, preds = [], []
+            for seed, kern in zip(seeds, kerns):
+                t0 = time.time()
+                r = kernels.regress(kern, arch, kind, split.y_train, split.y_val, split.y_test, spec["ridges"], m)
+                row = _base_row(spec, study, kind, arch, transform_id, None, m, split)
+                row.update(
+                    seed=seed, train_acc=r["train_acc"], val_acc=r["val_acc"], test_acc=r["test_acc"],
+                    test_acc_best=r["test_acc"], test_mse=r["test_mse"], accepted=True, ridge=r["ridge"],
+                    wall_s=time.time() - t0, device="cpu", status="ok",
+                )
+                rows.append(row)
+                preds.append(r["test_pred"])
+                log(f"{kind} {arch}/{transform_id} m={m} seed {seed}: test_acc {r['test_acc']:.4f} "
+                    f"mse {r['test_mse']:.4f} ridge {r['ridge']:g}")
+            write_cell(rows, paths[i])
+            save_preds(paths[i], np.stack(preds), seeds)
 
 
 def save_preds(cell_path: str, preds: np.ndarray, seeds: list[int]) -> None:

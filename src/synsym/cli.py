@@ -37,11 +37,11 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--study", required=True)
     c.add_argument("--arch", required=True)
     c.add_argument("--transform", required=True)
-    c.add_argument("--m", type=int, required=True)
+    c.add_argument("--m", type=int, nargs="+", required=True, help="training sizes (sub-matrices of one kernel)")
     c.add_argument("--split", required=True)
     c.add_argument("--kernels", nargs="+", required=True)
-    c.add_argument("--out-ntk", required=True)
-    c.add_argument("--out-nngp", required=True)
+    c.add_argument("--out-ntk", nargs="+", required=True, help="one per --m")
+    c.add_argument("--out-nngp", nargs="+", required=True, help="one per --m")
 
     c = sub.add_parser("train")
     c.add_argument("--spec", type=_spec, required=True)
@@ -65,6 +65,24 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--tables", nargs="+", required=True)
     c.add_argument("--out", required=True, help="the .png path; the .pdf goes beside it")
 
+    c = sub.add_parser("fits")
+    c.add_argument("--tables", nargs="+", required=True)
+    c.add_argument("--out", required=True)
+    c.add_argument("--csv", required=True)
+
+    c = sub.add_parser("sdist")
+    c.add_argument("--split", required=True)
+    c.add_argument("--preds", nargs="+", required=True)
+    c.add_argument("--out", required=True)
+    c.add_argument("--csv", required=True)
+
+    c = sub.add_parser("symmetry")
+    c.add_argument("--grid", required=True)
+    c.add_argument("--kernels", nargs="+", required=True)
+    c.add_argument("--archs", nargs="+", required=True)
+    c.add_argument("--out", required=True)
+    c.add_argument("--csv", required=True)
+
     a = p.parse_args(argv)
     from synsym import cells
     from synsym.data import DataError
@@ -75,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
         elif a.cmd == "kernel":
             cells.kernel_job(a.spec, a.family, a.transform, a.seed, a.split, a.out)
         elif a.cmd == "kernel-cell":
+            if not len(a.m) == len(a.out_ntk) == len(a.out_nngp):
+                raise ValueError("kernel-cell: give one --out-ntk and one --out-nngp per --m")
             cells.kernel_cell(
                 a.spec, a.study, a.arch, a.transform, a.m, a.split, a.kernels, a.spec["seeds"],
                 {"ntk": a.out_ntk, "nngp": a.out_nngp},
@@ -96,10 +116,74 @@ def main(argv: list[str] | None = None) -> int:
             tables = {Path(t).stem: pd.read_parquet(t) for t in a.tables}
             for path in figures.make(a.name, tables, Path(a.out).parent):
                 print(f"wrote {path}", file=sys.stderr)
+        elif a.cmd in ("fits", "sdist", "symmetry"):
+            write_table(DERIVED[a.cmd](a), a.out, a.csv)
     except (ValueError, RuntimeError, DataError, MemoryError, FileNotFoundError) as e:
         print(f"synsym {a.cmd}: error: {e}", file=sys.stderr)
         return 2
     return 0
+
+
+def write_table(df, out: str, csv: str) -> None:
+    """A derived (non-cell) table, atomically, as Parquet plus CSV."""
+    from synsym.io import atomic_path
+
+    with atomic_path(out) as tmp:
+        df.to_parquet(tmp, index=False)
+    with atomic_path(csv) as tmp:
+        df.to_csv(tmp, index=False, float_format="%.6g")
+    print(f"{len(df)} rows -> {out}", file=sys.stderr)
+
+
+def _fits(a):
+    import pandas as pd
+
+    from synsym.studies import scaling_fits
+
+    return scaling_fits(pd.concat([pd.read_parquet(t) for t in a.tables], ignore_index=True))
+
+
+def _sdist(a):
+    import numpy as np
+
+    from synsym.data import Split
+    from synsym.studies import sdist_table
+
+    preds = {}
+    for path in a.preds:  # .../cells/sdist/{inference}/{arch}/so3_path-t{t}/w{width}_m{m}.pred.npz
+        parts = Path(path).parts
+        inf, arch, tid, name = parts[-4], parts[-3], parts[-2], parts[-1]
+        width = name.split("_")[0][1:]
+        t = float(tid.split("-t")[1])
+        preds[(arch, inf, None if width == "inf" else int(width), t)] = np.load(path)["pred"]
+    return sdist_table(preds, Split.load(a.split).y_test)
+
+
+def _symmetry(a):
+    import pandas as pd
+
+    from synsym import architectures as A
+    from synsym.kernels import FAMILY_MEMBERS, load_kernels
+    from synsym.studies import kernel_invariance, symmetry_report
+
+    files = {(Path(k).parts[-3], Path(k).parts[-2]): k for k in a.kernels}  # (family, transform) -> path
+    diffs = {}
+    for fam in {A.get(arch).kernel_family for arch in a.archs}:
+        if (fam, "identity") not in files:
+            raise ValueError("symmetry report needs the identity transform in grid.transforms")
+        base = load_kernels(files[(fam, "identity")])
+        for (f, tid), path in files.items():
+            if f != fam or tid == "identity":
+                continue
+            kern = load_kernels(path)
+            for arch in a.archs:
+                if A.get(arch).kernel_family == fam and (arch == "lcn" or arch in FAMILY_MEMBERS[fam]):
+                    for kind in ("ntk", "nngp"):
+                        diffs[(arch, tid, kind)] = kernel_invariance(base, kern, arch, kind)
+    return symmetry_report(pd.read_parquet(a.grid), diffs)
+
+
+DERIVED = {"fits": _fits, "sdist": _sdist, "symmetry": _symmetry}
 
 
 if __name__ == "__main__":

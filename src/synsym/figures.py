@@ -14,7 +14,6 @@ import seaborn as sns  # noqa: E402
 
 from synsym.architectures import ARCHITECTURES, INFERENCE_LABELS  # noqa: E402
 from synsym.io import atomic_path  # noqa: E402
-from synsym.metrics import power_law_fit  # noqa: E402
 from synsym.transforms import ORDER, TRANSFORMS  # noqa: E402
 
 ARCH_ORDER = list(ARCHITECTURES)
@@ -97,25 +96,23 @@ def curve_label(inference: str, arch: str, transform: str) -> str:
     return f"{ARCH_LABELS[arch]}, {INFERENCE_LABELS[inference]}, {T_LABELS.get(transform, transform)}"
 
 
-def fit_slopes(df: pd.DataFrame, metric: str) -> dict[str, float]:
-    """Power-law exponent alpha of error ~ m^-alpha for each curve."""
-    out = {}
-    for label, g in df.groupby("curve"):
-        agg = g.groupby("n_train")[metric].mean()
-        out[label] = power_law_fit(agg.index.values, agg.values)[0]
-    return out
-
-
-def fig4_learning_curves(curves: pd.DataFrame, outdir: str | Path) -> list[str]:
-    """Test error and MSE vs training-set size, log-log, slopes in the legend (Fig. 4)."""
+def fig4_learning_curves(curves: pd.DataFrame, fits: pd.DataFrame, outdir: str | Path) -> list[str]:
+    """Test error and MSE vs training-set size, log-log; legend: fitted alpha over all sizes
+    and on the small-m / large-m halves (the DIDE check) from the fits table."""
     df = usable(curves)
     df = df[df["inference"] != "nngp"].copy()
     df["curve"] = [curve_label(*r) for r in df[["inference", "architecture", "transform"]].itertuples(index=False)]
     df["test_err"] = 1 - df["test_acc_best"]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for ax, metric, name in ((axes[0], "test_err", "test error (1 - accuracy)"), (axes[1], "test_mse", "test MSE")):
-        slopes = fit_slopes(df, metric)
-        d = df.assign(legend=df["curve"].map({c: f"{c} (α={a:.2f})" for c, a in slopes.items()}))
+    f = fits[fits["study"] == "curves"]
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    for ax, metric, name, col in ((axes[0], "test_err", "test error (1 - accuracy)", "err"),
+                                  (axes[1], "test_mse", "test MSE", "mse")):
+        legend = {}
+        for r in f.itertuples(index=False):
+            c = curve_label(r.inference, r.architecture, r.transform)
+            legend[c] = (f"{c}: α={getattr(r, f'alpha_{col}'):.2f} "
+                         f"(small m {getattr(r, f'alpha_{col}_small_m'):.2f}, large m {getattr(r, f'alpha_{col}_large_m'):.2f})")
+        d = df.assign(legend=df["curve"].map(legend).fillna(df["curve"]))
         sns.lineplot(data=d, x="n_train", y=metric, hue="legend", errorbar="sd", marker="o", ax=ax)
         ax.set_xscale("log")
         ax.set_yscale("log")
@@ -133,5 +130,94 @@ def make(name: str, tables: dict[str, pd.DataFrame], outdir: str | Path) -> list
     if name == "fig3_width":
         return fig3_width(tables["width"], tables["grid"], outdir)
     if name == "fig4_learning_curves":
-        return fig4_learning_curves(tables["curves"], outdir)
-    raise ValueError(f"unknown figure {name!r}; allowed: fig2_grid, fig3_width, fig4_learning_curves")
+        return fig4_learning_curves(tables["curves"], tables["scaling_fits"], outdir)
+    if name == "figS1_sdist":
+        return figS1_sdist(tables["sdist_distances"], outdir)
+    if name == "figS5_uniform_init":
+        return figS5_uniform_init(tables["grid"], tables["uniform_init"], outdir)
+    if name == "figS6_scaling":
+        return figS6_scaling(tables["scaling"], tables["scaling_fits"], outdir)
+    if name == "symmetry_report":
+        return symmetry_heatmap(tables["symmetry_report"], outdir)
+    raise ValueError(f"unknown figure {name!r}; allowed: {', '.join(FIGURES)}")
+
+
+FIGURES = ("fig2_grid", "fig3_width", "fig4_learning_curves", "figS1_sdist", "figS5_uniform_init", "figS6_scaling",
+           "symmetry_report")
+
+
+def figS1_sdist(sd: pd.DataFrame, outdir: str | Path) -> list[str]:
+    """Ensemble accuracy, S-Dist to GAP_n and to VEC_inf along the SO(3)^d path (Fig. S1)."""
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+    for ax, col, name in zip(axes, ("ensemble_test_acc", "sdist_to_gap", "sdist_to_vec_ntk"),
+                             ("ensemble test accuracy", "S-Dist(VEC$_n^{τ_t}$, GAP$_n$)",
+                              "S-Dist(VEC$_n^{τ_t}$, VEC$_\\infty$)")):
+        sns.lineplot(data=sd, x="t", y=col, hue="width", marker="o", ax=ax, palette="viridis")
+        ax.set_xlabel("t  (τ_t = exp(-tA) ∈ SO(3)$^d$)")
+        ax.set_ylabel(name)
+    fig.suptitle("VEC$_n$ along the path from I to O(3)$^d$, NN+ ensembles (cf. paper Fig. S1)")
+    return save(fig, outdir, "figS1_sdist")
+
+
+def figS5_uniform_init(grid: pd.DataFrame, uni: pd.DataFrame, outdir: str | Path) -> list[str]:
+    """Gaussian vs variance-matched uniform first layer, identity data (Fig. S5)."""
+    u = usable(uni)
+    inf = u["inference"].iloc[0] if len(u) else "nn_plus"
+    g = usable(grid)
+    g = g[(g["inference"] == inf) & (g["transform"] == "identity") & g["architecture"].isin(set(u["architecture"]))]
+    df = pd.concat([g.assign(first_layer="Gaussian"), u.assign(first_layer="uniform")], ignore_index=True)
+    df["arch"] = df["architecture"].map(ARCH_LABELS)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    sns.barplot(data=df, x="arch", y="test_acc_best", hue="first_layer", errorbar="sd", ax=ax,
+                order=[ARCH_LABELS[a] for a in ARCH_ORDER if ARCH_LABELS[a] in set(df["arch"])])
+    ax.set_ylabel("test accuracy")
+    ax.set_xlabel("")
+    ax.set_title(f"First-layer initialization, {INFERENCE_LABELS[inf]}, identity data (cf. paper Fig. S5)")
+    return save(fig, outdir, "figS5_uniform_init")
+
+
+def figS6_scaling(sc: pd.DataFrame, fits: pd.DataFrame, outdir: str | Path) -> list[str]:
+    """Infinite-width learning curves of every architecture x transform (Fig. S6)."""
+    df = sc[sc["inference"] == "ntk"].copy()
+    df["arch"] = df["architecture"].map(ARCH_LABELS)
+    f = fits[(fits["study"] == "scaling") & (fits["inference"] == "ntk")]
+    alpha = {(r.architecture, r.transform): r.alpha_mse for r in f.itertuples(index=False)}
+    ts = [t for t in ORDER if t in set(df["transform"])]
+    fig, axes = plt.subplots(1, len(ts), figsize=(4 * len(ts), 4), sharey=True, squeeze=False)
+    for ax, t in zip(axes[0], ts):
+        d = df[df["transform"] == t].copy()
+        d["label"] = [f"{ARCH_LABELS[a]} (α={alpha.get((a, t), float('nan')):.2f})" for a in d["architecture"]]
+        sns.lineplot(data=d, x="n_train", y="test_mse", hue="label", marker="o", ax=ax, errorbar=None)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_title(T_LABELS[t])
+        ax.set_xlabel("training set size m")
+        ax.set_ylabel("NTK test MSE")
+        ax.legend(fontsize=7)
+    fig.suptitle("Infinite-width scaling laws, MSE ~ m^-α (cf. paper Fig. S6)")
+    return save(fig, outdir, "figS6_scaling")
+
+
+def symmetry_heatmap(rep: pd.DataFrame, outdir: str | Path) -> list[str]:
+    """Theorem 4.1: predicted vs measured invariance; disagreements in red."""
+    rep = rep.copy()
+    rep["row"] = [f"{ARCH_LABELS[a]} {INFERENCE_LABELS[i]}" for a, i in zip(rep["architecture"], rep["inference"])]
+    rows = [f"{ARCH_LABELS[a]} {INFERENCE_LABELS[i]}" for i in ("ntk", "nngp", "nn", "nn_plus") for a in ARCH_ORDER]
+    rows = [r for r in rows if r in set(rep["row"])]
+    cols = [t for t in ORDER if t in set(rep["transform"])]
+    state = rep.pivot_table(index="row", columns="transform", values="agrees", aggfunc="all").reindex(rows)[cols]
+    pred = rep.pivot_table(index="row", columns="transform", values="predicted_invariant", aggfunc="all")
+    pred = pred.reindex(rows)[cols]
+    val = rep.pivot_table(index="row", columns="transform", values="value", aggfunc="max").reindex(rows)[cols]
+    code = np.where(~state.astype(bool), 0, np.where(pred.astype(bool), 2, 1))
+    fig, ax = plt.subplots(figsize=(2 + 1.6 * len(cols), 0.4 * len(rows) + 1.5))
+    from matplotlib.colors import ListedColormap
+
+    sns.heatmap(code, cmap=ListedColormap(["#d62728", "#c7c7c7", "#2ca02c"]), vmin=0, vmax=2, cbar=False,
+                annot=val.map(lambda v: f"{v:.1e}" if v < 0.01 else f"{v:.3f}").values, fmt="",
+                annot_kws={"fontsize": 7}, xticklabels=[T_LABELS[c] for c in cols], yticklabels=rows, ax=ax,
+                linewidths=0.5, linecolor="white")
+    ax.set_title("Theorem 4.1: green = invariance predicted and measured, grey = not predicted,\n"
+                 "red = theory and measurement disagree; numbers: kernel change / accuracy gap to identity",
+                 fontsize=9)
+    return save(fig, outdir, "symmetry_report")

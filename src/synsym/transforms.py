@@ -101,6 +101,11 @@ class Transform:
         return self.apply(eye).reshape(h * w * c, h * w * c).T
 
 
+def path_id(t: float) -> str:
+    """The transform id of the point t of the SO(3)^d path, e.g. so3_path-t0.5."""
+    return f"{PATH_ID}-t{t:g}"
+
+
 def make(transform_id: str, image_size: int, global_seed: int, seed: int) -> Transform:
     """Draw the element of ``transform_id`` for (global seed, run seed)."""
     check_transform(transform_id)
@@ -108,8 +113,10 @@ def make(transform_id: str, image_size: int, global_seed: int, seed: int) -> Tra
     d3 = 3 * s * s
     if transform_id.startswith(PATH_ID):
         t = float(transform_id[len(PATH_ID) + 2 :])
-        # A is keyed without t: every point of the path shares one direction.
-        a = skew_field(s, s, rng(global_seed, seed, PATH_ID, s))
+        # A is keyed by neither t nor the run seed: every point of the path and
+        # every init of an ensemble see one direction, so ensemble means and
+        # S-Dist compare learners on the same data tau_t D (App. E).
+        a = skew_field(s, s, rng(global_seed, PATH_ID, s))
         return Transform(transform_id, pixel=expm(-t * a))
     gen = rng(global_seed, seed, transform_id, s)
     if transform_id == "identity":

@@ -8,6 +8,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from synsym import architectures as A
+from synsym import transforms as T
 from synsym.config import ConfigError, validate
 
 try:
@@ -21,7 +22,7 @@ N_TRAIN = config["data"]["n_train"]
 DEPTH = config["model"]["depth"]
 WIDTHS = config["model"]["widths"]
 CUDA = config["device"] == "cuda"
-STUDIES = ["grid", "width", "curves"]
+STUDIES = ["grid", "width", "curves", "uniform_init", "sdist"] + (["scaling"] if config["scaling"]["enabled"] else [])
 
 wildcard_constraints:
     study="[a-z_0-9]+",
@@ -32,7 +33,7 @@ wildcard_constraints:
     width=r"\d+",
     m=r"\d+",
     seed=r"\d+",
-    figure="fig[A-Za-z0-9_]+",
+    figure="fig[A-Za-z0-9_]+|symmetry_report",
 
 
 def spec_json(**extra):
@@ -92,7 +93,51 @@ def curve_cells():
     ]
 
 
-STUDY_CELLS = {"grid": grid_cells, "width": width_cells, "curves": curve_cells}
+def scaling_cells():
+    """Fig. S6: NTK (and NNGP) of every architecture x transform over the curve sizes."""
+    g = config["grid"]
+    return [
+        cell("scaling", "ntk", a, t, None, m)
+        for a in g["architectures"]
+        for t in g["transforms"]
+        for m in config["curves"]["sizes"]
+    ]
+
+
+def uniform_cells():
+    """Fig. S5: a variance-matched uniform first layer, identity data."""
+    u = config["uniform_init"]
+    return [cell("uniform_init", u["inference"], a, "identity", WIDTHS[a], N_TRAIN) for a in u["architectures"]]
+
+
+def sdist_cells():
+    """Fig. S1: VEC_n and GAP_n (NN+) and VEC_inf (NTK) on tau_t D along the SO(3)^d path."""
+    sd = config["sdist"]
+    out = []
+    for t in sd["ts"]:
+        tid = T.path_id(t)
+        out.append(cell("sdist", "ntk", "vec", tid, None, N_TRAIN))
+        for w in sd["widths"]:
+            out += [cell("sdist", "nn_plus", a, tid, w, N_TRAIN) for a in ("vec", "gap")]
+    return out
+
+
+STUDY_CELLS = {
+    "grid": grid_cells,
+    "width": width_cells,
+    "curves": curve_cells,
+    "scaling": scaling_cells,
+    "uniform_init": uniform_cells,
+    "sdist": sdist_cells,
+}
+
+
+def pred_of(path):
+    return path[: -len(".parquet")] + ".pred.npz"
+
+
+def train_seeds(study):
+    return config["sdist"]["seeds"] if study == "sdist" else config["seeds"]
 
 
 def study_cells(study):
@@ -108,14 +153,25 @@ def kernel_inputs(wc):
     return [f"{R}/kernels/{fam}/{wc.transform}/s{s}.npz" for s in config["kernel_seeds"]]
 
 
-# Each figure and the merged tables it is drawn from.
-FIGURE_TABLES = {"fig2_grid": ["grid"], "fig3_width": ["width", "grid"], "fig4_learning_curves": ["curves"]}
+# Each figure and the tables it is drawn from.
+FIGURE_TABLES = {
+    "fig2_grid": ["grid"],
+    "fig3_width": ["width", "grid"],
+    "fig4_learning_curves": ["curves", "scaling_fits"],
+    "figS1_sdist": ["sdist_distances"],
+    "figS5_uniform_init": ["grid", "uniform_init"],
+    "figS6_scaling": ["scaling", "scaling_fits"],
+    "symmetry_report": ["symmetry_report"],
+}
+if not config["scaling"]["enabled"]:
+    del FIGURE_TABLES["figS6_scaling"]
 FIGURES = list(FIGURE_TABLES)
+DERIVED_TABLES = ["scaling_fits", "sdist_distances", "symmetry_report"]
 
 
 def all_targets():
     """Every cell file too, so a deleted cell is rebuilt even though its table exists."""
     cells = [c for s in STUDIES for c in study_cells(s)]
-    tables = [f"{R}/tables/{s}.parquet" for s in STUDIES]
+    tables = [f"{R}/tables/{s}.parquet" for s in STUDIES + DERIVED_TABLES]
     figs = [f"{R}/figures/{f}.{ext}" for f in FIGURES for ext in ("png", "pdf")]
     return cells + tables + figs

@@ -25,6 +25,8 @@ rule kernel:
 
 rule kernel_cell:
     """NTK and NNGP regression (t = infinity) of one architecture, for every kernel seed."""
+    wildcard_constraints:
+        study="grid|width|curves|sdist",
     input:
         split=f"{R}/data/split.npz",
         kernels=kernel_inputs,
@@ -45,4 +47,33 @@ rule kernel_cell:
     shell:
         "python -m synsym.cli kernel-cell --spec {params.spec:q} --study {wildcards.study} --arch {wildcards.arch} "
         "--transform {wildcards.transform} --m {wildcards.m} --split {input.split} --kernels {input.kernels} "
+        "--out-ntk {output.ntk} --out-nngp {output.nngp} > {log} 2>&1"
+
+
+rule scaling_cells:
+    """Fig. S6: NTK/NNGP regression of one architecture and transform at every curve size, in one job."""
+    input:
+        split=f"{R}/data/split.npz",
+        kernels=kernel_inputs,
+    output:
+        ntk=[f"{R}/cells/scaling/ntk/{{arch}}/{{transform}}/winf_m{m}.parquet" for m in config["curves"]["sizes"]],
+        nngp=[f"{R}/cells/scaling/nngp/{{arch}}/{{transform}}/winf_m{m}.parquet" for m in config["curves"]["sizes"]],
+        preds=[
+            f"{R}/cells/scaling/{kind}/{{arch}}/{{transform}}/winf_m{m}.pred.npz"
+            for kind in ("ntk", "nngp")
+            for m in config["curves"]["sizes"]
+        ],
+    params:
+        spec=lambda wc: spec_json(ridges=config["kernels"]["ridges"], seeds=config["kernel_seeds"]),
+        sizes=" ".join(map(str, config["curves"]["sizes"])),
+    conda:
+        "../../envs/study.yaml"
+    log:
+        f"{R}/logs/cells/scaling/{{arch}}/{{transform}}.log",
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    shell:
+        "python -m synsym.cli kernel-cell --spec {params.spec:q} --study scaling --arch {wildcards.arch} "
+        "--transform {wildcards.transform} --m {params.sizes} --split {input.split} --kernels {input.kernels} "
         "--out-ntk {output.ntk} --out-nngp {output.nngp} > {log} 2>&1"

@@ -1,10 +1,14 @@
 localrules:
     merge,
     figure,
+    fits,
+    sdist_table,
 
 
 rule merge:
     """All cells of a study in one Parquet table (schema-checked) plus a CSV summary."""
+    wildcard_constraints:
+        study="|".join(STUDIES),
     input:
         lambda wc: study_cells(wc.study),
     output:
@@ -31,3 +35,60 @@ rule figure:
         f"{R}/logs/figures/{{figure}}.log",
     shell:
         "python -m synsym.cli figure --name {wildcards.figure} --tables {input} --out {output.png} > {log} 2>&1"
+
+
+rule fits:
+    """Power-law exponents over training-set size (Fig. S6) and the DIDE half-range slopes (Fig. 4)."""
+    input:
+        [f"{R}/tables/{s}.parquet" for s in ("curves", "scaling") if s in STUDIES],
+    output:
+        table=report(f"{R}/tables/scaling_fits.parquet", category="Tables", caption="../report/table.rst"),
+        csv=report(f"{R}/tables/scaling_fits.csv", category="Tables", caption="../report/table.rst"),
+    conda:
+        "../../envs/study.yaml"
+    log:
+        f"{R}/logs/fits.log",
+    shell:
+        "python -m synsym.cli fits --tables {input} --out {output.table} --csv {output.csv} > {log} 2>&1"
+
+
+rule sdist_table:
+    """Ensemble accuracy and S-Dist to GAP_n and VEC_inf along the SO(3)^d path (App. E)."""
+    input:
+        split=f"{R}/data/split.npz",
+        preds=lambda wc: [pred_of(p) for p in study_cells("sdist") if "/nngp/" not in p],
+    output:
+        table=report(f"{R}/tables/sdist_distances.parquet", category="Tables", caption="../report/table.rst"),
+        csv=report(f"{R}/tables/sdist_distances.csv", category="Tables", caption="../report/table.rst"),
+    conda:
+        "../../envs/study.yaml"
+    log:
+        f"{R}/logs/sdist.log",
+    shell:
+        "python -m synsym.cli sdist --split {input.split} --preds {input.preds} --out {output.table} "
+        "--csv {output.csv} > {log} 2>&1"
+
+
+rule symmetry_report:
+    """Theorem 4.1 prediction vs measurement for every (architecture, inference, transform)."""
+    input:
+        grid=f"{R}/tables/grid.parquet",
+        kernels=lambda wc: [
+            f"{R}/kernels/{fam}/{t}/s{config['kernel_seeds'][0]}.npz"
+            for fam in A.KERNEL_FAMILIES
+            for t in config["grid"]["transforms"]
+        ],
+    output:
+        table=report(f"{R}/tables/symmetry_report.parquet", category="Tables", caption="../report/table.rst"),
+        csv=report(f"{R}/tables/symmetry_report.csv", category="Tables", caption="../report/table.rst"),
+    params:
+        archs=" ".join(config["grid"]["architectures"]),
+    conda:
+        "../../envs/study.yaml"
+    log:
+        f"{R}/logs/symmetry_report.log",
+    resources:
+        mem_mb=8000,
+    shell:
+        "python -m synsym.cli symmetry --grid {input.grid} --kernels {input.kernels} --archs {params.archs} "
+        "--out {output.table} --csv {output.csv} > {log} 2>&1"

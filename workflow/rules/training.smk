@@ -6,7 +6,8 @@ rule train_cell:
         cell=f"{R}/cells/{{study}}/{{finite}}/{{arch}}/{{transform}}/w{{width}}_m{{m}}.parquet",
         pred=f"{R}/cells/{{study}}/{{finite}}/{{arch}}/{{transform}}/w{{width}}_m{{m}}.pred.npz",
     params:
-        spec=lambda wc: spec_json(seeds=config["seeds"], device=config["device"], training=config["training"]),
+        spec=lambda wc: spec_json(seeds=train_seeds(wc.study), device=config["device"], training=config["training"]),
+        first_layer=lambda wc: "uniform" if wc.study == "uniform_init" else "gaussian",
     conda:
         "../../envs/study.yaml"
     log:
@@ -22,4 +23,5 @@ rule train_cell:
     shell:
         "OMP_NUM_THREADS={threads} python -m synsym.cli train --spec {params.spec:q} --study {wildcards.study} "
         "--inference {wildcards.finite} --arch {wildcards.arch} --transform {wildcards.transform} "
-        "--width {wildcards.width} --m {wildcards.m} --split {input.split} --out {output.cell} > {log} 2>&1"
+        "--width {wildcards.width} --m {wildcards.m} --split {input.split} --first-layer {params.first_layer} "
+        "--out {output.cell} > {log} 2>&1"

@@ -1,0 +1,64 @@
+"""Derived tables: power-law fits, S-Dist, and the invariance report's verdicts."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from synsym import metrics
+from synsym import studies as S
+
+
+def test_power_law_fit_recovers_exponent():
+    m = np.array([32, 64, 128, 256, 512])
+    alpha, se = metrics.power_law_fit(m, 3.0 * m**-0.4)
+    assert abs(alpha - 0.4) < 1e-12 and se < 1e-10
+    alpha, se = metrics.power_law_fit(m, 3.0 * m**-0.4 * np.exp([0.05, -0.05, 0.02, 0, -0.02]))
+    assert abs(alpha - 0.4) < 0.05 and se > 0
+
+
+def rows(alpha_small, alpha_large):
+    m = np.array([100, 200, 400, 800])
+    err = np.concatenate([m[:2] ** -alpha_small, (m[2:] ** -alpha_large) * (200**-alpha_small / 200**-alpha_large)])
+    return pd.DataFrame({"study": "curves", "inference": "nn_plus", "architecture": "vec", "transform": "identity",
+                         "n_train": m, "test_acc": 1 - err, "test_mse": err / 2, "status": "ok"})
+
+
+def test_dide_check_sees_steeper_large_m_slope():
+    f = S.scaling_fits(rows(0.1, 0.5)).iloc[0]
+    assert abs(f["alpha_err_small_m"] - 0.1) < 1e-9 and abs(f["alpha_err_large_m"] - 0.5) < 1e-9
+    assert abs(f["alpha_mse_large_m"] - 0.5) < 1e-9
+
+
+def test_sdist_by_hand():
+    y = np.array([0, 1])
+    vec = np.zeros((2, 2, 10))
+    vec[0, :, 0], vec[1, :, 0] = 1.0, 3.0  # ensemble mean: 2 on logit 0
+    gap = np.zeros((1, 2, 10))
+    ntk = np.zeros((2, 10))
+    ntk[:, 1] = 1.0
+    t = S.sdist_table({("vec", "nn_plus", 8, 0.5): vec, ("gap", "nn_plus", 8, 0.5): gap,
+                       ("vec", "ntk", None, 0.5): ntk[None]}, y).iloc[0]
+    assert t["sdist_to_gap"] == pytest.approx(4.0)  # |2 - 0|^2 on one logit
+    assert t["sdist_to_vec_ntk"] == pytest.approx(5.0)  # 2^2 + 1^2
+    assert t["ensemble_test_acc"] == 0.5 and t["ensemble_size"] == 2
+
+
+def grid(accs):
+    out = []
+    for tid, vals in accs.items():
+        for s, a in enumerate(vals):
+            out.append({"architecture": "gap", "inference": "nn", "transform": tid, "test_acc": a, "seed": s,
+                        "status": "ok", "n_test": 1000})
+    return pd.DataFrame(out)
+
+
+def test_symmetry_report_flags_contradictions_only():
+    g = grid({"identity": [0.50, 0.51], "o3_shared": [0.30, 0.31], "perm_3d": [0.50, 0.51]})
+    rep = S.symmetry_report(g, {("gap", "o3_shared", "ntk"): 1e-14, ("gap", "o3_per_pixel", "ntk"): 1e-15,
+                                ("fcn", "o_3d", "ntk"): 0.2})
+    by = {(r.architecture, r.inference, r.transform): r.agrees for r in rep.itertuples()}
+    assert by[("gap", "ntk", "o3_shared")]  # invariant kernel, as predicted
+    assert not by[("gap", "ntk", "o3_per_pixel")]  # predicted to break, measured invariant: flagged
+    assert not by[("fcn", "ntk", "o_3d")]  # predicted invariant, kernel changed: flagged
+    assert not by[("gap", "nn", "o3_shared")]  # SGD accuracy moved under a predicted invariance: flagged
+    assert by[("gap", "nn", "perm_3d")]  # equality where a change is allowed is no contradiction
