@@ -38,6 +38,7 @@ def usable(df: pd.DataFrame) -> pd.DataFrame:
 
 def save(fig: plt.Figure, outdir: str | Path, name: str) -> list[str]:
     paths = []
+    fig.tight_layout()
     for ext in ("png", "pdf"):
         path = Path(outdir) / f"{name}.{ext}"
         with atomic_path(path) as tmp:
@@ -148,7 +149,7 @@ FIGURES = ("fig2_grid", "fig3_width", "fig4_learning_curves", "figS1_sdist", "fi
 
 def figS1_sdist(sd: pd.DataFrame, outdir: str | Path) -> list[str]:
     """Ensemble accuracy, S-Dist to GAP_n and to VEC_inf along the SO(3)^d path (Fig. S1)."""
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.2))
     for ax, col, name in zip(axes, ("ensemble_test_acc", "sdist_to_gap", "sdist_to_vec_ntk"),
                              ("ensemble test accuracy", "S-Dist(VEC$_n^{τ_t}$, GAP$_n$)",
                               "S-Dist(VEC$_n^{τ_t}$, VEC$_\\infty$)")):
