@@ -67,6 +67,8 @@ def fig2_grid(grid: pd.DataFrame, outdir: str | Path) -> list[str]:
         ax.tick_params(axis="x", rotation=20)
         if ax is not axes[0][-1] and ax.get_legend():
             ax.get_legend().remove()
+    if axes[0][-1].get_legend():
+        sns.move_legend(axes[0][-1], "upper left", bbox_to_anchor=(1.01, 1), title="architecture")
     fig.suptitle("Performance under spurious symmetries (cf. paper Fig. 2)")
     return save(fig, outdir, "fig2_grid")
 

@@ -12,14 +12,14 @@ rule kernel:
         f"{R}/logs/kernel/{{family}}/{{transform}}/s{{seed}}.log",
     benchmark:
         f"{R}/benchmarks/kernel/{{family}}/{{transform}}/s{{seed}}.tsv"
-    threads: 2
+    threads: 1
     resources:
         mem_mb=lambda wc: int(config["kernels"]["max_memory_gb"] * 1024 * 1.5) + 2000,
         runtime=lambda wc: 60 if RUN != "paper" else 7 * 24 * 60,
-        cpus_per_task=2,
+        cpus_per_task=1,
         **gpu_resources(),
     shell:
-        "python -m synsym.cli kernel --spec {params.spec:q} --family {wildcards.family} "
+        "OMP_NUM_THREADS={threads} python -m synsym.cli kernel --spec {params.spec:q} --family {wildcards.family} "
         "--transform {wildcards.transform} --seed {wildcards.seed} --split {input.split} --out {output} > {log} 2>&1"
 
 
