@@ -24,6 +24,17 @@ def snakemake(*args: str, cwd: Path | None = None, timeout: int = 900, check: bo
     return p
 
 
+def load_config(*presets: str) -> dict:
+    """config.yaml with presets merged on top, as Snakemake merges --configfile."""
+    import yaml
+    from snakemake.utils import update_config
+
+    cfg = yaml.safe_load((ROOT / "config.yaml").read_text())
+    for name in presets:
+        update_config(cfg, yaml.safe_load((ROOT / name).read_text()))
+    return cfg
+
+
 def job_counts(output: str) -> dict[str, int]:
     """The 'Job stats' table of a (dry) run as {rule: count}."""
     counts: dict[str, int] = {}

@@ -5,20 +5,12 @@ import re
 import pytest
 import yaml
 from helpers import ROOT, snakemake
+from helpers import load_config as load
 
 from synsym import architectures as A
 from synsym import transforms as T
 from synsym.config import ConfigError, validate
 from synsym.io import CELL_SCHEMA
-
-
-def load(*names):
-    from snakemake.utils import update_config
-
-    cfg = yaml.safe_load((ROOT / "config.yaml").read_text())
-    for n in names:
-        update_config(cfg, yaml.safe_load((ROOT / n).read_text()))
-    return cfg
 
 
 def test_schema_ids_are_the_package_ids():

@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 import yaml
 from helpers import ROOT, dry_counts, snakemake
+from helpers import load_config as merged
 
 from synsym import architectures as A
 from synsym import transforms as T
@@ -36,15 +37,6 @@ def expected_counts(cfg: dict) -> dict[str, int]:
     return {"prepare": 1, "kernel": len(transforms_needed) * len(cfg["kernel_seeds"]), "train_cell": train,
             "kernel_cell": kcells, "scaling_cells": len(g["architectures"]) * len(g["transforms"]),
             "merge": 6, "fits": 1, "sdist_table": 1, "symmetry_report": 1, "figure": 7, "all": 1}
-
-
-def merged(*files):
-    from snakemake.utils import update_config
-
-    cfg = yaml.safe_load((ROOT / "config.yaml").read_text())
-    for f in files:
-        update_config(cfg, yaml.safe_load((ROOT / f).read_text()))
-    return cfg
 
 
 def test_paper_dag_has_exact_job_counts():

@@ -21,6 +21,17 @@ def _offsets(s: int) -> list[tuple[int, int, int]]:
     return [(kh * FILTER + kw, kh - p, kw - p) for kh in range(FILTER) for kw in range(FILTER)]
 
 
+def _local_taps(w: torch.Tensor, s_img: int):
+    """Each (location a, filter tap k, source pixel a + beta, weights (S, c, n)) of a local layer."""
+    s, d, ck, n = w.shape
+    c = ck // K2
+    taps = w.reshape(s, d, c, K2, n)
+    for a in range(d):
+        h, wd = divmod(a, s_img)
+        for k, dh, dw in _offsets(s_img):
+            yield a, k, ((h + dh) % s_img) * s_img + (wd + dw) % s_img, taps[:, a, :, k, :]
+
+
 def gap_in_vec(p: dict[str, torch.Tensor], image_size: int) -> dict[str, torch.Tensor]:
     """Readout weights constant over pixels: w_vec[c, pos] = w_gap[c] / sqrt(d)."""
     d = image_size**2
@@ -59,14 +70,10 @@ def lcn_in_vec(p: dict[str, torch.Tensor], image_size: int, depth: int) -> dict[
         c_in = c if layer == 1 else d * n
         scale = 1.0 if layer == 1 else math.sqrt(d)  # fan-in 9c vs 9dn
         big = torch.zeros(s, d * n, c_in, FILTER, FILTER, dtype=w.dtype)
-        for a in range(d):
-            h, wd = divmod(a, s_img)
-            for k, dh, dw in _offsets(s_img):
-                src = ((h + dh) % s_img) * s_img + (wd + dw) % s_img
-                block = w[:, a, :, :].reshape(s, c, K2, n)[:, :, k, :]  # (S, c, n)
-                rows = slice(a * n, (a + 1) * n)
-                cols = slice(0, c) if layer == 1 else slice(src * n, (src + 1) * n)
-                big[:, rows, cols, k // FILTER, k % FILTER] += scale * block.transpose(1, 2)
+        for a, k, src, block in _local_taps(w, s_img):
+            rows = slice(a * n, (a + 1) * n)
+            cols = slice(0, c) if layer == 1 else slice(src * n, (src + 1) * n)
+            big[:, rows, cols, k // FILTER, k % FILTER] += scale * block.transpose(1, 2)
         out[f"w{layer}"] = big
         out[f"b{layer}"] = p[f"b{layer}"].reshape(s, d * n)
     w_out = p["w_out"]  # (S, n*d, K), index j*d + alpha
@@ -92,14 +99,9 @@ def lcn_in_fcn(p: dict[str, torch.Tensor], image_size: int, depth: int) -> dict[
         fan_in = 3 * d if layer == 1 else d * n
         scale = math.sqrt(fan_in / ck)
         big = torch.zeros(s, fan_in, d * n, dtype=w.dtype)
-        for a in range(d):
-            h, wd = divmod(a, s_img)
-            for k, dh, dw in _offsets(s_img):
-                src = ((h + dh) % s_img) * s_img + (wd + dw) % s_img
-                block = w[:, a].reshape(s, c, K2, n)[:, :, k, :]  # (S, c, n)
-                # input index: pixel-major HWC for the image, unit-major alpha*n+i after
-                rows = slice(src * c, (src + 1) * c)
-                big[:, rows, a * n : (a + 1) * n] += scale * block
+        for a, _, src, block in _local_taps(w, s_img):
+            # input index: pixel-major HWC for the image, unit-major alpha*n+i after
+            big[:, src * c : (src + 1) * c, a * n : (a + 1) * n] += scale * block
         out[f"w{layer}"] = big
         out[f"b{layer}"] = p[f"b{layer}"].reshape(s, d * n)
     w_out = p["w_out"]
