@@ -34,10 +34,13 @@ def rel(a, b):
 # nt's own diagonal moves by ~1e-8 relative with the summation order (nt on a
 # subset of the same images differs from nt on all of them by 1e-7). That noise
 # in K(x, x) reaches the next layer's off-diagonal entries through the
-# normalization, so transformed inputs move them by up to ~4e-9. Invariant pairs
-# are held to 1e-8 (diagonal 1e-6); broken invariances differ by > 1e-3, five
-# orders of magnitude apart.
-OFF_DIAG_TOL, DIAG_TOL = 1e-8, 1e-6
+# normalization, so transformed inputs move them by up to ~1e-8 (measured 4e-9
+# to 1.003e-8 between runs: XLA's summation order varies). Invariant pairs are
+# held to 1e-7 (diagonal 1e-6); broken invariances differ by > 1e-3, four orders
+# of magnitude apart. The fast engine has an exact diagonal, and there the same
+# theorem holds to 1e-12 (tests/test_engine.py).
+OFF_DIAG_TOL, DIAG_TOL = 1e-7, 1e-6
+SAME_INPUT_TOL = 1e-10  # off-diagonal, same images through two code paths: well conditioned
 
 
 def split_rel(a, b, square):
@@ -59,7 +62,7 @@ def test_shared_stack_readouts_equal_neural_tangents(arch, xs):
         want = ref(x, None, ("nngp", "ntk")) if other is None else ref(other, x, ("nngp", "ntk"))
         for kind in K.KINDS:
             off, diag = split_rel(kern[f"{split}/{arch}/{kind}"], np.asarray(getattr(want, kind)), other is None)
-            assert off < OFF_DIAG_TOL and diag < DIAG_TOL, (split, kind, off, diag)
+            assert off < SAME_INPUT_TOL and diag < DIAG_TOL, (split, kind, off, diag)
 
 
 def test_lcn_inf_equals_vec_inf(xs):
@@ -69,7 +72,7 @@ def test_lcn_inf_equals_vec_inf(xs):
     gap = K.stax_kernel_fn(A.get("gap"), DEPTH)(x, None, "ntk")
     for kind in ("ntk", "nngp"):
         off, diag = split_rel(np.asarray(getattr(lcn, kind)), np.asarray(getattr(vec, kind)), True)
-        assert off < OFF_DIAG_TOL and diag < DIAG_TOL, (kind, off, diag)
+        assert off < SAME_INPUT_TOL and diag < DIAG_TOL, (kind, off, diag)
     assert rel(np.asarray(gap), np.asarray(vec.ntk)) > 1e-2  # a different kernel is visibly different
 
 
