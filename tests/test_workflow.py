@@ -13,8 +13,8 @@ from synsym.io import CELL_SCHEMA, read_cell
 
 FIGURES = ["fig2_grid", "fig3_width", "fig4_learning_curves", "figS1_sdist", "figS5_uniform_init", "figS6_scaling",
            "symmetry_report"]
-TABLES = ["grid", "width", "curves", "uniform_init", "sdist", "scaling", "scaling_fits", "sdist_distances",
-          "symmetry_report"]
+TABLES = ["grid", "width", "curves", "uniform_init", "sdist", "scaling", "curves_fits", "scaling_fits",
+          "sdist_distances", "symmetry_report"]
 
 
 def expected_counts(cfg: dict) -> dict[str, int]:
@@ -36,7 +36,7 @@ def expected_counts(cfg: dict) -> dict[str, int]:
     transforms_needed |= {("conv", f"so3_path-t{t:g}") for t in sd["ts"]}
     return {"prepare": 1, "kernel": len(transforms_needed) * len(cfg["kernel_seeds"]), "train_cell": train,
             "kernel_cell": kcells, "scaling_cells": len(g["architectures"]) * len(g["transforms"]),
-            "merge": 6, "fits": 1, "sdist_table": 1, "symmetry_report": 1, "figure": 7, "all": 1}
+            "merge": 6, "fits": 2, "sdist_table": 1, "symmetry_report": 1, "figure": 7, "all": 1}
 
 
 def test_paper_dag_has_exact_job_counts():
@@ -94,7 +94,8 @@ def test_smoke_produces_every_table_and_figure(smoke):
     sd = pd.read_parquet(r / "tables" / "sdist_distances.parquet")
     assert set(sd["t"]) == {0.0, 1.0} and (sd["sdist_to_gap"] > 0).all() and (sd["sdist_to_vec_ntk"] > 0).all()
     fits = pd.read_parquet(r / "tables" / "scaling_fits.parquet")
-    assert len(fits[fits["study"] == "scaling"]) == 2 * 6 * 5 and fits["alpha_mse"].notna().all()
+    assert len(fits) == 2 * 6 * 5 and (fits["study"] == "scaling").all() and fits["alpha_mse"].notna().all()
+    assert len(pd.read_parquet(r / "tables" / "curves_fits.parquet")) == 4 + 1  # 4 curves, NNGP rides along
     # Theorem 4.1 visible in the results: invariant NTK cells have equal accuracy
     ntk = grid[grid["inference"] == "ntk"].set_index(["architecture", "transform"])["test_acc"]
     assert ntk[("fcn", "identity")] == ntk[("fcn", "o_3d")] == ntk[("fcn", "perm_3d")]

@@ -133,7 +133,7 @@ def make(name: str, tables: dict[str, pd.DataFrame], outdir: str | Path) -> list
     if name == "fig3_width":
         return fig3_width(tables["width"], tables["grid"], outdir)
     if name == "fig4_learning_curves":
-        return fig4_learning_curves(tables["curves"], tables["scaling_fits"], outdir)
+        return fig4_learning_curves(tables["curves"], tables["curves_fits"], outdir)
     if name == "figS1_sdist":
         return figS1_sdist(tables["sdist_distances"], outdir)
     if name == "figS5_uniform_init":

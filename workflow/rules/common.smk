@@ -157,16 +157,17 @@ def kernel_inputs(wc):
 FIGURE_TABLES = {
     "fig2_grid": ["grid"],
     "fig3_width": ["width", "grid"],
-    "fig4_learning_curves": ["curves", "scaling_fits"],
+    "fig4_learning_curves": ["curves", "curves_fits"],
     "figS1_sdist": ["sdist_distances"],
     "figS5_uniform_init": ["grid", "uniform_init"],
     "figS6_scaling": ["scaling", "scaling_fits"],
     "symmetry_report": ["symmetry_report"],
 }
+DERIVED_TABLES = ["curves_fits", "scaling_fits", "sdist_distances", "symmetry_report"]
 if not config["scaling"]["enabled"]:
     del FIGURE_TABLES["figS6_scaling"]
+    DERIVED_TABLES.remove("scaling_fits")
 FIGURES = list(FIGURE_TABLES)
-DERIVED_TABLES = ["scaling_fits", "sdist_distances", "symmetry_report"]
 
 
 def all_targets():

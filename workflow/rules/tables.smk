@@ -38,16 +38,18 @@ rule figure:
 
 
 rule fits:
-    """Power-law exponents over training-set size (Fig. S6) and the DIDE half-range slopes (Fig. 4)."""
+    """Power-law exponents over training-set size and the DIDE half-range slopes (Figs. 4 and S6)."""
+    wildcard_constraints:
+        study="curves|scaling",
     input:
-        [f"{R}/tables/{s}.parquet" for s in ("curves", "scaling") if s in STUDIES],
+        f"{R}/tables/{{study}}.parquet",
     output:
-        table=report(f"{R}/tables/scaling_fits.parquet", category="Tables", caption="../report/table.rst"),
-        csv=report(f"{R}/tables/scaling_fits.csv", category="Tables", caption="../report/table.rst"),
+        table=report(f"{R}/tables/{{study}}_fits.parquet", category="Tables", caption="../report/table.rst"),
+        csv=report(f"{R}/tables/{{study}}_fits.csv", category="Tables", caption="../report/table.rst"),
     conda:
         "../../envs/study.yaml"
     log:
-        f"{R}/logs/fits.log",
+        f"{R}/logs/fits/{{study}}.log",
     shell:
         "python -m synsym.cli fits --tables {input} --out {output.table} --csv {output.csv} > {log} 2>&1"
 
