@@ -5,7 +5,11 @@ rule kernel:
     output:
         f"{R}/kernels/{{family}}/{{transform}}/s{{seed}}.npz",
     params:
-        spec=lambda wc: spec_json(kernels=config["kernels"], device=config["device"]),
+        # the kernel itself: engine and blocking, not the regression's ridges (kernel_cell uses those)
+        spec=lambda wc: spec_json(
+            kernels={k: config["kernels"][k] for k in ("engine", "block_size", "max_memory_gb")},
+            device=config["device"],
+        ),
     conda:
         "../../envs/study.yaml"
     log:
