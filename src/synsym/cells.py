@@ -14,7 +14,7 @@ import numpy as np
 
 from synsym import architectures, kernels, transforms
 from synsym.data import Split, download, make_split, training_subset
-from synsym.io import atomic_path, code_version, write_cell
+from synsym.io import atomic_path, code_version, pred_path, write_cell
 
 
 def log(msg: str) -> None:
@@ -112,10 +112,6 @@ def save_preds(cell_path: str, preds: np.ndarray, seeds: list[int]) -> None:
     """Per-seed test predictions beside a cell (S-Dist is computed from these)."""
     with atomic_path(pred_path(cell_path)) as tmp, open(tmp, "wb") as f:
         np.savez(f, pred=preds, seeds=np.asarray(seeds))
-
-
-def pred_path(cell_path: str) -> str:
-    return cell_path[: -len(".parquet")] + ".pred.npz"
 
 
 def train_cell(

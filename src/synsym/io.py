@@ -68,6 +68,11 @@ CELL_SCHEMA = pa.schema(
 )
 
 
+def pred_path(cell_path: str) -> str:
+    """Where a cell's per-seed test predictions live: beside the cell, ``.pred.npz``."""
+    return cell_path[: -len(".parquet")] + ".pred.npz"
+
+
 def write_cell(rows: list[dict], path: str | Path) -> None:
     """Validate rows against CELL_SCHEMA and write them atomically as Parquet."""
     missing = [c for c in CELL_SCHEMA.names if any(c not in r for r in rows)]

@@ -24,7 +24,6 @@ from synsym.architectures import ARCHITECTURES, FILTER, SIGMA_B2, SIGMA_W2, Arch
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 KINDS = ("nngp", "ntk")
-SPLITS = ("train_train", "val_train", "test_train")
 # Architectures whose kernel a family job writes (LCN reads VEC's: LCN_inf == VEC_inf).
 FAMILY_MEMBERS = {"fcn": ("fcn",), "conv": ("vec", "gap", "lap4", "lap8")}
 # Bytes of live float64 intermediates per pixel-pair entry of a block (measured

@@ -10,6 +10,7 @@ sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 from synsym import architectures as A
 from synsym import transforms as T
 from synsym.config import ConfigError, validate
+from synsym.io import pred_path
 
 try:
     validate(config)
@@ -130,10 +131,6 @@ STUDY_CELLS = {
     "uniform_init": uniform_cells,
     "sdist": sdist_cells,
 }
-
-
-def pred_of(path):
-    return path[: -len(".parquet")] + ".pred.npz"
 
 
 def train_seeds(study):

@@ -58,7 +58,7 @@ rule sdist_table:
     """Ensemble accuracy and S-Dist to GAP_n and VEC_inf along the SO(3)^d path (App. E)."""
     input:
         split=f"{R}/data/split.npz",
-        preds=lambda wc: [pred_of(p) for p in study_cells("sdist") if "/nngp/" not in p],
+        preds=lambda wc: [pred_path(p) for p in study_cells("sdist") if "/nngp/" not in p],
     output:
         table=report(f"{R}/tables/sdist_distances.parquet", category="Tables", caption="../report/table.rst"),
         csv=report(f"{R}/tables/sdist_distances.csv", category="Tables", caption="../report/table.rst"),
