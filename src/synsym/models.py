@@ -80,9 +80,48 @@ def init_params(
     return {k: torch.tensor(np.stack(v), dtype=dtype, device=device) for k, v in stacked.items()}
 
 
-def _circular_pad(x: torch.Tensor) -> torch.Tensor:
-    p = FILTER // 2
-    return F.pad(x, (p, p, p, p), mode="circular")
+class _CircularPad(torch.autograd.Function):
+    """Wrap-around padding by one pixel of the last two axes, with a hand-written backward.
+
+    ``F.pad(mode="circular")`` costs ~4x more forward + backward on CPU (1.7 vs
+    0.4 ms for a (40, 120, 8, 8) batch): its backward goes through many strided
+    slice copies. Here the forward is five slice copies and the backward folds
+    the four borders back in place, in a fixed order (deterministic). Linear, so its jvp is itself
+    (``torch.func.jvp`` in the lambda_max power iteration)."""
+
+    @staticmethod
+    def forward(x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        h, w = x.shape[-2:]
+        out = x.new_empty(*x.shape[:-2], h + 2, w + 2)
+        out[..., 1:-1, 1:-1] = x
+        out[..., 1:-1, 0] = x[..., :, -1]
+        out[..., 1:-1, -1] = x[..., :, 0]
+        out[..., 0, :] = out[..., -2, :]
+        out[..., -1, :] = out[..., 1, :]
+        return out
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:  # nothing to save: the map is linear
+        pass
+
+    @staticmethod
+    def jvp(ctx, t: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return _CircularPad.forward(t)
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        g = g.clone()
+        g[..., 1, :] += g[..., -1, :]
+        g[..., -2, :] += g[..., 0, :]
+        g[..., 1:-1, 1] += g[..., 1:-1, -1]
+        g[..., 1:-1, -2] += g[..., 1:-1, 0]
+        return g[..., 1:-1, 1:-1]
+
+
+def circular_pad(x: torch.Tensor) -> torch.Tensor:
+    """Pad the last two axes by one pixel, wrapping around (3x3 circular filters)."""
+    assert FILTER == 3
+    return _CircularPad.apply(x)
 
 
 def _conv(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -95,7 +134,7 @@ def _conv(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     s, bsz, c, h, wd = x.shape
     n = w.shape[1]
     y = F.conv2d(
-        _circular_pad(x.transpose(0, 1).reshape(bsz, s * c, h, wd)),
+        circular_pad(x.transpose(0, 1).reshape(bsz, s * c, h, wd)),
         w.reshape(s * n, c, FILTER, FILTER),
         groups=s,
     )
@@ -106,7 +145,7 @@ def _conv(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 def _local(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Locally connected 3x3 layer: unfold patches, one batched einsum over positions."""
     s, bsz, c, h, wd = x.shape
-    patches = F.unfold(_circular_pad(x.reshape(s * bsz, c, h, wd)), FILTER)  # (SB, C*9, HW)
+    patches = F.unfold(circular_pad(x.reshape(s * bsz, c, h, wd)), FILTER)  # (SB, C*9, HW)
     patches = patches.reshape(s, bsz, c * K2, h * wd)
     y = torch.einsum("sbkp,spkn->sbnp", patches, w)
     y = SW / math.sqrt(c * K2) * y + SB * b.transpose(1, 2)[:, None]
