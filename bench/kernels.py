@@ -6,7 +6,8 @@
 Cases (each in its own process, so peak memory is its own):
   nt_naive   one nt.batch(kernel_fn) call per architecture (vec, lcn, gap, lap4, lap8), full matrix
   nt_shared  neural-tangents, one conv-stack pass per block + all readouts, upper triangle only
-  fast       synsym.engine (torch), same blocking and triangle
+  fast_eager synsym.engine's eager torch path (SYNSYM_FUSED=0; what CUDA runs), same blocking and triangle
+  fast       synsym.engine as the workflow runs it on a CPU: the fused C++ kernel
 Reports ms per kernel entry (one image pair, every readout), peak RSS, and the
 fast engine's achieved FLOP/s against a measured float64 matmul peak.
 """
@@ -58,7 +59,9 @@ def compute(case: str, m: int, s: int) -> float:
     else:
         from synsym import kernels as K
 
-        engine = "fast" if case == "fast" else "neural_tangents"
+        if case == "fast_eager":
+            os.environ["SYNSYM_FUSED"] = "0"
+        engine = "neural_tangents" if case == "nt_shared" else "fast"
         K.compute_family("conv", x, {}, DEPTH, block_size=max(1, m // 4), max_memory_gb=8.0,
                          log=lambda _: None, engine=engine)
     return time.perf_counter() - t0
@@ -100,7 +103,7 @@ def main() -> None:
     print(f"{'size':>6} {'m':>4} {'case':>10} {'cold s':>7} {'warm s':>7} {'ms/entry':>9} {'peak MB':>8} {'speedup':>8}")
     for spec in a.sizes:
         rows = {}
-        for case in ("nt_naive", "nt_shared", "fast"):
+        for case in ("nt_naive", "nt_shared", "fast_eager", "fast"):
             out = subprocess.run([sys.executable, __file__, "--case", case, "--sizes", spec],
                                  capture_output=True, text=True, check=True).stdout
             rows[case] = json.loads(out.strip().splitlines()[-1])

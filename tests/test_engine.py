@@ -102,3 +102,33 @@ def test_readout_weights_are_averages():
     w = E.readout_weights(8)
     np.testing.assert_allclose(w.sum(0).numpy(), [1.0, 1.0, 1.0, 1.0], rtol=1e-14)  # each readout is a mean
     assert (w[:, 0].reshape(64, 64)[:, 1:] == 0).all()  # flatten sees only delta = 0
+
+
+def test_fused_kernel_builds_here():
+    """The fused CPU kernel must build on this machine (CI too), or the speed claims in README are void."""
+    assert E.fused_kernel() is not None, E._FUSED.get("why")
+
+
+@pytest.mark.parametrize(
+    "s,depth,dtype",
+    [(8, 8, torch.float64), (16, 3, torch.float64), (5, 2, torch.float64), (2, 2, torch.float64), (8, 8, torch.float32)],
+)
+def test_fused_equals_eager(s, depth, dtype):
+    """Same recursion, two implementations: fused (one pass per (pair, delta)) and eager torch."""
+    x, x2 = (torch.as_tensor(images(n, s, i), dtype=dtype) for i, n in ((0, 4), (1, 3)))
+    tol = 1e-13 if dtype == torch.float64 else 1e-5
+    for a, b in ((x, None), (x2, x)):
+        fused, eager = E.conv_block(a, b, depth, fused=True), E.conv_block(a, b, depth, fused=False)
+        for arch in E.CONV_MEMBERS:
+            if (A.get(arch).pool or 0) > s:  # LAP8 needs 8x8 images at least
+                continue
+            for i in range(2):
+                rel = ((fused[arch][i] - eager[arch][i]).abs() / eager[arch][i].abs()).max().item()
+                assert rel < tol, (arch, i, b is None, rel)
+
+
+def test_fused_kernel_keeps_denormals():
+    """-ffast-math is a compile flag only: loading the kernel must not set flush-to-zero for the process."""
+    E.fused_kernel()
+    tiny = torch.tensor(1e-310, dtype=torch.float64)
+    assert (tiny * 1.0).item() != 0.0 and (tiny / 2).item() != 0.0

@@ -3,11 +3,16 @@
 The conv family's kernel lives on pixel pairs. We store it as K[pair, a, delta]
 with b = a + delta (circular), because then a stride-1 circular conv layer,
 K'(a, b) = mean_beta K(a + beta, b + beta), is a plain 3x3 circular box filter
-over a, one ``avg_pool2d`` with delta as channels. The ReLU (arc-cosine) map
+over a at fixed delta. The ReLU (arc-cosine) map is pointwise in (a, delta) and
 needs only the pixel variances K(x_a, x_a), which follow their own cheap
 recursion, so no pixel-pair self-covariance is ever formed. Every readout is a
-fixed weighting of (a, delta): one matrix product serves Flatten (VEC, LCN),
+fixed weighting of (a, delta): one pass serves Flatten (VEC, LCN),
 GlobalAvgPool (GAP) and AvgPool k (LAP4, LAP8).
+
+Two implementations of the layers: on the CPU a fused C++ kernel
+(fused_cpu.cpp) runs all layers of one (pair, delta) slice in L1 cache and
+keeps only the readouts, since slices never interact; elsewhere (CUDA) and as
+its reference, eager torch ops on whole blocks.
 
 Exactness: the diagonal K(x, x) is computed with correlation exactly 1 (theta
 = 0), so unlike an arccos of a rounded 1 it is well conditioned; results
@@ -17,6 +22,10 @@ match neural-tangents to float64 rounding off the diagonal.
 from __future__ import annotations
 
 import math
+import os
+import platform
+import sys
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -86,52 +95,145 @@ def readout_weights(s: int, dtype=torch.float64, device="cpu") -> torch.Tensor:
     return torch.stack(cols, dim=1)
 
 
+def _layer_scales(v1: torch.Tensor, v2: torch.Tensor, depth: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Per layer, sqrt of the pixel variances that normalize the arc-cosine map.
+
+    v1 (n1, s, s), v2 (n2, s, s): input pixel variances. Returns, after each
+    layer's conv, (sqrt var1 at a: (n1, s, s), sqrt var2 at b = a + delta:
+    (n2, d, s, s)), laid out like K[pair, delta, a]."""
+    s = v1.shape[-1]
+    d = s * s
+    gather_b = _offset_index(s, v1.device).t().reshape(1, d, d)
+    out = []
+    for _ in range(depth):
+        v1, v2 = _conv(v1, s, SIGMA_B2), _conv(v2, s, SIGMA_B2)
+        r2 = torch.sqrt(v2).reshape(-1, 1, d).expand(-1, d, d)
+        out.append((torch.sqrt(v1), torch.gather(r2, 2, gather_b.expand(len(v2), d, d)).reshape(-1, d, s, s)))
+        v1, v2 = v1 / 2, v2 / 2
+    return out
+
+
 def conv_block(
-    x1: torch.Tensor, x2: torch.Tensor | None, depth: int, weights: torch.Tensor | None = None
+    x1: torch.Tensor,
+    x2: torch.Tensor | None,
+    depth: int,
+    weights: torch.Tensor | None = None,
+    fused: bool | None = None,
 ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """{arch: (nngp, ntk)} of the conv family for images x1 (n1, s, s, C) and x2 (n2, s, s, C).
 
-    ``x2=None`` means x2 is x1 and its diagonal is exact.
+    ``x2=None`` means x2 is x1 and its diagonal is exact. ``fused``: run the
+    layers in the compiled CPU kernel (None: whenever it is available and the
+    tensors are on the CPU; False: the eager torch path, which CUDA uses).
     """
     sym = x2 is None
     x2 = x1 if sym else x2
     n1, s, _, c = x1.shape
     n2, d = x2.shape[0], s * s
-    idx = _offset_index(s, x1.device)
+    idx = _offset_index(s, x1.device)  # idx[a, delta] = pixel a + delta
     f1, f2 = x1.reshape(n1, d, c), x2.reshape(n2, d, c)
-    full = torch.einsum("iac,jbc->ijab", f1, f2) / c  # (n1, n2, d, d) over (a, b)
-    k = torch.gather(full, 3, idx.expand(n1, n2, d, d)).transpose(2, 3).reshape(n1, n2, d, s, s)
-    del full
-    # layout (n1, n2, delta, h, w): the box filter runs over a = (h, w) with delta as channels
     v1 = (f1 * f1).sum(-1).reshape(n1, s, s) / c
     v2 = (f2 * f2).sum(-1).reshape(n2, s, s) / c
-    ntk = torch.zeros_like(k)
-    exact = None
-    if sym:
-        exact = torch.zeros(n1, n2, d, 1, 1, dtype=torch.bool, device=x1.device)
-        exact[torch.arange(n1), torch.arange(n1), 0] = True
-        exact = exact.expand(n1, n2, d, s, s)
-    # pixel b = a + delta, laid out like k: (delta, h, w)
-    gather_b = idx.t().reshape(1, d, s, s)
-    for _ in range(depth):
-        k = _conv(k, s, SIGMA_B2)
-        ntk = _conv(ntk, s, k)
-        v1 = _conv(v1, s, SIGMA_B2)
-        v2 = _conv(v2, s, SIGMA_B2)
-        r2 = torch.sqrt(v2).reshape(n2, 1, d).expand(n2, d, d)
-        r2b = torch.gather(r2, 2, gather_b.reshape(1, d, d).expand(n2, d, d))  # sqrt var2 at b = a + delta
-        q = torch.sqrt(v1).reshape(n1, 1, 1, s, s) * r2b.reshape(1, n2, d, s, s)
-        k, ntk = _relu(k, q, ntk, exact)
-        v1, v2 = v1 / 2, v2 / 2
-    w = readout_weights(s, k.dtype, k.device) if weights is None else weights
-    # K[pair, delta, a] -> K[pair, a, delta] to match the weights' (a, delta) order
-    pk = k.permute(0, 1, 3, 4, 2).reshape(n1 * n2, d * d) @ w
-    pt = ntk.permute(0, 1, 3, 4, 2).reshape(n1 * n2, d * d) @ w
+    scales = _layer_scales(v1, v2, depth)
+    w = readout_weights(s, x1.dtype, x1.device) if weights is None else weights
+    kernel = fused_kernel() if fused is not False and x1.device.type == "cpu" else None
+    if fused and kernel is None:
+        raise RuntimeError(f"fused CPU kernel unavailable: {_FUSED.get('why', 'inputs not on the CPU')}")
+    if kernel is not None:
+        f2g = f2[:, idx.t()]  # (n2, delta, a, C): x2 at pixel a + delta
+        pk, pt = kernel.conv_stack(
+            f1 / c, f2g, torch.stack([a.reshape(n1, d) for a, _ in scales]),
+            torch.stack([b.reshape(n2, d, d) for _, b in scales]),
+            w.reshape(d, d, -1).transpose(0, 1), sym, SIGMA_W2, SIGMA_B2,
+        )
+        pk, pt = pk.reshape(n1 * n2, -1), pt.reshape(n1 * n2, -1)
+    else:
+        pk, pt = _eager_stack(f1, f2, idx, scales, sym, w)
     out = {}
     for r, arch in enumerate(CONV_MEMBERS):
         nngp = SIGMA_W2 * pk[:, r].reshape(n1, n2) + SIGMA_B2
         out[arch] = (nngp, nngp + SIGMA_W2 * pt[:, r].reshape(n1, n2))
     return out
+
+
+def _eager_stack(f1, f2, idx, scales, sym: bool, w) -> tuple[torch.Tensor, torch.Tensor]:
+    """The layers in plain torch ops on K[pair, delta, a] (CUDA, and the fused kernel's reference)."""
+    n1, d, c = f1.shape
+    n2, s = f2.shape[0], int(round(d**0.5))
+    full = torch.einsum("iac,jbc->ijab", f1, f2) / c  # (n1, n2, d, d) over (a, b)
+    k = torch.gather(full, 3, idx.expand(n1, n2, d, d)).transpose(2, 3).reshape(n1, n2, d, s, s)
+    del full
+    # layout (n1, n2, delta, h, w): the box filter runs over a = (h, w) with delta as channels
+    ntk = torch.zeros_like(k)
+    exact = None
+    if sym:
+        exact = torch.zeros(n1, n2, d, 1, 1, dtype=torch.bool, device=f1.device)
+        exact[torch.arange(n1), torch.arange(n1), 0] = True
+        exact = exact.expand(n1, n2, d, s, s)
+    for sv1, r2b in scales:
+        k = _conv(k, s, SIGMA_B2)
+        ntk = _conv(ntk, s, k)
+        k, ntk = _relu(k, sv1.reshape(n1, 1, 1, s, s) * r2b.reshape(1, n2, d, s, s), ntk, exact)
+    # K[pair, delta, a] -> K[pair, a, delta] to match the weights' (a, delta) order
+    pk = k.permute(0, 1, 3, 4, 2).reshape(n1 * n2, d * d) @ w
+    pt = ntk.permute(0, 1, 3, 4, 2).reshape(n1 * n2, d * d) @ w
+    return pk, pt
+
+
+# ---------------------------------------------------------------- fused CPU kernel
+
+_FUSED: dict = {}
+
+
+def _isa_flags() -> tuple[str, list[str]]:
+    """The widest x86-64 level this CPU runs (v4 has AVX-512, where libmvec's acos
+    is 8 doubles wide), as a build-name tag and compiler flags. Keyed into the
+    extension's name so machines sharing a home directory never load a build
+    their CPU cannot run."""
+    if platform.machine() not in ("x86_64", "AMD64"):
+        return "generic", []
+    try:
+        flags = set(Path("/proc/cpuinfo").read_text().split("flags")[1].split("\n")[0].split())
+    except (OSError, IndexError):
+        return "generic", []
+    if {"avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl"} <= flags:
+        return "v4", ["-march=x86-64-v4"]
+    if {"avx2", "fma", "bmi2"} <= flags:
+        return "v3", ["-march=x86-64-v3"]
+    return "generic", []
+
+
+def fused_kernel():
+    """The compiled fused CPU kernel (src/synsym/fused_cpu.cpp), or None if it cannot be built.
+
+    ``SYNSYM_FUSED=0`` in the environment forces the eager path (benchmarks,
+    debugging). Built once per machine with torch's cpp_extension (needs a C++ compiler and
+    ninja; ~20 s, then cached in ~/.cache/torch_extensions). ``-ffast-math`` is a
+    compile flag only: the shared object is not linked with crtfastmath, so
+    loading it does not flush denormals for the rest of the process (tested).
+    """
+    if "mod" not in _FUSED and os.environ.get("SYNSYM_FUSED", "1") == "0":
+        _FUSED.update(mod=None, why="SYNSYM_FUSED=0")
+    if "mod" not in _FUSED:
+        tag, flags = _isa_flags()
+        bindir = str(Path(sys.executable).parent)  # the venv's ninja when it is not activated
+        if bindir not in os.environ.get("PATH", "").split(os.pathsep):
+            os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
+        try:
+            from torch.utils.cpp_extension import load_inline
+
+            _FUSED["tag"] = tag
+            _FUSED["mod"] = load_inline(
+                name=f"synsym_fused_cpu_{tag}",
+                cpp_sources=(Path(__file__).parent / "fused_cpu.cpp").read_text(),
+                functions=["conv_stack"],
+                extra_cflags=["-O3", "-ffast-math", "-fopenmp-simd", *flags],
+            )
+        except Exception as e:  # no compiler, no ninja, ...: the eager path still works
+            _FUSED["mod"] = None
+            _FUSED["why"] = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
+            print(f"synsym.engine: fused CPU kernel unavailable ({_FUSED['why']}); using eager torch", file=sys.stderr)
+    return _FUSED["mod"]
 
 
 def fcn_block(x1: torch.Tensor, x2: torch.Tensor | None, depth: int) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
@@ -168,3 +270,12 @@ def block_fn(family: str, depth: int, image_size: int, device: str = "cpu", dtyp
     if family not in ("conv", "fcn"):
         raise ValueError(f"unknown kernel family {family!r}; allowed: fcn, conv")
     return fn
+
+
+def backend(device: str = "cpu") -> str:
+    """Which implementation conv_block uses on ``device``, for job logs."""
+    if torch.device(device).type != "cpu":
+        return f"eager torch on {device}"
+    if fused_kernel() is None:
+        return f"eager torch ({_FUSED['why']})"
+    return f"fused CPU kernel (x86-64 {_FUSED['tag']})"

@@ -187,9 +187,11 @@ def compute_family(
     image_size = x_train.shape[1]
     b = block_size_for(family, image_size, max_memory_gb, block_size)
     if engine == "fast":
-        from synsym.engine import block_fn
+        from synsym.engine import backend, block_fn
 
         fn = block_fn(family, depth, image_size, device)
+        if family == "conv":
+            log(f"[kernel {family}] engine fast: {backend(device)}")
     elif engine == "neural_tangents":
         fn = family_block_fn(family, depth, image_size)
     else:
