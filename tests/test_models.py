@@ -168,3 +168,14 @@ def test_training_is_bit_reproducible():
         run("gap", p, x, y, steps=10)
         outs.append(M.apply(spec, p, stack(xt).expand(2, *xt.shape), DEPTH))
     assert torch.equal(outs[0], outs[1])
+
+
+@pytest.mark.parametrize("h,w", [(8, 8), (3, 5), (2, 2), (1, 4)])
+def test_circular_pad_matches_torch_and_its_derivatives(h, w):
+    """The hand-written wrap-around pad: same values as F.pad(circular), exact backward and forward-mode."""
+    x = torch.randn(2, 3, h, w, dtype=torch.float64, requires_grad=True)
+    assert torch.equal(M.circular_pad(x), torch.nn.functional.pad(x, (1, 1, 1, 1), mode="circular"))
+    assert torch.autograd.gradcheck(M.circular_pad, (x,), check_forward_ad=True)
+    g = torch.randn(2, 3, h + 2, w + 2, dtype=torch.float64)
+    ref = torch.autograd.grad(torch.nn.functional.pad(x, (1, 1, 1, 1), mode="circular"), x, g)[0]
+    assert torch.allclose(torch.autograd.grad(M.circular_pad(x), x, g)[0], ref, rtol=0, atol=1e-14)
