@@ -203,12 +203,38 @@ def _isa_flags() -> tuple[str, list[str]]:
     return "generic", []
 
 
+def _build(name: str, flags: list[str]):
+    """Compile (or load the cached build of) fused_cpu.cpp under an OS file lock.
+
+    torch's own build lock is a plain file: a build killed midway (Ctrl-C, a
+    job timeout) leaves it behind and every later build waits on it forever.
+    An flock dies with its process, so whoever holds ours may delete that stale
+    file: nobody else can be building."""
+    import fcntl
+
+    from torch.utils.cpp_extension import get_default_build_root, load_inline
+
+    build = Path(os.environ.get("TORCH_EXTENSIONS_DIR") or get_default_build_root()) / name
+    build.mkdir(parents=True, exist_ok=True)
+    with open(build / "synsym.flock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        (build / "lock").unlink(missing_ok=True)
+        return load_inline(
+            name=name,
+            cpp_sources=(Path(__file__).parent / "fused_cpu.cpp").read_text(),
+            functions=["conv_stack"],
+            extra_cflags=["-O3", "-ffast-math", "-fopenmp-simd", *flags],
+            build_directory=str(build),
+        )
+
+
 def fused_kernel():
     """The compiled fused CPU kernel (src/synsym/fused_cpu.cpp), or None if it cannot be built.
 
     ``SYNSYM_FUSED=0`` in the environment forces the eager path (benchmarks,
     debugging). Built once per machine with torch's cpp_extension (needs a C++ compiler and
-    ninja; ~20 s, then cached in ~/.cache/torch_extensions). ``-ffast-math`` is a
+    ninja; ~25 s, then cached in ~/.cache/torch_extensions/<name>, or under
+    $TORCH_EXTENSIONS_DIR). ``-ffast-math`` is a
     compile flag only: the shared object is not linked with crtfastmath, so
     loading it does not flush denormals for the rest of the process (tested).
     """
@@ -220,15 +246,8 @@ def fused_kernel():
         if bindir not in os.environ.get("PATH", "").split(os.pathsep):
             os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
         try:
-            from torch.utils.cpp_extension import load_inline
-
             _FUSED["tag"] = tag
-            _FUSED["mod"] = load_inline(
-                name=f"synsym_fused_cpu_{tag}",
-                cpp_sources=(Path(__file__).parent / "fused_cpu.cpp").read_text(),
-                functions=["conv_stack"],
-                extra_cflags=["-O3", "-ffast-math", "-fopenmp-simd", *flags],
-            )
+            _FUSED["mod"] = _build(f"synsym_fused_cpu_{tag}", flags)
         except Exception as e:  # no compiler, no ninja, ...: the eager path still works
             _FUSED["mod"] = None
             _FUSED["why"] = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
