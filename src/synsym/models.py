@@ -85,8 +85,9 @@ class _CircularPad(torch.autograd.Function):
 
     ``F.pad(mode="circular")`` costs ~4x more forward + backward on CPU (1.7 vs
     0.4 ms for a (40, 120, 8, 8) batch): its backward goes through many strided
-    slice copies. Here the forward is five slice copies and the backward folds
-    the four borders back in place, in a fixed order (deterministic). Linear, so its jvp is itself
+    slice copies. Here the forward is five slice copies and the backward copies
+    the interior once and adds the wrapped borders and corners to it, in a fixed
+    order (deterministic). Linear, so its jvp is itself
     (``torch.func.jvp`` in the lambda_max power iteration)."""
 
     @staticmethod
@@ -110,12 +111,18 @@ class _CircularPad(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, g: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        g = g.clone()
-        g[..., 1, :] += g[..., -1, :]
-        g[..., -2, :] += g[..., 0, :]
-        g[..., 1:-1, 1] += g[..., 1:-1, -1]
-        g[..., 1:-1, -2] += g[..., 1:-1, 0]
-        return g[..., 1:-1, 1:-1]
+        # A contiguous result: a strided view here made the ReLU backward that
+        # consumes it ~10x slower (11% of a training step).
+        out = g[..., 1:-1, 1:-1].contiguous()
+        out[..., 0, :] += g[..., -1, 1:-1]  # bottom pad row wraps to row 0
+        out[..., -1, :] += g[..., 0, 1:-1]  # top pad row wraps to the last row
+        out[..., :, 0] += g[..., 1:-1, -1]
+        out[..., :, -1] += g[..., 1:-1, 0]
+        out[..., 0, 0] += g[..., -1, -1]  # corners
+        out[..., 0, -1] += g[..., -1, 0]
+        out[..., -1, 0] += g[..., 0, -1]
+        out[..., -1, -1] += g[..., 0, 0]
+        return out
 
 
 def circular_pad(x: torch.Tensor) -> torch.Tensor:
@@ -124,51 +131,67 @@ def circular_pad(x: torch.Tensor) -> torch.Tensor:
     return _CircularPad.apply(x)
 
 
-def _conv(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Shared 3x3 circular conv for all seeds at once: (S,B,C,H,W) -> (S,B,n,H,W).
+def _conv(z: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Shared 3x3 circular conv for all seeds at once: (B, S*C, H, W) -> (B, S*n, H, W).
 
-    One grouped conv (groups = seeds). Measured in full training steps on 2 CPU
-    cores (bench/training.py, vec, 8x8): 152 seed-steps/s at width 24 against 105
-    for one channels-last conv per seed; at width 128 13 vs 14.
+    One grouped conv (groups = seeds) on a batch-major layout that stays
+    contiguous from layer to layer (no transposes, so the ReLU's backward runs on
+    dense memory). Measured in full training steps on 2 CPU cores
+    (bench/training.py, vec, 8x8): 152 seed-steps/s at width 24 against 105 for
+    one channels-last conv per seed; at width 128 13 vs 14.
     """
-    s, bsz, c, h, wd = x.shape
-    n = w.shape[1]
-    y = F.conv2d(
-        circular_pad(x.transpose(0, 1).reshape(bsz, s * c, h, wd)),
-        w.reshape(s * n, c, FILTER, FILTER),
-        groups=s,
-    )
-    y = y.reshape(bsz, s, n, h, wd).transpose(0, 1)
-    return SW / math.sqrt(c * K2) * y + SB * b[:, None, :, None, None]
+    s, n, c = w.shape[:3]
+    y = F.conv2d(circular_pad(z), w.reshape(s * n, c, FILTER, FILTER), groups=s)
+    return SW / math.sqrt(c * K2) * y + SB * b.reshape(1, s * n, 1, 1)
 
 
-def _local(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Locally connected 3x3 layer: unfold patches, one batched einsum over positions."""
-    s, bsz, c, h, wd = x.shape
-    patches = F.unfold(circular_pad(x.reshape(s * bsz, c, h, wd)), FILTER)  # (SB, C*9, HW)
-    patches = patches.reshape(s, bsz, c * K2, h * wd)
-    y = torch.einsum("sbkp,spkn->sbnp", patches, w)
-    y = SW / math.sqrt(c * K2) * y + SB * b.transpose(1, 2)[:, None]
-    return y.reshape(s, bsz, -1, h, wd)
+def _neighbours(image_size: int, device: torch.device) -> torch.Tensor:
+    """nbr[p, kh, kw] = flat index of pixel p + (kh - 1, kw - 1), circular: a 3x3 patch."""
+    i = torch.arange(image_size, device=device)
+    off = torch.arange(FILTER, device=device) - FILTER // 2
+    rows = (i[:, None, None, None] + off[None, None, :, None]) % image_size  # (h, 1, kh, 1)
+    cols = (i[None, :, None, None] + off[None, None, None, :]) % image_size  # (1, w, 1, kw)
+    return (rows * image_size + cols).reshape(image_size * image_size, K2)
+
+
+def _local(z: torch.Tensor, w: torch.Tensor, b: torch.Tensor, nbr: torch.Tensor) -> torch.Tensor:
+    """Locally connected 3x3 layer on a position-major layout: (S, P, C, B) -> (S, P, n, B).
+
+    With the batch innermost, gathering each position's 9 neighbours gives
+    every (seed, position) patch matrix (9C, B) contiguously, so the layer is
+    one index_select and one bmm over seeds x positions, and its output has the
+    input's layout (no per-layer copies)."""
+    s, p, c, bsz = z.shape
+    n = w.shape[-1]
+    patches = z.index_select(1, nbr.reshape(-1)).reshape(s * p, K2 * c, bsz)  # rows (k, c)
+    wt = w.reshape(s, p, c, K2, n).permute(0, 1, 4, 3, 2).reshape(s * p, n, K2 * c)  # weights stored (c, k)
+    y = torch.bmm(wt, patches).reshape(s, p, n, bsz)
+    return SW / math.sqrt(c * K2) * y + SB * b[..., None]
 
 
 def features(spec: ArchSpec, params: dict[str, torch.Tensor], x: torch.Tensor, depth: int) -> torch.Tensor:
     """Penultimate features (S, B, n*positions) after the readout's pooling."""
-    s, bsz = x.shape[:2]
+    s, bsz, h = x.shape[:3]
     if spec.body == "dense":
         z = x.reshape(s, bsz, -1)
         for layer in range(1, depth + 1):
             w, b = params[f"w{layer}"], params[f"b{layer}"]
             z = torch.relu(SW / math.sqrt(w.shape[1]) * torch.bmm(z, w) + SB * b[:, None])
         return z
-    z = x.permute(0, 1, 4, 2, 3)  # (S, B, C, H, W)
-    layer_fn = _conv if spec.body == "conv" else _local
+    if spec.body == "local":
+        nbr = _neighbours(h, x.device)
+        z = x.reshape(s, bsz, h * h, -1).permute(0, 2, 3, 1).contiguous()  # (S, P, C, B)
+        for layer in range(1, depth + 1):
+            z = torch.relu(_local(z, params[f"w{layer}"], params[f"b{layer}"], nbr))
+        return z.permute(0, 3, 2, 1).reshape(s, bsz, -1)  # flatten readout, (n, position) order
+    z = x.permute(1, 0, 4, 2, 3).reshape(bsz, -1, h, h)  # (B, S*C, H, W)
     for layer in range(1, depth + 1):
-        z = torch.relu(layer_fn(z, params[f"w{layer}"], params[f"b{layer}"]))
+        z = torch.relu(_conv(z, params[f"w{layer}"], params[f"b{layer}"]))
+    z = z.reshape(bsz, s, -1, h, h).transpose(0, 1)  # (S, B, n, H, W)
     if spec.readout == "gap":
         z = z.mean(dim=(3, 4))
     elif spec.readout == "lap":
-        n, h = z.shape[2], z.shape[3]
+        n = z.shape[2]
         z = F.avg_pool2d(z.reshape(s * bsz, n, h, h), spec.pool).reshape(s, bsz, n, -1)
     return z.reshape(s, bsz, -1)
 
