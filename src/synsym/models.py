@@ -163,7 +163,10 @@ def _local(z: torch.Tensor, w: torch.Tensor, b: torch.Tensor, nbr: torch.Tensor)
     input's layout (no per-layer copies)."""
     s, p, c, bsz = z.shape
     n = w.shape[-1]
-    patches = z.index_select(1, nbr.reshape(-1)).reshape(s * p, K2 * c, bsz)  # rows (k, c)
+    # one row gather over the flattened (seed, position) axis: index_select on a
+    # middle axis was ~2x slower per seed with 5 seeds than with 1
+    rows = (torch.arange(s, device=z.device)[:, None] * p + nbr.reshape(1, -1)).reshape(-1)
+    patches = z.reshape(s * p, c, bsz).index_select(0, rows).reshape(s * p, K2 * c, bsz)  # rows (k, c)
     wt = w.reshape(s, p, c, K2, n).permute(0, 1, 4, 3, 2).reshape(s * p, n, K2 * c)  # weights stored (c, k)
     y = torch.bmm(wt, patches).reshape(s, p, n, bsz)
     return SW / math.sqrt(c * K2) * y + SB * b[..., None]
