@@ -68,7 +68,7 @@ def run(arch: str, width: int, seeds: list[int], s: int, steps: int, device: tor
 
 
 def conv_share(arch: str, width: int, s: int, steps: int, device: torch.device) -> float:
-    """Fraction of one sequential (1-seed) run's CPU time spent inside convolution kernels.
+    """Fraction of one sequential (1-seed) run's CPU time spent inside convolution and matmul kernels.
 
     Stacking seeds can only remove the rest (per-op overhead), unless the stacked
     convolution itself runs faster per seed, so 1 / share bounds the ratio."""

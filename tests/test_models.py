@@ -126,7 +126,7 @@ def test_local_layer_matches_explicit_loop():
     p = M.init_params(spec, 3, 1, 4, [0], 0, torch.float64)
     x = torch.as_tensor(np.random.default_rng(1).standard_normal((1, 2, 3, 4, 4)))  # (S, B, C, H, W)
     z = x.reshape(1, 2, 3, 16).permute(0, 3, 2, 1)  # the layer's (S, P, C, B) layout
-    got = M._local(z, p["w1"], p["b1"], M._neighbours(4, z.device)).permute(0, 3, 2, 1).reshape(1, 2, -1, 4, 4)
+    got = M._local(z, p["w1"], p["b1"], M._patch_rows(1, 4, z.device)).permute(0, 3, 2, 1).reshape(1, 2, -1, 4, 4)
     want = torch.zeros_like(got)
     for h in range(4):
         for w in range(4):

@@ -12,13 +12,7 @@ import math
 
 import torch
 
-from synsym.models import FILTER, K2
-
-
-def _offsets(s: int) -> list[tuple[int, int, int]]:
-    """(kernel index k, dh, dw) of the 3x3 filter: position (h, w) reads (h+dh, w+dw)."""
-    p = FILTER // 2
-    return [(kh * FILTER + kw, kh - p, kw - p) for kh in range(FILTER) for kw in range(FILTER)]
+from synsym.models import FILTER, K2, neighbours
 
 
 def _local_taps(w: torch.Tensor, s_img: int):
@@ -26,10 +20,10 @@ def _local_taps(w: torch.Tensor, s_img: int):
     s, d, ck, n = w.shape
     c = ck // K2
     taps = w.reshape(s, d, c, K2, n)
+    nbr = neighbours(s_img).tolist()
     for a in range(d):
-        h, wd = divmod(a, s_img)
-        for k, dh, dw in _offsets(s_img):
-            yield a, k, ((h + dh) % s_img) * s_img + (wd + dw) % s_img, taps[:, a, :, k, :]
+        for k in range(K2):
+            yield a, k, nbr[a][k], taps[:, a, :, k, :]
 
 
 def gap_in_vec(p: dict[str, torch.Tensor], image_size: int) -> dict[str, torch.Tensor]:

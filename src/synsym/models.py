@@ -145,8 +145,9 @@ def _conv(z: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return SW / math.sqrt(c * K2) * y + SB * b.reshape(1, s * n, 1, 1)
 
 
-def _neighbours(image_size: int, device: torch.device) -> torch.Tensor:
-    """nbr[p, kh, kw] = flat index of pixel p + (kh - 1, kw - 1), circular: a 3x3 patch."""
+def neighbours(image_size: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """nbr[p, kh * 3 + kw] = flat index of pixel p + (kh - 1, kw - 1), circular: the 3x3 patch
+    a local or conv filter tap reads (the LCN layer and the Theorem 3.1 embeddings use it)."""
     i = torch.arange(image_size, device=device)
     off = torch.arange(FILTER, device=device) - FILTER // 2
     rows = (i[:, None, None, None] + off[None, None, :, None]) % image_size  # (h, 1, kh, 1)
@@ -154,7 +155,15 @@ def _neighbours(image_size: int, device: torch.device) -> torch.Tensor:
     return (rows * image_size + cols).reshape(image_size * image_size, K2)
 
 
-def _local(z: torch.Tensor, w: torch.Tensor, b: torch.Tensor, nbr: torch.Tensor) -> torch.Tensor:
+def _patch_rows(n_seeds: int, image_size: int, device: torch.device) -> torch.Tensor:
+    """Row index into (seed, position)-flattened activations that gathers every patch:
+    one index_select over that axis (on a middle axis it was ~2x slower per seed with
+    5 seeds than with 1). Built once per forward, shared by all layers."""
+    nbr = neighbours(image_size, device)
+    return (torch.arange(n_seeds, device=device)[:, None] * nbr.shape[0] + nbr.reshape(1, -1)).reshape(-1)
+
+
+def _local(z: torch.Tensor, w: torch.Tensor, b: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
     """Locally connected 3x3 layer on a position-major layout: (S, P, C, B) -> (S, P, n, B).
 
     With the batch innermost, gathering each position's 9 neighbours gives
@@ -163,9 +172,6 @@ def _local(z: torch.Tensor, w: torch.Tensor, b: torch.Tensor, nbr: torch.Tensor)
     input's layout (no per-layer copies)."""
     s, p, c, bsz = z.shape
     n = w.shape[-1]
-    # one row gather over the flattened (seed, position) axis: index_select on a
-    # middle axis was ~2x slower per seed with 5 seeds than with 1
-    rows = (torch.arange(s, device=z.device)[:, None] * p + nbr.reshape(1, -1)).reshape(-1)
     patches = z.reshape(s * p, c, bsz).index_select(0, rows).reshape(s * p, K2 * c, bsz)  # rows (k, c)
     wt = w.reshape(s, p, c, K2, n).permute(0, 1, 4, 3, 2).reshape(s * p, n, K2 * c)  # weights stored (c, k)
     y = torch.bmm(wt, patches).reshape(s, p, n, bsz)
@@ -182,10 +188,10 @@ def features(spec: ArchSpec, params: dict[str, torch.Tensor], x: torch.Tensor, d
             z = torch.relu(SW / math.sqrt(w.shape[1]) * torch.bmm(z, w) + SB * b[:, None])
         return z
     if spec.body == "local":
-        nbr = _neighbours(h, x.device)
+        rows = _patch_rows(s, h, x.device)
         z = x.reshape(s, bsz, h * h, -1).permute(0, 2, 3, 1).contiguous()  # (S, P, C, B)
         for layer in range(1, depth + 1):
-            z = torch.relu(_local(z, params[f"w{layer}"], params[f"b{layer}"], nbr))
+            z = torch.relu(_local(z, params[f"w{layer}"], params[f"b{layer}"], rows))
         return z.permute(0, 3, 2, 1).reshape(s, bsz, -1)  # flatten readout, (n, position) order
     z = x.permute(1, 0, 4, 2, 3).reshape(bsz, -1, h, h)  # (B, S*C, H, W)
     for layer in range(1, depth + 1):
