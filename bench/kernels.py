@@ -2,12 +2,14 @@
 
     python bench/kernels.py                 # 8x8 and 16x16, sizes chosen for ~10-60 s per case
     python bench/kernels.py --sizes 8:64 16:16
+    python bench/kernels.py --device cuda --sizes 8:256 16:64 32:16   # on a GPU (nt cases need jax[cuda])
 
 Cases (each in its own process, so peak memory is its own):
   nt_naive   one nt.batch(kernel_fn) call per architecture (vec, lcn, gap, lap4, lap8), full matrix
   nt_shared  neural-tangents, one conv-stack pass per block + all readouts, upper triangle only
   fast_eager synsym.engine's eager torch path (SYNSYM_FUSED=0; what CUDA runs), same blocking and triangle
-  fast       synsym.engine as the workflow runs it on a CPU: the fused C++ kernel
+  fast       synsym.engine as the workflow runs it: the fused C++ kernel on a CPU,
+             the fused Triton kernel with --device cuda
 Reports ms per kernel entry (one image pair, every readout), peak RSS, and the
 fast engine's achieved FLOP/s against a measured float64 matmul peak.
 """
@@ -32,16 +34,16 @@ def images(m: int, s: int) -> np.ndarray:
     return np.random.default_rng(0).standard_normal((m, s, s, 3))
 
 
-def run_case(case: str, m: int, s: int) -> dict:
+def run_case(case: str, m: int, s: int, device: str = "cpu") -> dict:
     """Time the case twice in one process: the first run includes JIT compilation,
     the second is the steady-state cost that ms/entry reports."""
-    cold = compute(case, m, s)
-    warm = compute(case, m, s)
+    cold = compute(case, m, s, device)
+    warm = compute(case, m, s, device)
     return {"case": case, "m": m, "s": s, "cold_s": cold, "wall_s": warm, "ms_per_entry": 1e3 * warm / (m * m),
             "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
-def compute(case: str, m: int, s: int) -> float:
+def compute(case: str, m: int, s: int, device: str = "cpu") -> float:
     x = images(m, s)
     t0 = time.perf_counter()
     if case == "nt_naive":
@@ -63,18 +65,26 @@ def compute(case: str, m: int, s: int) -> float:
             os.environ["SYNSYM_FUSED"] = "0"
         engine = "neural_tangents" if case == "nt_shared" else "fast"
         K.compute_family("conv", x, {}, DEPTH, block_size=max(1, m // 4), max_memory_gb=8.0,
-                         log=lambda _: None, engine=engine)
+                         log=lambda _: None, engine=engine, device=device)
+    if device == "cuda":
+        import torch
+
+        torch.cuda.synchronize()
     return time.perf_counter() - t0
 
 
-def matmul_peak() -> float:
+def matmul_peak(device: str = "cpu") -> float:
     import torch
 
-    a = torch.randn(2048, 2048, dtype=torch.float64)
+    a = torch.randn(2048, 2048, dtype=torch.float64, device=device)
     a @ a
+    if device == "cuda":
+        torch.cuda.synchronize()
     t0 = time.perf_counter()
     for _ in range(5):
         a @ a
+    if device == "cuda":
+        torch.cuda.synchronize()
     return 5 * 2 * 2048**3 / (time.perf_counter() - t0)
 
 
@@ -92,22 +102,25 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--sizes", nargs="+", default=["8:48", "16:12"], help="image_size:m pairs")
     p.add_argument("--case")
+    p.add_argument("--device", default="cpu", help="cpu, or cuda: fast = fused Triton kernel")
+    p.add_argument("--cases", nargs="+", default=["nt_naive", "nt_shared", "fast_eager", "fast"])
     a = p.parse_args()
     if a.case:  # child process
         s, m = map(int, a.sizes[0].split(":"))
-        print(json.dumps(run_case(a.case, m, s)))
+        print(json.dumps(run_case(a.case, m, s, a.device)))
         return
-    peak = matmul_peak()
-    print(f"float64 matmul peak on this machine: {peak / 1e9:.1f} GFLOP/s ({os.cpu_count()} cores)")
+    peak = matmul_peak(a.device)
+    where = f"{os.cpu_count()} cores" if a.device == "cpu" else __import__("torch").cuda.get_device_name()
+    print(f"float64 matmul peak on this machine: {peak / 1e9:.1f} GFLOP/s ({where})")
     print("ms/entry = steady-state seconds (second run in the process) per entry of the m x m matrix")
     print(f"{'size':>6} {'m':>4} {'case':>10} {'cold s':>7} {'warm s':>7} {'ms/entry':>9} {'peak MB':>8} {'speedup':>8}")
     for spec in a.sizes:
         rows = {}
-        for case in ("nt_naive", "nt_shared", "fast_eager", "fast"):
-            out = subprocess.run([sys.executable, __file__, "--case", case, "--sizes", spec],
+        for case in a.cases:
+            out = subprocess.run([sys.executable, __file__, "--case", case, "--sizes", spec, "--device", a.device],
                                  capture_output=True, text=True, check=True).stdout
             rows[case] = json.loads(out.strip().splitlines()[-1])
-        base = rows["nt_naive"]["ms_per_entry"]
+        base = rows[a.cases[0]]["ms_per_entry"]
         for case, r in rows.items():
             print(f"{r['s']:>4}x{r['s']:<2}{r['m']:>4} {case:>10} {r['cold_s']:7.1f} {r['wall_s']:7.1f} {r['ms_per_entry']:9.3f} "
                   f"{r['peak_mb']:8.0f} {base / r['ms_per_entry']:7.1f}x")

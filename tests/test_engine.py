@@ -124,13 +124,21 @@ def test_fused_equals_eager(s, depth, dtype):
     x, x2 = (torch.as_tensor(images(n, s, i), dtype=dtype) for i, n in ((0, 4), (1, 3)))
     tol = 1e-13 if dtype == torch.float64 else 1e-5
     for a, b in ((x, None), (x2, x)):
-        fused, eager = E.conv_block(a, b, depth, fused=True), E.conv_block(a, b, depth, fused=False)
+        fused, eager = E.conv_block(a, b, depth, impl="cpu"), E.conv_block(a, b, depth, impl="eager")
         for arch in E.CONV_MEMBERS:
             if (A.get(arch).pool or 0) > s:  # LAP8 needs 8x8 images at least
                 continue
             for i in range(2):
                 rel = ((fused[arch][i] - eager[arch][i]).abs() / eager[arch][i].abs()).max().item()
                 assert rel < tol, (arch, i, b is None, rel)
+
+
+def test_engine_picks_implementation_by_device(monkeypatch):
+    assert E.pick_impl("cpu") == "cpu"
+    monkeypatch.setenv("SYNSYM_FUSED", "0")
+    assert E.pick_impl("cpu") == "eager" and "SYNSYM_FUSED=0" in E.backend("cpu")
+    with pytest.raises(ValueError, match="allowed: cpu, triton, eager"):
+        E.conv_block(torch.zeros(1, 2, 2, 3, dtype=torch.float64), None, 1, impl="cuda")
 
 
 def test_fused_kernel_keeps_denormals():

@@ -9,10 +9,11 @@ recursion, so no pixel-pair self-covariance is ever formed. Every readout is a
 fixed weighting of (a, delta): one pass serves Flatten (VEC, LCN),
 GlobalAvgPool (GAP) and AvgPool k (LAP4, LAP8).
 
-Two implementations of the layers: on the CPU a fused C++ kernel
-(fused_cpu.cpp) runs all layers of one (pair, delta) slice in L1 cache and
-keeps only the readouts, since slices never interact; elsewhere (CUDA) and as
-its reference, eager torch ops on whole blocks.
+Three implementations of the layers, picked by device (pick_impl): on the
+CPU a fused C++ kernel (fused_cpu.cpp) runs all layers of one (pair, delta)
+slice in L1 cache and keeps only the readouts, since slices never interact; on
+a GPU the fused Triton kernel (fused_triton.py) does the same in registers;
+eager torch ops on whole blocks are the reference of both (SYNSYM_FUSED=0).
 
 Exactness: the diagonal K(x, x) is computed with correlation exactly 1 (theta
 = 0), so unlike an arccos of a rounded 1 it is well conditioned; results
@@ -95,22 +96,40 @@ def readout_weights(s: int, dtype=torch.float64, device="cpu") -> torch.Tensor:
     return torch.stack(cols, dim=1)
 
 
-def _layer_scales(v1: torch.Tensor, v2: torch.Tensor, depth: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """Per layer, sqrt of the pixel variances that normalize the arc-cosine map.
-
-    v1 (n1, s, s), v2 (n2, s, s): input pixel variances. Returns, after each
-    layer's conv, (sqrt var1 at a: (n1, s, s), sqrt var2 at b = a + delta:
-    (n2, d, s, s)), laid out like K[pair, delta, a]."""
-    s = v1.shape[-1]
-    d = s * s
-    gather_b = _offset_index(s, v1.device).t().reshape(1, d, d)
+def _pixel_scales(v: torch.Tensor, depth: int) -> torch.Tensor:
+    """(L, n, s, s): sqrt of the pixel variances after each layer's conv, from the
+    input variances v (n, s, s); they normalize that layer's arc-cosine map."""
+    s = v.shape[-1]
     out = []
     for _ in range(depth):
-        v1, v2 = _conv(v1, s, SIGMA_B2), _conv(v2, s, SIGMA_B2)
-        r2 = torch.sqrt(v2).reshape(-1, 1, d).expand(-1, d, d)
-        out.append((torch.sqrt(v1), torch.gather(r2, 2, gather_b.expand(len(v2), d, d)).reshape(-1, d, s, s)))
-        v1, v2 = v1 / 2, v2 / 2
-    return out
+        v = _conv(v, s, SIGMA_B2)
+        out.append(torch.sqrt(v))
+        v = v / 2
+    return torch.stack(out)
+
+
+def _at_offsets(r: torch.Tensor) -> torch.Tensor:
+    """(L, n, s, s) per-pixel values -> (L, n, delta, s, s): the value at b = a + delta,
+    laid out like K[pair, delta, a]."""
+    depth, n, s, _ = r.shape
+    d = s * s
+    gather_b = _offset_index(s, r.device).t().reshape(1, d, d)
+    r2 = r.reshape(depth * n, 1, d).expand(-1, d, d)
+    return torch.gather(r2, 2, gather_b.expand(depth * n, d, d)).reshape(depth, n, d, s, s)
+
+
+IMPLS = ("cpu", "triton", "eager")
+
+
+def pick_impl(device: torch.device | str) -> str:
+    """Which implementation of the layers runs on ``device``: the fused C++ kernel on
+    the CPU, the fused Triton kernel on a GPU, eager torch when neither is available
+    or ``SYNSYM_FUSED=0`` (the reference)."""
+    if os.environ.get("SYNSYM_FUSED", "1") == "0":
+        return "eager"
+    if torch.device(device).type == "cpu":
+        return "cpu" if fused_kernel() is not None else "eager"
+    return "triton" if triton_kernel() is not None else "eager"
 
 
 def conv_block(
@@ -118,36 +137,47 @@ def conv_block(
     x2: torch.Tensor | None,
     depth: int,
     weights: torch.Tensor | None = None,
-    fused: bool | None = None,
+    impl: str | None = None,
 ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """{arch: (nngp, ntk)} of the conv family for images x1 (n1, s, s, C) and x2 (n2, s, s, C).
 
-    ``x2=None`` means x2 is x1 and its diagonal is exact. ``fused``: run the
-    layers in the compiled CPU kernel (None: whenever it is available and the
-    tensors are on the CPU; False: the eager torch path, which CUDA uses).
+    ``x2=None`` means x2 is x1 and its diagonal is exact. ``impl``: ``cpu``
+    (fused C++ kernel), ``triton`` (fused Triton kernel; on CPU tensors it runs in
+    Triton's interpreter), ``eager`` (torch ops, the reference), or None to pick
+    by device (:func:`pick_impl`).
     """
+    impl = pick_impl(x1.device) if impl is None else impl
+    if impl not in IMPLS:
+        raise ValueError(f"unknown engine implementation {impl!r}; allowed: {', '.join(IMPLS)}")
     sym = x2 is None
     x2 = x1 if sym else x2
     n1, s, _, c = x1.shape
     n2, d = x2.shape[0], s * s
     idx = _offset_index(s, x1.device)  # idx[a, delta] = pixel a + delta
     f1, f2 = x1.reshape(n1, d, c), x2.reshape(n2, d, c)
-    v1 = (f1 * f1).sum(-1).reshape(n1, s, s) / c
-    v2 = (f2 * f2).sum(-1).reshape(n2, s, s) / c
-    scales = _layer_scales(v1, v2, depth)
+    sv1 = _pixel_scales((f1 * f1).sum(-1).reshape(n1, s, s) / c, depth)
+    sv2 = _pixel_scales((f2 * f2).sum(-1).reshape(n2, s, s) / c, depth)
     w = readout_weights(s, x1.dtype, x1.device) if weights is None else weights
-    kernel = fused_kernel() if fused is not False and x1.device.type == "cpu" else None
-    if fused and kernel is None:
-        raise RuntimeError(f"fused CPU kernel unavailable: {_FUSED.get('why', 'inputs not on the CPU')}")
-    if kernel is not None:
+    w_da = w.reshape(d, d, -1).transpose(0, 1)  # (delta, a, readout)
+    if impl == "cpu":
+        kernel = fused_kernel()
+        if kernel is None or x1.device.type != "cpu":
+            raise RuntimeError(f"fused CPU kernel unavailable: {_FUSED.get('why', 'inputs not on the CPU')}")
         f2g = f2[:, idx.t()]  # (n2, delta, a, C): x2 at pixel a + delta
         pk, pt = kernel.conv_stack(
-            f1 / c, f2g, torch.stack([a.reshape(n1, d) for a, _ in scales]),
-            torch.stack([b.reshape(n2, d, d) for _, b in scales]),
-            w.reshape(d, d, -1).transpose(0, 1), sym, SIGMA_W2, SIGMA_B2,
+            f1 / c, f2g, sv1.reshape(depth, n1, d), _at_offsets(sv2).reshape(depth, n2, d, d),
+            w_da, sym, SIGMA_W2, SIGMA_B2,
         )
         pk, pt = pk.reshape(n1 * n2, -1), pt.reshape(n1 * n2, -1)
+    elif impl == "triton":
+        mod = triton_kernel()
+        if mod is None:
+            raise RuntimeError(f"fused Triton kernel unavailable: {_TRITON.get('why')}")
+        pk, pt = mod.conv_stack(
+            f1 / c, f2, sv1.reshape(depth, n1, d), sv2.reshape(depth, n2, d), w_da, sym, SIGMA_W2, SIGMA_B2
+        )
     else:
+        scales = [(a, b) for a, b in zip(sv1, _at_offsets(sv2))]
         pk, pt = _eager_stack(f1, f2, idx, scales, sym, w)
     out = {}
     for r, arch in enumerate(CONV_MEMBERS):
@@ -255,6 +285,29 @@ def fused_kernel():
     return _FUSED["mod"]
 
 
+_TRITON: dict = {}
+
+
+def triton_kernel():
+    """The fused Triton kernel module (synsym.fused_triton), or None if Triton is missing.
+
+    Without CUDA the module switches Triton's interpreter on, so the same kernel
+    runs (slowly) on CPU tensors: that is how CI checks it against the eager path."""
+    if "mod" not in _TRITON and ("tensorflow" in sys.modules or "neural_tangents" in sys.modules):
+        # Triton's LLVM and TensorFlow's register the same options: loading both aborts the process
+        _TRITON.update(mod=None, why="neural-tangents/TensorFlow is loaded in this process")
+    if "mod" not in _TRITON:
+        try:
+            from synsym import fused_triton
+
+            _TRITON["mod"] = fused_triton
+        except Exception as e:  # no triton wheel for this platform, ...
+            _TRITON["mod"] = None
+            _TRITON["why"] = f"{type(e).__name__}: {e}"
+            print(f"synsym.engine: fused Triton kernel unavailable ({_TRITON['why']}); using eager torch", file=sys.stderr)
+    return _TRITON["mod"]
+
+
 def fcn_block(x1: torch.Tensor, x2: torch.Tensor | None, depth: int) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """{fcn: (nngp, ntk)} for flattened images, the same recursion without pixels."""
     sym = x2 is None
@@ -293,8 +346,11 @@ def block_fn(family: str, depth: int, image_size: int, device: str = "cpu", dtyp
 
 def backend(device: str = "cpu") -> str:
     """Which implementation conv_block uses on ``device``, for job logs."""
-    if torch.device(device).type != "cpu":
-        return f"eager torch on {device}"
-    if fused_kernel() is None:
-        return f"eager torch ({_FUSED['why']})"
-    return f"fused CPU kernel (x86-64 {_FUSED['tag']})"
+    impl = pick_impl(device)
+    if impl == "cpu":
+        return f"fused CPU kernel (x86-64 {_FUSED['tag']})"
+    if impl == "triton":
+        return f"fused Triton kernel on {device}"
+    why = "SYNSYM_FUSED=0" if os.environ.get("SYNSYM_FUSED", "1") == "0" else (
+        _FUSED.get("why") if torch.device(device).type == "cpu" else _TRITON.get("why"))
+    return f"eager torch on {device} ({why})"

@@ -1,0 +1,176 @@
+"""Fused GPU kernel (Triton) for the conv-family NNGP/NTK recursion of synsym.engine.
+
+Same idea as the fused CPU kernel (fused_cpu.cpp): in the K[pair, delta, a]
+layout (b = a + delta, circular) every (image pair, delta) slice of s x s values
+goes through all L conv + ReLU layers on its own, so one Triton program holds a
+block of such slices in registers for the whole depth and writes back only its
+readouts (vec, gap, lap4, lap8): a few numbers per program instead of the
+(pairs x d x d) kernels the eager path streams through memory ~30 times a layer.
+
+- The 3x3 circular box filter is two register gathers (``tl.gather``) along
+  the pixel axis per direction: rows, then columns, in the eager path's
+  (up + mid) + down order.
+- The arc-cosine is written out (fdlibm's acos: a rational approximation on
+  [0, 0.5] and the half-angle identity outside), because Triton's interpreter
+  has no libdevice acos; the same code runs compiled on a GPU and interpreted
+  on CPU tensors (``TRITON_INTERPRET=1``), which is how CI tests it.
+- The exact diagonal: for K(x, x) at delta = 0 the correlation is set to
+  exactly 1, as in the other two implementations.
+- Each program writes its partial readouts to its own row; the host sums
+  them in a fixed order, so results are deterministic (no atomics).
+
+On a machine without CUDA this module turns the interpreter on before it
+defines the kernel (only the interpreter can run it there).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import torch
+
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+import triton  # noqa: E402
+import triton.language as tl  # noqa: E402
+
+
+@triton.jit
+def _r(z):
+    """fdlibm's (e_acos.c) rational R(z) = p(z) / q(z): asin(x) = x + x R(x^2) on |x| < 0.5."""
+    p = z * (1.66666666666666657415e-01 + z * (-3.25565818622400915405e-01 + z * (2.01212532134862925881e-01 + z * (
+        -4.00555345006794114027e-02 + z * (7.91534994289814532176e-04 + z * 3.47933107596021167570e-05)))))
+    q = 1.0 + z * (-2.40339491173441421878e00 + z * (2.02094576023350569471e00 + z * (
+        -6.88283971605453293030e-01 + z * 7.70381505559019352791e-02)))
+    return p / q
+
+
+@triton.jit
+def _acos(x):
+    """arccos on [-1, 1] to ~1 ulp, from sqrt, division and polynomials only (no libdevice)."""
+    ax = tl.abs(x)
+    # |x| < 0.5: pi/2 - (x + x R(x^2))
+    z0 = x * x
+    small = 1.57079632679489655800e00 - (x - (6.12323399573676603587e-17 - x * _r(z0)))
+    # |x| >= 0.5: acos(|x|) = 2 asin(sqrt((1 - |x|) / 2)), and acos(-y) = pi - acos(y)
+    z = (1.0 - ax) * 0.5
+    s = tl.sqrt(z)
+    w = s * _r(z)
+    neg = 3.14159265358979311600e00 - 2.0 * (s + (w - 6.12323399573676603587e-17))
+    pos = 2.0 * (s + w)
+    return tl.where(ax < 0.5, small, tl.where(x < 0, neg, pos))
+
+
+@triton.jit
+def _box(x, up, dn, lf, rt, scale, add):
+    """scale * (circular 3x3 box sum of x along the pixel axis) + add; up/dn/lf/rt are gather indices."""
+    t = (tl.gather(x, up, axis=1) + x) + tl.gather(x, dn, axis=1)
+    return scale * ((tl.gather(t, lf, axis=1) + t) + tl.gather(t, rt, axis=1)) + add
+
+
+@triton.jit
+def _conv_stack_kernel(
+    f1_ptr, f2_ptr, sv1_ptr, sv2_ptr, w_ptr, pk_ptr, pt_ptr,
+    n1, n2, scale, sb2,
+    S: tl.constexpr, C: tl.constexpr, L: tl.constexpr, R: tl.constexpr,
+    AP: tl.constexpr, BD: tl.constexpr, SYM: tl.constexpr,
+):
+    """One program: image pair (i, j), offsets delta in [db * BD, db * BD + BD), all L layers."""
+    A: tl.constexpr = S * S
+    pid, db = tl.program_id(0), tl.program_id(1)
+    nb = tl.num_programs(1)
+    i, j = pid // n2, pid % n2
+    a = tl.arange(0, AP)[None, :]                       # pixel (padded to a power of two)
+    delta = db * BD + tl.arange(0, BD)[:, None]         # offset
+    ok = (a < A) & (delta < A)
+    ah, aw = a // S, a % S
+    dh, dw = delta // S, delta % S
+    b = tl.where(ok, ((ah + dh) % S) * S + (aw + dw) % S, 0)  # pixel a + delta of image j
+    zero = tl.zeros((BD, AP), dtype=tl.int32)
+    # gather indices of the four neighbours along the pixel axis (padded lanes point at themselves)
+    up = tl.where(ok, ((ah + S - 1) % S) * S + aw, a) + zero
+    dn = tl.where(ok, ((ah + 1) % S) * S + aw, a) + zero
+    lf = tl.where(ok, ah * S + (aw + S - 1) % S, a) + zero
+    rt = tl.where(ok, ah * S + (aw + 1) % S, a) + zero
+
+    k = tl.load(f1_ptr + (i * A + a) * C, mask=a < A, other=0.0) * tl.load(f2_ptr + (j * A + b) * C, mask=ok, other=0.0)
+    for c in tl.static_range(1, C):
+        k += tl.load(f1_ptr + (i * A + a) * C + c, mask=a < A, other=0.0) * tl.load(
+            f2_ptr + (j * A + b) * C + c, mask=ok, other=0.0)
+    ntk = tl.zeros_like(k)
+    exact = (delta == 0) & (i == j) & SYM
+    for layer in tl.static_range(L):
+        kb = _box(k, up, dn, lf, rt, scale, sb2)
+        ntk = _box(ntk, up, dn, lf, rt, scale, kb)
+        q = tl.load(sv1_ptr + (layer * n1 + i) * A + a, mask=a < A, other=1.0) * tl.load(
+            sv2_ptr + (layer * n2 + j) * A + b, mask=ok, other=1.0)
+        c = tl.minimum(tl.maximum(kb / q, -1.0), 1.0)
+        c = tl.where(exact, 1.0, c)
+        pm = 3.14159265358979311600e00 - _acos(c)
+        sn = tl.sqrt(tl.maximum(1.0 - c * c, 0.0))
+        k = (sn + pm * c) * q * 0.15915494309189535  # 1 / (2 pi)
+        ntk = ntk * pm * 0.15915494309189535
+    k = tl.where(ok, k, 0.0)
+    ntk = tl.where(ok, ntk, 0.0)
+    for r in tl.static_range(R):
+        wr = tl.load(w_ptr + (delta * A + a) * R + r, mask=ok, other=0.0)
+        tl.store(pk_ptr + (pid * nb + db) * R + r, tl.sum(tl.sum(wr * k, axis=1), axis=0))
+        tl.store(pt_ptr + (pid * nb + db) * R + r, tl.sum(tl.sum(wr * ntk, axis=1), axis=0))
+
+
+def interpreted() -> bool:
+    """True when the kernel runs in Triton's interpreter (no GPU, or TRITON_INTERPRET=1)."""
+    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+
+def conv_stack(
+    f1: torch.Tensor, f2: torch.Tensor, sv1: torch.Tensor, sv2: torch.Tensor, w: torch.Tensor,
+    sym: bool, sw2: float, sb2: float, block_elems: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Readouts after L conv + ReLU layers, (n1 * n2, R) each for NNGP and NTK sums.
+
+    f1 (n1, A, C) are x1's pixels divided by C, f2 (n2, A, C) x2's pixels;
+    sv1 (L, n1, A) and sv2 (L, n2, A) the square roots of the pixel variances
+    after each layer's conv; w (D = A, A, R) the readout weights on (delta, a).
+    ``block_elems``: slice elements (offsets x pixels) per program; 1,024 keeps
+    a block in a GPU program's registers, the interpreter prefers whole images.
+    """
+    n1, A, C = f1.shape
+    n2, L, R = f2.shape[0], sv1.shape[0], w.shape[-1]
+    s = math.isqrt(A)
+    if s * s != A or sv1.shape != (L, n1, A) or sv2.shape != (L, n2, A) or w.shape != (A, A, R):
+        raise ValueError(f"conv_stack: shape mismatch f1 {tuple(f1.shape)} f2 {tuple(f2.shape)} "
+                         f"sv1 {tuple(sv1.shape)} sv2 {tuple(sv2.shape)} w {tuple(w.shape)}")
+    if (f1.device.type == "cpu") != interpreted():
+        raise RuntimeError(f"Triton kernel: tensors on {f1.device} need "
+                           f"{'TRITON_INTERPRET=1' if f1.device.type == 'cpu' else 'a compiled (non-interpreted) Triton'}")
+    ap = triton.next_power_of_2(A)
+    if block_elems is None:
+        block_elems = 1 << 14 if interpreted() else 1024
+    bd = min(triton.next_power_of_2(A), max(1, block_elems // ap))
+    nb = triton.cdiv(A, bd)
+    dt = f1.dtype
+    f1, f2, sv1, sv2, w = (t.to(dt).contiguous() for t in (f1, f2, sv1, sv2, w))
+    pk = torch.empty(n1 * n2, nb, R, dtype=dt, device=f1.device)
+    pt = torch.empty_like(pk)
+    _conv_stack_kernel[(n1 * n2, nb)](
+        f1, f2, sv1, sv2, w, pk, pt, n1, n2, sw2 / 9.0, sb2,
+        S=s, C=C, L=L, R=R, AP=ap, BD=bd, SYM=bool(sym),
+    )
+    return pk.sum(1), pt.sum(1)
+
+
+@triton.jit
+def _acos_kernel(x_ptr, y_ptr, n, BLOCK: tl.constexpr):
+    o = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    tl.store(y_ptr + o, _acos(tl.load(x_ptr + o, mask=o < n, other=0.0)), mask=o < n)
+
+
+def acos(x: torch.Tensor) -> torch.Tensor:
+    """The kernel's own arc-cosine, elementwise (to test it against torch.arccos)."""
+    x = x.contiguous()
+    y = torch.empty_like(x)
+    _acos_kernel[(triton.cdiv(x.numel(), 1024),)](x, y, x.numel(), BLOCK=1024)
+    return y

@@ -1,0 +1,71 @@
+"""The fused Triton kernel equals the eager engine (CI: Triton's interpreter on CPU tensors).
+
+Triton's LLVM and TensorFlow's (loaded by neural-tangents in other tests of this
+session) abort a process that holds both, so every Triton computation here runs in
+one child process that never imports neural-tangents; the tests assert on what it reports.
+"""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+CASES = [  # (image size, depth, dtype)
+    (8, 8, "float64"), (8, 3, "float64"), (16, 2, "float64"), (5, 3, "float64"), (2, 2, "float64"), (8, 4, "float32"),
+]
+
+CHILD = r"""
+import json, sys
+import numpy as np, torch
+from synsym import architectures as A, engine as E, fused_triton
+
+dev = "cuda" if torch.cuda.is_available() else "cpu"
+out = {"device": dev, "interpreted": fused_triton.interpreted(), "cases": {}}
+for s, depth, dt in json.loads(sys.argv[1]):
+    dtype = getattr(torch, dt)
+    x, x2 = (torch.as_tensor(np.random.default_rng(i).standard_normal((n, s, s, 3)), dtype=dtype, device=dev)
+             for i, n in ((0, 3), (1, 2)))
+    for a, b, blk in ((x, None, "triangle"), (x2, x, "cross")):
+        got, want = E.conv_block(a, b, depth, impl="triton"), E.conv_block(a, b, depth, impl="eager")
+        for arch in E.CONV_MEMBERS:
+            if (A.get(arch).pool or 0) > s:  # LAP8 needs 8x8 images at least
+                continue
+            for i, kind in enumerate(("nngp", "ntk")):
+                rel = ((got[arch][i] - want[arch][i]).abs() / want[arch][i].abs()).max().item()
+                out["cases"][f"{s}-{depth}-{dt}-{blk}-{arch}-{kind}"] = rel
+xs = torch.linspace(-1, 1, 20001, dtype=torch.float64)
+xs = torch.cat([xs, torch.tensor([-1.0, -0.5, 0.0, 0.5, 1.0], dtype=torch.float64)])
+xs = torch.cat([xs, torch.nextafter(xs, torch.zeros_like(xs))]).to(dev)
+got = fused_triton.acos(xs)
+out["acos_err"] = (got - torch.arccos(xs)).abs().max().item()
+out["acos_at_1"] = got[xs == 1.0].abs().max().item()
+print(json.dumps(out))
+"""
+
+
+@pytest.fixture(scope="module")
+def report():
+    r = subprocess.run([sys.executable, "-c", CHILD, json.dumps(CASES)], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def test_runs_interpreted_without_a_gpu(report):
+    assert report["interpreted"] == (report["device"] == "cpu")
+
+
+@pytest.mark.parametrize("s,depth,dtype", CASES)
+def test_triton_equals_eager(report, s, depth, dtype):
+    """Every readout (vec, gap, lap4, lap8), NNGP and NTK, triangle (exact diagonal) and cross blocks."""
+    tol = 1e-12 if dtype == "float64" else 1e-5
+    cases = {k: v for k, v in report["cases"].items() if k.startswith(f"{s}-{depth}-{dtype}-")}
+    assert len(cases) == 2 * 2 * (2 + (s >= 4) + (s >= 8)), sorted(cases)
+    bad = {k: v for k, v in cases.items() if not v < tol}
+    assert not bad, bad
+
+
+def test_triton_acos(report):
+    """The kernel's own arccos (the interpreter has no libdevice acos): within 1e-15 of torch on [-1, 1], acos(1) = 0."""
+    assert report["acos_err"] < 1e-15
+    assert report["acos_at_1"] == 0.0
