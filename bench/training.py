@@ -83,20 +83,8 @@ def conv_share(arch: str, width: int, s: int, steps: int, device: torch.device) 
 
 
 def step_flops(arch: str, width: int, n_seeds: int, s: int, depth: int = 8, batch: int = 40) -> float:
-    """Multiply-adds x 2 of one SGD step (forward + backward = 3 x forward) for all seeds."""
-    spec = A.get(arch)
-    shapes = M.param_shapes(spec, width, depth, s)
-    fwd = 0
-    for layer in range(1, depth + 1):
-        w = shapes[f"w{layer}"]
-        if spec.body == "dense":
-            fwd += 2 * w[0] * w[1]
-        elif spec.body == "conv":
-            fwd += 2 * s * s * w[0] * w[1] * w[2] * w[3]
-        else:
-            fwd += 2 * w[0] * w[1] * w[2]
-    fwd += 2 * shapes["w_out"][0] * shapes["w_out"][1]
-    return 3 * fwd * batch * n_seeds
+    """FLOPs of one SGD step (forward + backward = 3 x forward) for all seeds."""
+    return 3 * M.forward_flops(A.get(arch), width, depth, s) * batch * n_seeds
 
 
 def main() -> None:

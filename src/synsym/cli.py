@@ -83,7 +83,17 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--out", required=True)
     c.add_argument("--csv", required=True)
 
+    c = sub.add_parser("plan", help="predict every job's runtime and memory (calibrating this machine once)")
+    c.add_argument("--configfile", nargs="*", default=[], help="presets merged on top of config.yaml, as snakemake does")
+    c.add_argument("--device", choices=["cpu", "cuda"], help="plan for this device instead of the config's")
+    c.add_argument("--calibration", help="calibration JSON to use (default: results/calibration/<host>-<device>.json)")
+    c.add_argument("--calibrate", action="store_true", help="measure what the calibration lacks (default when it is this machine's)")
+    c.add_argument("--jobs", help="write one row per job (TSV): predicted seconds and MB, Slurm request")
+    c.add_argument("--compare", help="a run directory (results/<run>): predicted vs measured seconds per rule")
+
     a = p.parse_args(argv)
+    if a.cmd == "plan":
+        return plan_cmd(a)
     from synsym import cells
     from synsym.data import DataError
 
@@ -121,6 +131,53 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, RuntimeError, DataError, MemoryError, FileNotFoundError) as e:
         print(f"synsym {a.cmd}: error: {e}", file=sys.stderr)
         return 2
+    return 0
+
+
+def plan_cmd(a) -> int:
+    """``synsym plan``: the bill of a preset, per rule and in total, from this machine's calibration."""
+    import yaml
+    from snakemake.utils import update_config
+
+    from synsym import plan
+    from synsym.config import ConfigError, validate
+
+    root = Path(__file__).resolve().parents[2]
+    try:
+        config = yaml.safe_load((root / "config.yaml").read_text())
+        for f in a.configfile:
+            update_config(config, yaml.safe_load(Path(f).read_text()))
+        if a.device:
+            config["device"] = a.device
+        validate(config)
+        device = "cuda" if config["device"] == "cuda" else "cpu"
+        path = Path(a.calibration) if a.calibration else plan.default_path(device)
+        if a.calibrate or (not a.calibration and (not path.exists() or plan.missing(config, plan.load(path)))):
+            from synsym.training import resolve_device
+
+            resolve_device(config["device"])  # a cuda plan needs a GPU here, or a GPU's --calibration file
+            plan.calibrate(config, path)
+        cal = plan.load(path)
+        lacking = plan.missing(config, cal)
+        if lacking:
+            raise plan.PlanError(f"calibration {path} lacks {', '.join(lacking[:3])}{' ...' if len(lacking) > 3 else ''}; "
+                                 "run `python -m synsym.cli plan --calibrate` with this config on the target machine")
+    except (ConfigError, plan.PlanError, ValueError, OSError) as e:
+        print(f"synsym plan: error: {e}", file=sys.stderr)
+        return 2
+    rows = plan.bill(config, cal)
+    unit = "GPU-hours" if cal["device"] == "cuda" else "CPU-hours"
+    print(f"# plan for run {config['run_name']!r}: calibration {path} ({cal['device_name']}, {cal['machine']}, "
+          f"1 {'GPU' if cal['device'] == 'cuda' else 'thread'} per job)")
+    print(f"# training jobs are priced at their step cap (training.max_steps = {config['training']['max_steps']}); "
+          f"requests = prediction x {config['plan']['safety_factor']}")
+    print(plan.summary(rows, unit))
+    if a.jobs:
+        import pandas as pd
+
+        pd.DataFrame(rows).to_csv(a.jobs, sep="\t", index=False, float_format="%.4g")
+    if a.compare:
+        print(plan.compare(rows, plan.measured(a.compare)))
     return 0
 
 

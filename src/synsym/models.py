@@ -258,3 +258,20 @@ def couple_first_layer(
 def n_params(params: dict[str, torch.Tensor]) -> int:
     """Parameters of one seed."""
     return sum(p[0].numel() for p in params.values())
+
+
+def forward_flops(spec: ArchSpec, width: int, depth: int, image_size: int) -> int:
+    """Multiply-adds x 2 of one image's forward pass (direct convolution, no Winograd);
+    counted by hand because torch's FlopCounterMode ignores conv groups."""
+    s = image_size
+    shapes = param_shapes(spec, width, depth, s)
+    fwd = 0
+    for layer in range(1, depth + 1):
+        w = shapes[f"w{layer}"]
+        if spec.body == "dense":
+            fwd += 2 * w[0] * w[1]
+        elif spec.body == "conv":
+            fwd += 2 * s * s * w[0] * w[1] * w[2] * w[3]
+        else:
+            fwd += 2 * w[0] * w[1] * w[2]
+    return fwd + 2 * shapes["w_out"][0] * shapes["w_out"][1]

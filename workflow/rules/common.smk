@@ -6,9 +6,13 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+# Jobs call `python`: the one running Snakemake (e.g. .venv/bin/snakemake without an
+# activated venv) comes first on PATH; --sdm conda still puts its env's python before it.
+os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
 
 from synsym import architectures as A
-from synsym import transforms as T
+from synsym import jobs as J
+from synsym import plan as P
 from synsym.config import ConfigError, validate
 from synsym.io import pred_path
 
@@ -18,12 +22,10 @@ except ConfigError as e:
     sys.exit(str(e))
 
 RUN = config["run_name"]
-R = f"results/{RUN}"
-N_TRAIN = config["data"]["n_train"]
+R = J.run_dir(config)
 DEPTH = config["model"]["depth"]
-WIDTHS = config["model"]["widths"]
 CUDA = config["device"] == "cuda"
-STUDIES = ["grid", "width", "curves", "uniform_init", "sdist"] + (["scaling"] if config["scaling"]["enabled"] else [])
+STUDIES = J.studies(config)
 
 wildcard_constraints:
     study="[a-z_0-9]+",
@@ -44,104 +46,35 @@ def spec_json(**extra):
     return json.dumps(d, sort_keys=True)
 
 
+def planned(rule, fallback_min, fallback_mb):
+    """Slurm runtime (min) and mem_mb of a rule's jobs: synsym.plan's prediction x
+    plan.safety_factor when a calibration covers the job, else the fallback; both grow
+    by plan.retry_scale per attempt (the profile's retries)."""
+
+    def get(wildcards, attempt, i):
+        return P.resources(rule, wildcards, config, attempt, (fallback_min, fallback_mb))[i]
+
+    return {
+        "runtime": lambda wildcards, attempt: get(wildcards, attempt, 0),
+        "mem_mb": lambda wildcards, attempt: get(wildcards, attempt, 1),
+    }
+
+
 def gpu_resources():
     return {"gpu": 1} if CUDA else {}
 
 
 def cell_path(study, inference, arch, transform, width, m):
-    w = "inf" if inference in A.KERNEL_INFERENCES else width
-    return f"{R}/cells/{study}/{inference}/{arch}/{transform}/w{w}_m{m}.parquet"
-
-
-def cell(*key):
-    return key
-
-
-def grid_cells():
-    g = config["grid"]
-    return [
-        cell("grid", inf, a, t, WIDTHS[a], N_TRAIN)
-        for inf in g["inferences"]
-        for a in g["architectures"]
-        for t in g["transforms"]
-    ]
-
-
-def width_cells():
-    w = config["width_sweep"]
-    return [
-        cell("width", inf, w["architecture"], t, width, N_TRAIN)
-        for inf in w["inferences"]
-        for t in w["transforms"]
-        for width in w["widths"]
-    ]
-
-
-def curve_sizes(inference):
-    c = config["curves"]
-    sizes = list(c["sizes"])
-    # Flipped images (Fig. 4's 90k point) only for SGD: the kernel covers n_train.
-    if c["flip"] and inference in A.FINITE_INFERENCES:
-        sizes.append(2 * N_TRAIN)
-    return sizes
-
-
-def curve_cells():
-    return [
-        cell("curves", c["inference"], c["architecture"], c["transform"], WIDTHS[c["architecture"]], m)
-        for c in config["curves"]["cells"]
-        for m in curve_sizes(c["inference"])
-    ]
-
-
-def scaling_cells():
-    """Fig. S6: NTK (and NNGP) of every architecture x transform over the curve sizes."""
-    g = config["grid"]
-    return [
-        cell("scaling", "ntk", a, t, None, m)
-        for a in g["architectures"]
-        for t in g["transforms"]
-        for m in config["curves"]["sizes"]
-    ]
-
-
-def uniform_cells():
-    """Fig. S5: a variance-matched uniform first layer, identity data."""
-    u = config["uniform_init"]
-    return [cell("uniform_init", u["inference"], a, "identity", WIDTHS[a], N_TRAIN) for a in u["architectures"]]
-
-
-def sdist_cells():
-    """Fig. S1: VEC_n and GAP_n (NN+) and VEC_inf (NTK) on tau_t D along the SO(3)^d path."""
-    sd = config["sdist"]
-    out = []
-    for t in sd["ts"]:
-        tid = T.path_id(t)
-        out.append(cell("sdist", "ntk", "vec", tid, None, N_TRAIN))
-        for w in sd["widths"]:
-            out += [cell("sdist", "nn_plus", a, tid, w, N_TRAIN) for a in ("vec", "gap")]
-    return out
-
-
-STUDY_CELLS = {
-    "grid": grid_cells,
-    "width": width_cells,
-    "curves": curve_cells,
-    "scaling": scaling_cells,
-    "uniform_init": uniform_cells,
-    "sdist": sdist_cells,
-}
+    return J.cell_path(config, study, inference, arch, transform, width, m)
 
 
 def train_seeds(study):
-    return config["sdist"]["seeds"] if study == "sdist" else config["seeds"]
+    return J.train_seeds(config, study)
 
 
 def study_cells(study):
-    """Cell files of a study; NNGP cells ride along with NTK cells (same job, same kernels)."""
-    keys = STUDY_CELLS[study]()
-    keys += [(k[0], "nngp", *k[2:]) for k in keys if k[1] == "ntk"]
-    return [cell_path(*k) for k in keys]
+    """Cell files of a study (synsym.jobs enumerates them; NNGP rides along with NTK)."""
+    return [cell_path(*k) for k in J.study_keys(config, study)]
 
 
 def kernel_inputs(wc):

@@ -7,8 +7,9 @@ rule prepare:
         "../../envs/study.yaml"
     log:
         f"{R}/logs/prepare.log",
+    benchmark:
+        f"{R}/benchmarks/prepare.tsv"
     resources:
-        mem_mb=4000,
-        runtime=30,
+        **planned("prepare", 30, 4000),
     shell:
         "python -m synsym.cli prepare --spec {params.spec:q} --out {output} > {log} 2>&1"

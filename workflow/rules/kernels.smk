@@ -18,8 +18,7 @@ rule kernel:
         f"{R}/benchmarks/kernel/{{family}}/{{transform}}/s{{seed}}.tsv"
     threads: 1
     resources:
-        mem_mb=lambda wc: int(config["kernels"]["max_memory_gb"] * 1024 * 1.5) + 2000,
-        runtime=lambda wc: 60 if RUN != "paper" else 7 * 24 * 60,
+        **planned("kernel", 60 if RUN != "paper" else 7 * 24 * 60, int(config["kernels"]["max_memory_gb"] * 1536) + 2000),
         cpus_per_task=1,
         **gpu_resources(),
     shell:
@@ -45,9 +44,12 @@ rule kernel_cell:
         "../../envs/study.yaml"
     log:
         f"{R}/logs/cells/{{study}}/ntk/{{arch}}/{{transform}}/winf_m{{m}}.log",
+    benchmark:
+        f"{R}/benchmarks/cells/{{study}}/ntk/{{arch}}/{{transform}}/winf_m{{m}}.tsv"
+    group:
+        "regress"
     resources:
-        mem_mb=4000,
-        runtime=30,
+        **planned("kernel_cell", 30, 4000),
     shell:
         "python -m synsym.cli kernel-cell --spec {params.spec:q} --study {wildcards.study} --arch {wildcards.arch} "
         "--transform {wildcards.transform} --m {wildcards.m} --split {input.split} --kernels {input.kernels} "
@@ -74,9 +76,12 @@ rule scaling_cells:
         "../../envs/study.yaml"
     log:
         f"{R}/logs/cells/scaling/{{arch}}/{{transform}}.log",
+    benchmark:
+        f"{R}/benchmarks/cells/scaling/{{arch}}/{{transform}}.tsv"
+    group:
+        "regress"
     resources:
-        mem_mb=4000,
-        runtime=30,
+        **planned("scaling_cells", 30, 4000),
     shell:
         "python -m synsym.cli kernel-cell --spec {params.spec:q} --study scaling --arch {wildcards.arch} "
         "--transform {wildcards.transform} --m {params.sizes} --split {input.split} --kernels {input.kernels} "

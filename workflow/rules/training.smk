@@ -16,8 +16,7 @@ rule train_cell:
         f"{R}/benchmarks/cells/{{study}}/{{finite}}/{{arch}}/{{transform}}/w{{width}}_m{{m}}.tsv"
     threads: 1
     resources:
-        mem_mb=8000,
-        runtime=lambda wc: 60 if RUN != "paper" else 3 * 24 * 60,
+        **planned("train_cell", 60 if RUN != "paper" else 3 * 24 * 60, 8000),
         cpus_per_task=1,
         **gpu_resources(),
     shell:

@@ -1,0 +1,134 @@
+"""Which cells and jobs a config implies: the one enumeration that the Snakemake rules
+(workflow/rules/common.smk) and the cost planner (synsym.plan) both read.
+
+A cell key is (study, inference, architecture, transform, width, n_train); width
+is None for the infinite-width (kernel) inferences.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from synsym import architectures as A
+from synsym import transforms as T
+
+CellKey = tuple
+
+
+def run_dir(config: dict) -> str:
+    return f"results/{config['run_name']}"
+
+
+def studies(config: dict) -> list[str]:
+    return ["grid", "width", "curves", "uniform_init", "sdist"] + (["scaling"] if config["scaling"]["enabled"] else [])
+
+
+def cell_path(config: dict, study: str, inference: str, arch: str, transform: str, width, m: int) -> str:
+    w = "inf" if inference in A.KERNEL_INFERENCES else width
+    return f"{run_dir(config)}/cells/{study}/{inference}/{arch}/{transform}/w{w}_m{m}.parquet"
+
+
+def grid_cells(config: dict) -> list[CellKey]:
+    g, widths, n = config["grid"], config["model"]["widths"], config["data"]["n_train"]
+    return [("grid", inf, a, t, widths[a], n) for inf in g["inferences"] for a in g["architectures"] for t in g["transforms"]]
+
+
+def width_cells(config: dict) -> list[CellKey]:
+    w, n = config["width_sweep"], config["data"]["n_train"]
+    return [("width", inf, w["architecture"], t, width, n)
+            for inf in w["inferences"] for t in w["transforms"] for width in w["widths"]]
+
+
+def curve_sizes(config: dict, inference: str) -> list[int]:
+    c = config["curves"]
+    sizes = list(c["sizes"])
+    # Flipped images (Fig. 4's 90k point) only for SGD: the kernel covers n_train.
+    if c["flip"] and inference in A.FINITE_INFERENCES:
+        sizes.append(2 * config["data"]["n_train"])
+    return sizes
+
+
+def curve_cells(config: dict) -> list[CellKey]:
+    widths = config["model"]["widths"]
+    return [("curves", c["inference"], c["architecture"], c["transform"], widths[c["architecture"]], m)
+            for c in config["curves"]["cells"] for m in curve_sizes(config, c["inference"])]
+
+
+def scaling_cells(config: dict) -> list[CellKey]:
+    """Fig. S6: NTK (and NNGP) of every architecture x transform over the curve sizes."""
+    g = config["grid"]
+    return [("scaling", "ntk", a, t, None, m)
+            for a in g["architectures"] for t in g["transforms"] for m in config["curves"]["sizes"]]
+
+
+def uniform_cells(config: dict) -> list[CellKey]:
+    """Fig. S5: a variance-matched uniform first layer, identity data."""
+    u, widths, n = config["uniform_init"], config["model"]["widths"], config["data"]["n_train"]
+    return [("uniform_init", u["inference"], a, "identity", widths[a], n) for a in u["architectures"]]
+
+
+def sdist_cells(config: dict) -> list[CellKey]:
+    """Fig. S1: VEC_n and GAP_n (NN+) and VEC_inf (NTK) on tau_t D along the SO(3)^d path."""
+    sd, n = config["sdist"], config["data"]["n_train"]
+    out = []
+    for t in sd["ts"]:
+        tid = T.path_id(t)
+        out.append(("sdist", "ntk", "vec", tid, None, n))
+        for w in sd["widths"]:
+            out += [("sdist", "nn_plus", a, tid, w, n) for a in ("vec", "gap")]
+    return out
+
+
+STUDY_CELLS = {
+    "grid": grid_cells,
+    "width": width_cells,
+    "curves": curve_cells,
+    "scaling": scaling_cells,
+    "uniform_init": uniform_cells,
+    "sdist": sdist_cells,
+}
+
+
+def train_seeds(config: dict, study: str) -> list[int]:
+    return config["sdist"]["seeds"] if study == "sdist" else config["seeds"]
+
+
+def study_keys(config: dict, study: str) -> list[CellKey]:
+    """Cell keys of a study; NNGP cells ride along with NTK cells (same job, same kernels)."""
+    keys = STUDY_CELLS[study](config)
+    return keys + [(k[0], "nngp", *k[2:]) for k in keys if k[1] == "ntk"]
+
+
+@dataclass(frozen=True)
+class Job:
+    """One job of the DAG: its rule and the wildcards (or parameters) that size it."""
+
+    rule: str
+    wildcards: dict = field(hash=False)
+
+    @property
+    def name(self) -> str:
+        return f"{self.rule}[" + ",".join(f"{k}={v}" for k, v in self.wildcards.items()) + "]"
+
+
+def jobs(config: dict) -> list[Job]:
+    """Every compute job of the whole study (merges, fits and figures run locally and are left out)."""
+    out = [Job("prepare", {})]
+    kernels: dict[tuple[str, str], None] = {}
+    for study in studies(config):
+        for st, inf, arch, t, width, m in STUDY_CELLS[study](config):
+            if inf in A.FINITE_INFERENCES:
+                out.append(Job("train_cell", {"study": st, "finite": inf, "arch": arch, "transform": t,
+                                              "width": str(width), "m": str(m)}))
+                continue
+            kernels[(A.get(arch).kernel_family, t)] = None
+            if study != "scaling":
+                out.append(Job("kernel_cell", {"study": st, "arch": arch, "transform": t, "m": str(m)}))
+        if study == "scaling":
+            g = config["grid"]
+            out += [Job("scaling_cells", {"arch": a, "transform": t}) for a in g["architectures"] for t in g["transforms"]]
+    # the symmetry report compares every family's kernels across the grid's transforms
+    kernels.update({(f, t): None for f in A.KERNEL_FAMILIES for t in config["grid"]["transforms"]})
+    out += [Job("kernel", {"family": f, "transform": t, "seed": str(s)})
+            for f, t in kernels for s in config["kernel_seeds"]]
+    return out

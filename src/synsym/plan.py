@@ -1,0 +1,500 @@
+"""Cost model and planner: every job's runtime and memory, before running anything.
+
+Work is counted exactly from the config (kernel entries of the blocked upper
+triangle, Cholesky flops of every ridge, SGD steps and evaluated images), and
+the rates come from a short calibration on the current machine: the real
+engine on one block of random images at the preset's image size and depth,
+real SGD steps of every (architecture, width, seed count) the preset trains, a
+Cholesky, file I/O and the interpreter's start-up. Calibrations are JSON files
+(results/calibration/<host>-<device>.json) so a machine calibrates once, and a
+GPU node's file can plan a cluster run from a login node
+(``plan --calibration FILE``).
+
+Predictions are what a job costs if it runs to its cap: SGD that fits its
+training set stops early, so training times are upper bounds.
+The Slurm requests (workflow/rules/*.smk ``resources``) are these predictions
+times ``plan.safety_factor``, scaled by ``plan.retry_scale`` per retry.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import resource
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from synsym import architectures as A
+from synsym.jobs import Job, curve_sizes, jobs, train_seeds
+
+VERSION = 1
+PREPARE_S = 20.0  # download check + extraction + pooling of CIFAR-10; not calibrated (needs the archive)
+LOCAL_S = 5.0  # merges, fits, figures: run on the submit host, not planned in detail
+STEP_FLOPS_MAX = 2e11  # calibration steps above this are measured smaller and scaled (see _train)
+
+
+class PlanError(ValueError):
+    pass
+
+
+# ---------------------------------------------------------------- what a config needs measured
+
+
+def _image_size(config: dict) -> int:
+    return config["data"]["image_size"]
+
+
+def kernel_key(config: dict, family: str) -> str:
+    k = config["kernels"]
+    return f"{family}/s{_image_size(config)}/L{config['model']['depth']}/b{_block(config, family)}/{k['engine']}"
+
+
+def train_key(config: dict, arch: str, width: int, n_seeds: int) -> str:
+    return f"{arch}/w{width}/S{n_seeds}/s{_image_size(config)}/L{config['model']['depth']}/B{config['training']['batch_size']}"
+
+
+def _block(config: dict, family: str) -> int:
+    from synsym.kernels import block_size_for
+
+    k = config["kernels"]
+    return block_size_for(family, _image_size(config), k["max_memory_gb"], k["block_size"])
+
+
+def needed(config: dict) -> dict[str, set]:
+    """The calibration entries that predicting every job of ``config`` needs."""
+    kern, train = set(), set()
+    for job in jobs(config):
+        w = job.wildcards
+        if job.rule == "kernel":
+            kern.add(kernel_key(config, w["family"]))
+        elif job.rule == "train_cell":
+            train.add((w["arch"], int(w["width"]), len(train_seeds(config, w["study"]))))
+    return {"kernel": kern, "train": train}
+
+
+# ---------------------------------------------------------------- calibration
+
+
+def machine() -> str:
+    return socket.gethostname().split(".")[0]
+
+
+def default_path(device: str) -> Path:
+    return Path("results") / "calibration" / f"{machine()}-{device}.json"
+
+
+def _device_name(device: str) -> str:
+    if device == "cuda":
+        import torch
+
+        return torch.cuda.get_device_name()
+    try:
+        cpu = next(ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name"))
+    except (OSError, StopIteration):
+        cpu = platform.machine()
+    return f"{cpu}, {os.cpu_count()} cores"
+
+
+def _sync(device: str) -> None:
+    if device == "cuda":
+        import torch
+
+        torch.cuda.synchronize()
+
+
+def _startup() -> dict:
+    """Wall time and peak RSS of a fresh interpreter importing what every job imports."""
+    code = "import synsym.cli, synsym.cells, numpy, pandas, scipy.linalg, torch"
+    best = float("inf")
+    for _ in range(2):
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        best = min(best, time.perf_counter() - t0)
+    rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return {"startup_s": best, "base_rss_mb": rss}
+
+
+def _linalg() -> dict:
+    """Cholesky flop rate (kernel regressions) and npz write+read rate (kernel files)."""
+    import tempfile
+
+    from scipy.linalg import cho_factor
+
+    n = 1024
+    a = np.random.default_rng(0).standard_normal((n, n))
+    a = a @ a.T + n * np.eye(n)
+    cho_factor(a)
+    t0 = time.perf_counter()
+    for _ in range(3):
+        cho_factor(a)
+    chol = 3 * n**3 / 3 / (time.perf_counter() - t0)
+    big = np.random.default_rng(1).standard_normal((4, 1024, 1024))  # 32 MB
+    with tempfile.TemporaryDirectory() as d:
+        t0 = time.perf_counter()
+        np.savez(f"{d}/x.npz", a=big)
+        with np.load(f"{d}/x.npz") as z:
+            z["a"].sum()
+        io = big.nbytes / (time.perf_counter() - t0)
+    return {"chol_flops": chol, "io_bytes_s": io}
+
+
+def _kernel(config: dict, family: str, device: str) -> dict:
+    """Seconds per computed kernel entry, warm, and the first call's extra (builds, JIT)."""
+    import torch
+
+    from synsym.kernels import compute_family
+
+    b = _block(config, family)
+    s, depth = _image_size(config), config["model"]["depth"]
+    x = np.random.default_rng(0).standard_normal((2 * b, s, s, 3))
+    times = []
+    for _ in range(2):  # cold, then warm; 2 blocks per side: 3 block calls of b x b entries
+        t0 = time.perf_counter()
+        compute_family(family, x, {}, depth, b, config["kernels"]["max_memory_gb"], log=lambda _: None,
+                       engine=config["kernels"]["engine"], device=device)
+        _sync(device)
+        times.append(time.perf_counter() - t0)
+    del torch
+    return {"s_per_entry": times[1] / (3 * b * b), "cold_extra_s": max(0.0, times[0] - times[1])}
+
+
+def _train(config: dict, arch: str, width: int, n_seeds: int, device: str) -> dict:
+    """Seconds per SGD step of the stacked seeds, per evaluated seed-image, and per
+    power iteration of the eta0 estimate, on random images of the preset's size.
+
+    A step costing more than STEP_FLOPS_MAX (wide nets on large images, on a CPU) is
+    measured with one seed and a smaller batch and scaled up by the FLOP ratio
+    (``scaled_by`` in the entry): large convolutions are compute-bound, so their
+    time is linear in the images they process."""
+    import torch
+
+    from synsym import models, training
+
+    spec, s, depth = A.get(arch), _image_size(config), config["model"]["depth"]
+    tc = config["training"]
+    dev = torch.device(device)
+    batch, seeds = tc["batch_size"], list(range(n_seeds))
+    fwd = models.forward_flops(spec, width, depth, s)
+    while 3 * fwd * batch * len(seeds) > STEP_FLOPS_MAX and (batch > 1 or len(seeds) > 1):
+        seeds, batch = (seeds[:1], batch) if len(seeds) > 1 else (seeds, batch // 2)
+    scale = tc["batch_size"] * n_seeds / (batch * len(seeds))
+    n = 4 * batch
+    x = torch.as_tensor(np.random.default_rng(0).standard_normal((n, s, s, 3)), dtype=torch.float32, device=dev)
+    data = {"x_train": x[None].expand(len(seeds), *x.shape), "y_train": torch.as_tensor(np.arange(n) % 10, device=dev)}
+    params = models.init_params(spec, width, depth, s, seeds, 0, torch.float32, dev)
+
+    def steps(k: int) -> float:
+        batches = np.stack([training.batch_indices(0, sd, n, batch, k) for sd in seeds])
+        cfg = training.TrainConfig(max_steps=k, eval_every=10**9, batch_size=batch, momentum=tc["momentum"],
+                                   eval_batch=tc["eval_batch"])
+        lr = torch.full((len(seeds),), 1e-3)
+        _sync(device)
+        t0 = time.perf_counter()
+        training.train(spec, params, data, depth, lr, 0.0, batches, cfg, log=lambda _: None)
+        _sync(device)
+        return time.perf_counter() - t0
+
+    with torch.no_grad():
+        training.predict(spec, params, data["x_train"], depth, tc["eval_batch"])  # warm-up
+        _sync(device)
+        t0 = time.perf_counter()
+        training.predict(spec, params, data["x_train"], depth, tc["eval_batch"])
+        _sync(device)
+        eval_s = (time.perf_counter() - t0) / (n * len(seeds))
+    first = steps(2)  # warm-up (allocator, oneDNN/cuDNN plans); also sizes the timed run
+    k = 3 if first > 2.0 else 10
+    # train() evaluates the training set (n images) after its last step: not part of a step
+    step_s = max(steps(k) - eval_s * n * len(seeds), 1e-9) / k
+    k_eta = min(tc["eta0_samples"], n)
+    training.estimate_lambda_max(spec, params, data["x_train"][:, :k_eta], depth, iters=1)  # warm-up (functorch)
+    _sync(device)
+    t0 = time.perf_counter()
+    training.estimate_lambda_max(spec, params, data["x_train"][:, :k_eta], depth, iters=2)
+    _sync(device)
+    lam_s = (time.perf_counter() - t0) / 2 * tc["eta0_samples"] / k_eta * n_seeds / len(seeds)
+    return {"step_s": step_s * scale, "eval_s_per_seed_image": eval_s, "lambda_iter_s": lam_s,
+            "scaled_by": scale, "step_flops": 3 * fwd * tc["batch_size"] * n_seeds}
+
+
+def calibrate(config: dict, path: str | Path | None = None, log=None) -> dict:
+    """Measure what ``config`` needs and is not yet in the calibration file; save it (atomically)."""
+    import torch
+
+    from synsym.io import atomic_path
+    from synsym.training import resolve_device
+
+    log = log or (lambda s: print(s, file=sys.stderr, flush=True))
+    device = resolve_device(config["device"]).type
+    path = Path(path) if path else default_path(device)
+    cal = load(path) if path.exists() else {
+        "version": VERSION, "machine": machine(), "device": device, "device_name": _device_name(device),
+        "threads": 1, "created": time.strftime("%Y-%m-%d %H:%M:%S"), "kernel": {}, "train": {},
+    }
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # compute jobs run with OMP_NUM_THREADS=1 (rule threads: 1)
+    try:
+        if "startup_s" not in cal:
+            log("calibrate: interpreter start-up and imports")
+            cal.update(_startup())
+        if "chol_flops" not in cal:
+            log("calibrate: Cholesky and file I/O")
+            torch.set_num_threads(threads)
+            cal.update(_linalg())  # regressions run with the BLAS's default threads
+            torch.set_num_threads(1)
+        need = needed(config)
+        for key in sorted(need["kernel"] - set(cal["kernel"])):
+            log(f"calibrate: kernel {key}")
+            cal["kernel"][key] = _kernel(config, key.split("/")[0], device)
+        for arch, width, n_seeds in sorted(need["train"]):
+            key = train_key(config, arch, width, n_seeds)
+            if key not in cal["train"]:
+                log(f"calibrate: training {key}")
+                cal["train"][key] = _train(config, arch, width, n_seeds, device)
+    finally:
+        torch.set_num_threads(threads)
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(json.dumps(cal, indent=1, sort_keys=True))
+    return cal
+
+
+def load(path: str | Path) -> dict:
+    try:
+        cal = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise PlanError(f"calibration file {path}: {e}") from None
+    if cal.get("version") != VERSION:
+        raise PlanError(f"calibration file {path}: version {cal.get('version')!r}; allowed: {VERSION} (recalibrate)")
+    return cal
+
+
+def missing(config: dict, cal: dict) -> list[str]:
+    need = needed(config)
+    keys = [k for k in need["kernel"] if k not in cal.get("kernel", {})]
+    keys += [train_key(config, *t) for t in need["train"] if train_key(config, *t) not in cal.get("train", {})]
+    return sorted(keys) + [k for k in ("startup_s", "chol_flops") if k not in cal]
+
+
+# ---------------------------------------------------------------- the cost model
+
+
+def _blocks(n: int, b: int) -> int:
+    return math.ceil(n / b)
+
+
+def kernel_entries(config: dict, family: str) -> int:
+    """Entries the engine computes for one kernel job: b x b per block call, upper triangle of
+    train-train plus the val- and test-train cross blocks (padding included)."""
+    d, b = config["data"], _block(config, family)
+    nt = _blocks(d["n_train"], b)
+    cross = (_blocks(d["n_val"], b) + _blocks(d["n_test"], b)) * nt
+    return (nt * (nt + 1) // 2 + cross) * b * b
+
+
+def _members(family: str) -> int:
+    from synsym.kernels import FAMILY_MEMBERS
+
+    return len(FAMILY_MEMBERS[family])
+
+
+def _kernel_file_bytes(config: dict, family: str) -> int:
+    d = config["data"]
+    return 8 * 2 * _members(family) * d["n_train"] * (d["n_train"] + d["n_val"] + d["n_test"])
+
+
+def _regression_s(config: dict, cal: dict, m: int) -> float:
+    """(ridges + 2) Choleskys per kind and kernel seed: one per ridge on validation, then test and train."""
+    d, r = config["data"], len(config["kernels"]["ridges"])
+    flops = m**3 / 3 * (r + 2) + 2 * m * m * 10 * (r + 2) + 2 * m * 10 * (d["n_val"] * r + d["n_test"] + m)
+    return 2 * len(config["kernel_seeds"]) * flops / cal["chol_flops"]
+
+
+def _activation_mb(config: dict, arch: str, width: int, n_seeds: int, batch: int) -> float:
+    """float32 activations of one batch through the net, kept for the backward pass (x3 with grads)."""
+    s, depth = _image_size(config), config["model"]["depth"]
+    per_layer = width if A.get(arch).body == "dense" else width * s * s
+    return 4 * 3 * batch * n_seeds * per_layer * depth / 2**20
+
+
+def predict(job: Job, config: dict, cal: dict) -> tuple[float, float]:
+    """(seconds, MB) one job needs on the calibrated machine."""
+    w, d = job.wildcards, config["data"]
+    base_s, base_mb = cal["startup_s"], cal["base_rss_mb"]
+    images = d["n_train"] + d["n_val"] + d["n_test"]
+    split_mb = images * _image_size(config) ** 2 * 3 * 8 / 2**20
+    if job.rule == "prepare":
+        return base_s + PREPARE_S, base_mb + 200 + 2 * split_mb
+    if job.rule == "kernel":
+        fam = w["family"]
+        k = cal["kernel"][kernel_key(config, fam)]
+        file_b = _kernel_file_bytes(config, fam)
+        secs = base_s + k["cold_extra_s"] + kernel_entries(config, fam) * k["s_per_entry"] + file_b / cal["io_bytes_s"]
+        from synsym.kernels import BYTES_PER_ENTRY
+
+        b = _block(config, fam)
+        block_mb = b * b * (_image_size(config) ** 4 if fam == "conv" else 1) * BYTES_PER_ENTRY / 2**20
+        return secs, base_mb + 2 * split_mb + file_b / 2**20 + block_mb
+    if job.rule in ("kernel_cell", "scaling_cells"):
+        fam = A.get(w["arch"]).kernel_family
+        sizes = [int(w["m"])] if job.rule == "kernel_cell" else list(config["curves"]["sizes"])
+        file_b = _kernel_file_bytes(config, fam) * len(config["kernel_seeds"])
+        secs = base_s + file_b / cal["io_bytes_s"] + sum(_regression_s(config, cal, m) for m in sizes)
+        return secs, base_mb + split_mb + file_b / 2**20 + 3 * 8 * max(sizes) ** 2 / 2**20
+    if job.rule == "train_cell":
+        tc = config["training"]
+        arch, width, m = w["arch"], int(w["width"]), int(w["m"])
+        n_seeds = len(train_seeds(config, w["study"]))
+        t = cal["train"][train_key(config, arch, width, n_seeds)]
+        n_evals = math.ceil(tc["max_steps"] / tc["eval_every"])
+        eval_images = n_seeds * (m + d["n_val"] + d["n_test"])
+        secs = (base_s + 30 * t["lambda_iter_s"] + tc["max_steps"] * t["step_s"]
+                + n_evals * eval_images * t["eval_s_per_seed_image"])
+        data_mb = n_seeds * (m + d["n_val"] + d["n_test"]) * _image_size(config) ** 2 * 3 * 4 / 2**20
+        act = max(_activation_mb(config, arch, width, n_seeds, tc["batch_size"]),
+                  _activation_mb(config, arch, width, n_seeds, tc["eval_batch"]) / 3)
+        return secs, base_mb + split_mb + 2 * data_mb + act
+    raise PlanError(f"no cost model for rule {job.rule!r}")
+
+
+def request(seconds: float, mb: float, config: dict, attempt: int = 1) -> tuple[int, int]:
+    """Slurm (runtime minutes, mem_mb) for a predicted job: safety factor, floors, growth per retry."""
+    p = config["plan"]
+    grow = p["retry_scale"] ** (attempt - 1)
+    runtime = max(p["min_runtime_min"], math.ceil(seconds * p["safety_factor"] / 60))
+    mem = max(p["min_mem_mb"], math.ceil(mb * p["safety_factor"]))
+    return math.ceil(runtime * grow), math.ceil(mem * grow)
+
+
+# ---------------------------------------------------------------- the workflow's view
+
+
+_CACHE: dict = {}
+
+
+def workflow_calibration(config: dict) -> dict | None:
+    """The calibration the rules' resources use: ``plan.calibration`` (a path), or this
+    machine's file for the config's device if it exists; None: no plan, fixed requests."""
+    p = config["plan"]["calibration"]
+    device = "cuda" if config["device"] == "cuda" else "cpu"
+    path = Path(p) if p else default_path(device)
+    key = str(path.resolve())
+    if key not in _CACHE:
+        if not path.exists():
+            if p:
+                raise PlanError(f"plan.calibration = {p!r} does not exist; allowed: a file written by "
+                                "`python -m synsym.cli plan --calibrate`")
+            _CACHE[key] = None
+        else:
+            _CACHE[key] = load(path)
+    return _CACHE[key]
+
+
+def resources(rule: str, wildcards, config: dict, attempt: int, fallback: tuple[int, int]) -> tuple[int, int]:
+    """(runtime minutes, mem_mb) of one job for Slurm: planned when a calibration covers it,
+    else ``fallback`` (both grow by plan.retry_scale per retry)."""
+    cal = workflow_calibration(config)
+    w = dict(wildcards.items()) if hasattr(wildcards, "items") else dict(wildcards)
+    if cal is not None:
+        try:
+            return request(*predict(Job(rule, w), config, cal), config, attempt)
+        except KeyError:
+            pass  # this calibration lacks the job's (architecture, width, ...): fixed request
+    grow = config["plan"]["retry_scale"] ** (attempt - 1)
+    return math.ceil(fallback[0] * grow), math.ceil(fallback[1] * grow)
+
+
+# ---------------------------------------------------------------- the bill
+
+
+def bill(config: dict, cal: dict) -> list[dict]:
+    """One row per job: rule, name, predicted seconds and MB, and the Slurm request."""
+    rows = []
+    for job in jobs(config):
+        s, mb = predict(job, config, cal)
+        rt, mem = request(s, mb, config)
+        rows.append({"rule": job.rule, "job": job.name, "pred_s": s, "pred_mb": mb, "req_min": rt, "req_mb": mem})
+    return rows
+
+
+def summary(rows: list[dict], unit: str) -> str:
+    """Per-rule totals and the whole preset, as a Markdown table."""
+    by: dict[str, list[dict]] = {}
+    for r in rows:
+        by.setdefault(r["rule"], []).append(r)
+    lines = [f"| rule | jobs | predicted {unit} | longest job | peak memory | requested {unit} |",
+             "|---|---|---|---|---|---|"]
+    for rule, rs in sorted(by.items(), key=lambda kv: -sum(r["pred_s"] for r in kv[1])):
+        lines.append(f"| {rule} | {len(rs)} | {sum(r['pred_s'] for r in rs) / 3600:.3g} | "
+                     f"{_dur(max(r['pred_s'] for r in rs))} | {max(r['pred_mb'] for r in rs) / 1024:.3g} GB | "
+                     f"{sum(r['req_min'] for r in rs) / 60:.3g} |")
+    total = sum(r["pred_s"] for r in rows) / 3600
+    lines.append(f"| **total** | {len(rows)} | **{total:.3g}** | | | {sum(r['req_min'] for r in rows) / 60:.3g} |")
+    return "\n".join(lines)
+
+
+def _dur(s: float) -> str:
+    if s < 120:
+        return f"{s:.0f} s"
+    if s < 7200:
+        return f"{s / 60:.0f} min"
+    return f"{s / 3600:.1f} h" if s < 48 * 3600 else f"{s / 86400:.1f} d"
+
+
+def measured(run: str | Path) -> dict[str, float]:
+    """Seconds per job from Snakemake's benchmark TSVs under results/<run>/benchmarks, keyed like Job.name."""
+    out = {}
+    root = Path(run) / "benchmarks"
+    for tsv in root.rglob("*.tsv"):
+        rel = tsv.relative_to(root).with_suffix("").parts
+        with open(tsv) as f:
+            f.readline()
+            secs = float(f.readline().split("\t")[0])
+        if rel[0] == "prepare":
+            job = Job("prepare", {})
+        elif rel[0] == "kernel":
+            job = Job("kernel", {"family": rel[1], "transform": rel[2], "seed": rel[3][1:]})
+        elif rel[0] == "cells" and rel[2] in A.FINITE_INFERENCES:
+            wpart, mpart = rel[5].split("_m")
+            job = Job("train_cell", {"study": rel[1], "finite": rel[2], "arch": rel[3], "transform": rel[4],
+                                     "width": wpart[1:], "m": mpart})
+        elif rel[0] == "cells" and rel[1] == "scaling":
+            job = Job("scaling_cells", {"arch": rel[2], "transform": rel[3]})
+        elif rel[0] == "cells":
+            job = Job("kernel_cell", {"study": rel[1], "arch": rel[3], "transform": rel[4], "m": rel[5].split("_m")[1]})
+        else:
+            continue
+        out[job.name] = secs
+    return out
+
+
+def compare(rows: list[dict], meas: dict[str, float]) -> str:
+    """Predicted vs measured seconds per rule, over the jobs that have a benchmark."""
+    by: dict[str, list[tuple[float, float]]] = {}
+    for r in rows:
+        if r["job"] in meas:
+            by.setdefault(r["rule"], []).append((r["pred_s"], meas[r["job"]]))
+    lines = ["| rule | jobs measured | predicted s | measured s | measured / predicted |", "|---|---|---|---|---|"]
+    for rule, pm in sorted(by.items()):
+        p, m = sum(x for x, _ in pm), sum(y for _, y in pm)
+        lines.append(f"| {rule} | {len(pm)} | {p:.0f} | {m:.0f} | {m / p:.2f} |")
+    return "\n".join(lines)
+
+
+def rule_ratios(rows: list[dict], meas: dict[str, float]) -> dict[str, float]:
+    """measured / predicted total seconds per rule (the planner test's check)."""
+    out: dict[str, list[float]] = {}
+    for r in rows:
+        if r["job"] in meas:
+            out.setdefault(r["rule"], [0.0, 0.0])
+            out[r["rule"]][0] += r["pred_s"]
+            out[r["rule"]][1] += meas[r["job"]]
+    return {k: m / p for k, (p, m) in out.items()}
+
+
+__all__ = ["calibrate", "load", "predict", "request", "resources", "bill", "summary", "measured", "jobs", "curve_sizes"]

@@ -1,0 +1,142 @@
+"""The cost planner: its job list is the DAG's, its work counts are the engine's, its Slurm
+requests follow the documented rule, and the workflow's resources come from it.
+(Predicted vs measured runtimes of the smoke run: tests/test_workflow.py.)"""
+
+import json
+import math
+import re
+import subprocess
+import sys
+from collections import Counter
+
+import numpy as np
+import pytest
+import yaml
+from helpers import ROOT, dry_counts, load_config, snakemake
+
+from synsym import jobs as J
+from synsym import plan as P
+
+COMPUTE_RULES = ("prepare", "kernel", "kernel_cell", "scaling_cells", "train_cell")
+
+
+@pytest.mark.parametrize("presets", [(), ("presets/paper.yaml",)])
+def test_job_list_is_the_dags(presets):
+    """synsym.jobs enumerates exactly the compute jobs Snakemake schedules."""
+    got = Counter(j.rule for j in J.jobs(load_config(*presets)))
+    dag = dry_counts(*[a for p in presets for a in ("--configfile", p)])
+    assert got == {r: dag[r] for r in COMPUTE_RULES}
+
+
+@pytest.mark.parametrize("n,b", [((60, 20, 40), 40), ((100, 30, 7), 16), ((33, 10, 10), 33)])
+def test_kernel_entries_are_what_the_engine_computes(monkeypatch, n, b):
+    """Count the entries of every block the real compute_family evaluates (padding included)."""
+    from synsym import engine
+    from synsym import kernels as K
+
+    seen = []
+    real = engine.block_fn
+
+    def counting(*a, **k):
+        fn = real(*a, **k)
+
+        def wrapped(x1, x2=None):
+            seen.append(len(x1) * len(x1 if x2 is None else x2))
+            return fn(x1, x2)
+
+        return wrapped
+
+    monkeypatch.setattr(engine, "block_fn", counting)
+    rng = np.random.default_rng(0)
+    x = {k: rng.standard_normal((m, 8, 8, 3)) for k, m in zip(("train", "val", "test"), n)}
+    K.compute_family("fcn", x["train"], {"val": x["val"], "test": x["test"]}, 1, b, 2.0, log=lambda _: None)
+    cfg = load_config()
+    cfg["data"].update(n_train=n[0], n_val=n[1], n_test=n[2])
+    cfg["kernels"]["block_size"] = b
+    assert P.kernel_entries(cfg, "fcn") == sum(seen)
+
+
+def test_request_rule():
+    cfg = load_config()
+    cfg["plan"].update(safety_factor=2.0, retry_scale=2.0, min_runtime_min=10, min_mem_mb=2000)
+    assert P.request(3600, 3000, cfg) == (120, 6000)          # 2 x 60 min, 2 x 3000 MB
+    assert P.request(3600, 3000, cfg, attempt=2) == (240, 12000)
+    assert P.request(1, 10, cfg) == (10, 2000)                 # floors
+    assert P.request(61, 10, cfg) == (10, 2000)                # ceil(122 s / 60) = 3 min < floor
+    cfg["plan"]["min_runtime_min"] = 1
+    assert P.request(61, 10, cfg)[0] == 3
+
+
+def fake_calibration(cfg: dict) -> dict:
+    """Round numbers, so every prediction can be checked by hand."""
+    cal = {"version": P.VERSION, "machine": "m", "device": "cpu", "device_name": "test", "startup_s": 2.0,
+           "base_rss_mb": 300.0, "chol_flops": 1e10, "io_bytes_s": 1e9, "kernel": {}, "train": {}}
+    for fam in ("fcn", "conv"):
+        cal["kernel"][P.kernel_key(cfg, fam)] = {"s_per_entry": 1e-4 if fam == "conv" else 1e-6, "cold_extra_s": 1.0}
+    for arch, width, s in P.needed(cfg)["train"]:
+        cal["train"][P.train_key(cfg, arch, width, s)] = {"step_s": 0.01, "eval_s_per_seed_image": 1e-5,
+                                                          "lambda_iter_s": 0.1}
+    return cal
+
+
+def test_predictions_by_hand():
+    cfg = load_config()  # 1024/128/512 images, blocks of 32, 500 steps, eval every 100, 2 seeds
+    cal = fake_calibration(cfg)
+    s, _ = P.predict(J.Job("kernel", {"family": "conv", "transform": "identity", "seed": "0"}), cfg, cal)
+    entries = (32 * 33 // 2 + (4 + 16) * 32) * 32 * 32
+    file_bytes = 8 * 2 * 4 * 1024 * (1024 + 128 + 512)
+    assert entries == P.kernel_entries(cfg, "conv")
+    assert s == pytest.approx(2.0 + 1.0 + entries * 1e-4 + file_bytes / 1e9)
+    job = J.Job("train_cell", {"study": "grid", "finite": "nn", "arch": "vec", "transform": "identity",
+                               "width": "24", "m": "1024"})
+    s, _ = P.predict(job, cfg, cal)
+    assert s == pytest.approx(2.0 + 30 * 0.1 + 500 * 0.01 + 5 * 2 * (1024 + 128 + 512) * 1e-5)
+
+
+def test_workflow_requests_the_plan(tmp_path):
+    """With a calibration, the rules' runtime/mem_mb are plan.request(plan.predict(job)); without, the fallbacks."""
+    cfg = load_config("presets/smoke.yaml")
+    cal_path = tmp_path / "cal.json"
+    cal_path.write_text(json.dumps(fake_calibration(cfg)))
+    extra = tmp_path / "plan.yaml"
+    extra.write_text(yaml.safe_dump({"plan": {"calibration": str(cal_path), "safety_factor": 50}}))
+    cfg["plan"].update(calibration=str(cal_path), safety_factor=50)
+    out = snakemake("-n", "--configfile", str(ROOT / "presets/smoke.yaml"), str(extra), "--forceall", "-p",
+                    cwd=tmp_path).stdout
+    seen = 0
+    for block in re.split(r"\n\s*rule ", out)[1:]:  # grouped jobs (regress) are indented
+        rule = block.split(":")[0]
+        if rule not in COMPUTE_RULES:
+            continue
+        wc = dict(kv.split("=", 1) for kv in _field(block, "wildcards").split(", ")) if "wildcards:" in block else {}
+        res = dict(kv.split("=", 1) for kv in _field(block, "resources").split(", "))
+        want = P.request(*P.predict(J.Job(rule, wc), cfg, P.load(cal_path)), cfg)
+        assert (int(res["runtime"]), int(res["mem_mb"])) == want, (rule, wc, res)
+        seen += 1
+    assert seen == sum(1 for _ in J.jobs(cfg))
+
+
+def _field(block: str, name: str) -> str:
+    return next(ln.split(":", 1)[1].strip() for ln in block.splitlines() if ln.strip().startswith(f"{name}:"))
+
+
+def test_plan_cli_bad_calibration_is_one_line(tmp_path):
+    p = subprocess.run([sys.executable, "-m", "synsym.cli", "plan", "--calibration", str(tmp_path / "nope.json")],
+                       capture_output=True, text=True, cwd=tmp_path)
+    assert p.returncode == 2
+    assert p.stderr.strip().count("\n") == 0 and "nope.json" in p.stderr
+
+
+def test_plan_cli_prints_the_bill(tmp_path):
+    cfg = load_config("presets/paper.yaml")
+    cfg["device"] = "cpu"
+    cal_path = tmp_path / "cal.json"
+    cal_path.write_text(json.dumps(fake_calibration(cfg)))
+    p = subprocess.run([sys.executable, "-m", "synsym.cli", "plan", "--configfile", str(ROOT / "presets/paper.yaml"),
+                        "--device", "cpu", "--calibration", str(cal_path), "--jobs", str(tmp_path / "jobs.tsv")],
+                       capture_output=True, text=True, cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    total = sum(P.predict(j, cfg, P.load(cal_path))[0] for j in J.jobs(cfg)) / 3600
+    assert f"**{total:.3g}**" in p.stdout and "CPU-hours" in p.stdout
+    rows = (tmp_path / "jobs.tsv").read_text().splitlines()
+    assert len(rows) == 1 + len(J.jobs(cfg)) and math.isfinite(float(rows[1].split("\t")[2]))
