@@ -1,8 +1,10 @@
 """The workflow through a REAL Slurm cluster (scripts/slurm-up.sh starts one on localhost).
 
 Runs the learning-curve part of the smoke preset (kernel, kernel-cell,
-training, merge and figure jobs) with the shipped profile, then deletes one
-cell and checks that exactly one job is submitted to rebuild it.
+training, merge and figure jobs) with the shipped profile and a calibration of
+this machine, checks that every submitted job carries its planned --time (from
+sacct) and that the kernel regressions went out as one grouped job, then deletes
+one cell and checks that exactly one job is submitted to rebuild it.
 """
 
 import re
@@ -11,7 +13,10 @@ import subprocess
 
 import pytest
 import yaml
-from helpers import ROOT, snakemake
+from helpers import ROOT, load_config, snakemake
+
+from synsym import jobs as J
+from synsym import plan as P
 
 
 def slurm_idle() -> bool:
@@ -31,9 +36,35 @@ def submitted(output: str) -> int:
     return len(re.findall(r"submitted with SLURM jobid", output))
 
 
+def submissions(output: str) -> list[tuple[str, str]]:
+    """(Slurm job id, rule, or "regress" for a group job) of every submission, from the plugin's
+    log lines: .../slurm_logs/rule_<rule>/<wildcards>/<id>.log or .../slurm_logs/group_regress_<rules>/<id>.log."""
+    subs = re.findall(r"submitted with SLURM jobid (\d+) \(log: \S*/slurm_logs/([^/]+)/", output)
+    return [(jid, "regress" if seg.startswith("group_regress") else seg.removeprefix("rule_")) for jid, seg in subs]
+
+
+def time_limits(ids: list[str]) -> dict[str, int]:
+    """Minutes of each job's time limit, as Slurm's accounting recorded it."""
+    p = subprocess.run(["sacct", "-n", "-P", "-X", "-o", "JobID,Timelimit", "-j", ",".join(ids)],
+                       capture_output=True, text=True, check=True, timeout=60)
+    out = {}
+    for line in p.stdout.split():
+        jid, lim = line.split("|")
+        d, _, hms = lim.rpartition("-")
+        h, m, _ = map(int, hms.split(":"))
+        out[jid] = (int(d) if d else 0) * 1440 + h * 60 + m
+    return out
+
+
 def test_curves_through_slurm_then_rerun_one_cell(tmp_path, mini_archive):
     url, md5 = mini_archive
-    (tmp_path / "data.yaml").write_text(yaml.safe_dump({"data": {"url": url, "md5": md5, "dir": str(tmp_path / "c")}}))
+    cfg = load_config("presets/smoke.yaml")
+    cal = tmp_path / "calibration.json"
+    P.calibrate(cfg, cal, log=lambda _: None)
+    plan = {"calibration": str(cal), "safety_factor": 10.0, "min_runtime_min": 1, "min_mem_mb": 500}
+    cfg["plan"].update(plan)
+    (tmp_path / "data.yaml").write_text(yaml.safe_dump({"data": {"url": url, "md5": md5, "dir": str(tmp_path / "c")},
+                                                        "plan": plan}))
     args = (
         "--profile", str(ROOT / "profiles/slurm"),
         "--configfile", str(ROOT / "presets/smoke.yaml"), str(tmp_path / "data.yaml"),
@@ -45,8 +76,25 @@ def test_curves_through_slurm_then_rerun_one_cell(tmp_path, mini_archive):
     out = p.stdout + p.stderr
     fig = tmp_path / "results/smoke/figures/fig4_learning_curves.png"
     assert fig.stat().st_size > 1000
-    # prepare + conv kernel + 2 NTK cells (ntk/nngp ride along) + 3 curve cells x 3 sizes; merge/figure are local
-    assert submitted(out) == 1 + 1 + 2 + 9, out[-3000:]
+    # prepare + conv kernel + 1 group of 2 NTK regressions (ntk/nngp ride along) + 3 curve cells x 3 sizes;
+    # merge/figure are local
+    subs = submissions(out)
+    assert submitted(out) == len(subs) == 1 + 1 + 1 + 9, out[-3000:]
+    assert sum(r == "regress" for _, r in subs) == 1
+    # every single job asked Slurm for its planned time: plan.request(plan.predict(job)), per rule as multisets
+    limits = time_limits([j for j, _ in subs])
+    planned = {}
+    wanted = {"prepare": {}, "kernel": {"family": "conv", "transform": "identity"}, "train_cell": {"study": "curves"}}
+    for job in J.jobs(cfg):
+        if job.rule in wanted and wanted[job.rule].items() <= job.wildcards.items():
+            planned.setdefault(job.rule, []).append(P.request(*P.predict(job, cfg, P.load(cal)), cfg)[0])
+    got = {}
+    for jid, rule in subs:
+        got.setdefault(rule, []).append(limits[jid])
+    regress = got.pop("regress")
+    assert {r: sorted(v) for r, v in got.items()} == {r: sorted(v) for r, v in planned.items()}
+    assert len(set(planned["train_cell"])) > 1 or planned["train_cell"][0] != 60  # not the fixed fallback
+    assert regress[0] >= 1
     cell = tmp_path / "results/smoke/cells/curves/nn_plus/lcn/identity/w4_m30.parquet"
     cell.unlink()
     p = snakemake(*args, str(cell.relative_to(tmp_path)), target, cwd=tmp_path, timeout=600)

@@ -107,6 +107,22 @@ def test_smoke_produces_every_table_and_figure(smoke):
 
 
 @pytest.mark.slow
+def test_plan_predicts_the_smoke_run(smoke, tmp_path):
+    """The planner, calibrated here, predicts each rule's measured time (Snakemake's benchmark
+    TSVs of the smoke run, 2 jobs at a time) within a factor of 3, for every benchmarked rule."""
+    from synsym import plan as P
+
+    wd, _ = smoke
+    cfg = merged("presets/smoke.yaml")
+    cal = P.calibrate(cfg, tmp_path / "calibration.json", log=lambda _: None)
+    meas = P.measured(wd / "results" / "smoke")
+    ratios = P.rule_ratios(P.bill(cfg, cal), meas)
+    assert set(ratios) == {"prepare", "kernel", "kernel_cell", "scaling_cells", "train_cell"}, sorted(meas)[:5]
+    bad = {r: round(x, 2) for r, x in ratios.items() if not 1 / 3 <= x <= 3}
+    assert not bad, (bad, ratios)
+
+
+@pytest.mark.slow
 def test_rerun_one_cell_schedules_only_that_cell(smoke):
     wd, args = smoke
     assert dry_counts(*args, cwd=wd) == {}

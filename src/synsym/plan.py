@@ -35,7 +35,7 @@ from synsym import architectures as A
 from synsym.jobs import Job, curve_sizes, jobs, train_seeds
 
 VERSION = 1
-PREPARE_S = 20.0  # download check + extraction + pooling of CIFAR-10; not calibrated (needs the archive)
+CIFAR_BYTES = 170e6  # the official archive: prepare reads it ~3 times (md5, extraction, unpickling)
 LOCAL_S = 5.0  # merges, fits, figures: run on the submit host, not planned in detail
 STEP_FLOPS_MAX = 2e11  # calibration steps above this are measured smaller and scaled (see _train)
 
@@ -109,16 +109,50 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def _startup() -> dict:
-    """Wall time and peak RSS of a fresh interpreter importing what every job imports."""
-    code = "import synsym.cli, synsym.cells, numpy, pandas, scipy.linalg, torch"
-    best = float("inf")
-    for _ in range(2):
+def _overheads(config: dict) -> dict:
+    """Each rule's fixed cost per job: the real CLI, run once per rule on a tiny synthetic
+    split (random images, the preset's image size): start-up, imports, data loading, the
+    transform, the eta0 estimate, writing Parquet. Minus nothing: at this size the compute
+    is a few milliseconds. Also the peak RSS of those jobs."""
+    import tempfile
+
+    from synsym.data import Split
+
+    s, depth = _image_size(config), config["model"]["depth"]
+    rng = np.random.default_rng(0)
+    sizes = {"train": 40, "val": 10, "test": 10}
+    split = Split(**{k: v for part, n in sizes.items() for k, v in (
+        (f"x_{part}", rng.standard_normal((n, s, s, 3))), (f"y_{part}", np.arange(n) % 10))})
+    base = {"run_name": "calibration", "global_seed": 0, "depth": depth}
+    out = {}
+    with tempfile.TemporaryDirectory() as d:
+        split.save(f"{d}/split.npz")
+        k = {"engine": config["kernels"]["engine"], "block_size": 40, "max_memory_gb": 2.0}
+        tc = dict(config["training"], max_steps=1, eval_every=1)
+        cmds = {
+            "kernel": ["kernel", "--spec", json.dumps({**base, "kernels": k, "device": "cpu"}), "--family", "fcn",
+                       "--transform", "o3_per_pixel", "--seed", "0", "--split", f"{d}/split.npz", "--out", f"{d}/k.npz"],
+            "kernel_cell": ["kernel-cell", "--spec", json.dumps({**base, "ridges": config["kernels"]["ridges"], "seeds": [0]}),
+                            "--study", "grid", "--arch", "fcn", "--transform", "o3_per_pixel", "--m", "40", "--split",
+                            f"{d}/split.npz", "--kernels", f"{d}/k.npz", "--out-ntk", f"{d}/a.parquet",
+                            "--out-nngp", f"{d}/b.parquet"],
+            "train_cell": ["train", "--spec", json.dumps({**base, "seeds": config["seeds"], "device": "cpu", "training": tc}),
+                           "--study", "grid", "--inference", "nn", "--arch", "fcn", "--transform", "o3_per_pixel",
+                           "--width", "8", "--m", "40", "--split", f"{d}/split.npz", "--out", f"{d}/c.parquet"],
+        }
+        for rule, args in cmds.items():
+            best = float("inf")
+            for _ in range(2):
+                t0 = time.perf_counter()
+                subprocess.run([sys.executable, "-m", "synsym.cli", *args], check=True, capture_output=True,
+                               env={**os.environ, "OMP_NUM_THREADS": "1"})
+                best = min(best, time.perf_counter() - t0)
+            out[rule] = best
         t0 = time.perf_counter()
-        subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
-        best = min(best, time.perf_counter() - t0)
-    rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    return {"startup_s": best, "base_rss_mb": rss}
+        subprocess.run([sys.executable, "-c", "import synsym.cli, synsym.cells"], check=True)
+        out["prepare"] = time.perf_counter() - t0
+    out["scaling_cells"] = out["kernel_cell"]
+    return {"overhead_s": out, "base_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}
 
 
 def _linalg() -> dict:
@@ -240,9 +274,9 @@ def calibrate(config: dict, path: str | Path | None = None, log=None) -> dict:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # compute jobs run with OMP_NUM_THREADS=1 (rule threads: 1)
     try:
-        if "startup_s" not in cal:
-            log("calibrate: interpreter start-up and imports")
-            cal.update(_startup())
+        if "overhead_s" not in cal:
+            log("calibrate: fixed cost per job of each rule (the real CLI on a tiny split)")
+            cal.update(_overheads(config))
         if "chol_flops" not in cal:
             log("calibrate: Cholesky and file I/O")
             torch.set_num_threads(threads)
@@ -278,7 +312,7 @@ def missing(config: dict, cal: dict) -> list[str]:
     need = needed(config)
     keys = [k for k in need["kernel"] if k not in cal.get("kernel", {})]
     keys += [train_key(config, *t) for t in need["train"] if train_key(config, *t) not in cal.get("train", {})]
-    return sorted(keys) + [k for k in ("startup_s", "chol_flops") if k not in cal]
+    return sorted(keys) + [k for k in ("overhead_s", "chol_flops") if k not in cal]
 
 
 # ---------------------------------------------------------------- the cost model
@@ -303,6 +337,14 @@ def _members(family: str) -> int:
     return len(FAMILY_MEMBERS[family])
 
 
+def _archive_bytes(config: dict) -> float:
+    """Size of the CIFAR-10 archive that prepare reads: known for a file:// URL, else the official one's."""
+    url = config["data"]["url"]
+    if url.startswith("file://") and Path(url[7:]).exists():
+        return Path(url[7:]).stat().st_size
+    return CIFAR_BYTES
+
+
 def _kernel_file_bytes(config: dict, family: str) -> int:
     d = config["data"]
     return 8 * 2 * _members(family) * d["n_train"] * (d["n_train"] + d["n_val"] + d["n_test"])
@@ -325,11 +367,11 @@ def _activation_mb(config: dict, arch: str, width: int, n_seeds: int, batch: int
 def predict(job: Job, config: dict, cal: dict) -> tuple[float, float]:
     """(seconds, MB) one job needs on the calibrated machine."""
     w, d = job.wildcards, config["data"]
-    base_s, base_mb = cal["startup_s"], cal["base_rss_mb"]
+    base_s, base_mb = cal["overhead_s"][job.rule], cal["base_rss_mb"]
     images = d["n_train"] + d["n_val"] + d["n_test"]
     split_mb = images * _image_size(config) ** 2 * 3 * 8 / 2**20
     if job.rule == "prepare":
-        return base_s + PREPARE_S, base_mb + 200 + 2 * split_mb
+        return base_s + 3 * _archive_bytes(config) / cal["io_bytes_s"], base_mb + 200 + 2 * split_mb
     if job.rule == "kernel":
         fam = w["family"]
         k = cal["kernel"][kernel_key(config, fam)]
