@@ -67,6 +67,22 @@ def test_request_rule():
     assert P.request(61, 10, cfg)[0] == 3
 
 
+def test_retry_asks_for_more_and_unplanned_jobs_fall_back(tmp_path):
+    """The rules' resources: attempt 2 asks retry_scale x attempt 1; a job the calibration does not
+    cover (another width) gets the fallback, scaled the same way."""
+    cfg = load_config()
+    cal_path = tmp_path / "cal.json"
+    cal_path.write_text(json.dumps(fake_calibration(cfg)))
+    cfg["plan"].update(calibration=str(cal_path), safety_factor=3.0, retry_scale=1.5, min_runtime_min=1)
+    wc = {"study": "grid", "finite": "nn", "arch": "vec", "transform": "identity", "width": "24", "m": "1024"}
+    first = P.resources("train_cell", wc, cfg, 1, (60, 8000))
+    assert first == P.request(*P.predict(J.Job("train_cell", wc), cfg, P.load(cal_path)), cfg) != (60, 8000)
+    assert P.resources("train_cell", wc, cfg, 2, (60, 8000)) == P.request(
+        *P.predict(J.Job("train_cell", wc), cfg, P.load(cal_path)), cfg, attempt=2)
+    assert P.request(100, 100, cfg, attempt=2) == (math.ceil(5 * 1.5), math.ceil(2000 * 1.5))
+    assert P.resources("train_cell", dict(wc, width="999"), cfg, 2, (60, 8000)) == (90, 12000)
+
+
 def fake_calibration(cfg: dict) -> dict:
     """Round numbers, so every prediction can be checked by hand."""
     cal = {"version": P.VERSION, "machine": "m", "device": "cpu", "device_name": "test",

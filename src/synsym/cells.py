@@ -87,7 +87,7 @@ def kernel_cell(
     training size m in ``ms`` (the first m images: sub-matrices of one kernel)."""
     architectures.get(arch)
     split = Split.load(split_path)
-    kerns = [kernels.load_kernels(p) for p in kernel_paths]
+    kerns = [kernels.load_kernels(p, arch) for p in kernel_paths]
     for i, m in enumerate(ms):
         for kind, paths in outs.items():
             rows, preds = [], []

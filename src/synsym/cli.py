@@ -152,6 +152,8 @@ def plan_cmd(a) -> int:
         validate(config)
         device = "cuda" if config["device"] == "cuda" else "cpu"
         path = Path(a.calibration) if a.calibration else plan.default_path(device)
+        if a.calibration and not a.calibrate and not path.exists():
+            raise plan.PlanError(f"--calibration {path} does not exist; add --calibrate to measure this machine into it")
         if a.calibrate or (not a.calibration and (not path.exists() or plan.missing(config, plan.load(path)))):
             from synsym.training import resolve_device
 

@@ -304,6 +304,9 @@ def save_kernels(kern: dict[str, np.ndarray], path: str, meta: dict) -> None:
         np.savez(f, **{k.replace("/", "__"): v for k, v in kern.items()}, **{f"meta__{k}": np.asarray(v) for k, v in meta.items()})
 
 
-def load_kernels(path: str) -> dict[str, np.ndarray]:
+def load_kernels(path: str, arch: str | None = None) -> dict[str, np.ndarray]:
+    """A kernel file's matrices; with ``arch``, only that architecture's (a regression needs one
+    of the family's readouts: at paper scale the conv file holds 4 x 2 x 45k x 60k doubles, 173 GB)."""
     with np.load(path) as z:
-        return {k.replace("__", "/"): z[k] for k in z.files}
+        keep = [k for k in z.files if arch is None or f"__{kernel_key(arch)}__" in k or k.startswith("meta__")]
+        return {k.replace("__", "/"): z[k] for k in keep}

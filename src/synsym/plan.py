@@ -385,7 +385,8 @@ def predict(job: Job, config: dict, cal: dict) -> tuple[float, float]:
     if job.rule in ("kernel_cell", "scaling_cells"):
         fam = A.get(w["arch"]).kernel_family
         sizes = [int(w["m"])] if job.rule == "kernel_cell" else list(config["curves"]["sizes"])
-        file_b = _kernel_file_bytes(config, fam) * len(config["kernel_seeds"])
+        # one architecture's matrices of each kernel seed's file (kernels.load_kernels(path, arch))
+        file_b = _kernel_file_bytes(config, fam) / _members(fam) * len(config["kernel_seeds"])
         secs = base_s + file_b / cal["io_bytes_s"] + sum(_regression_s(config, cal, m) for m in sizes)
         return secs, base_mb + split_mb + file_b / 2**20 + 3 * 8 * max(sizes) ** 2 / 2**20
     if job.rule == "train_cell":
