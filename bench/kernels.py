@@ -89,13 +89,9 @@ def matmul_peak(device: str = "cpu") -> float:
 
 
 def flops_per_entry(s: int) -> float:
-    """Our count for one image pair through the engine: per layer and (a, delta)
-    element, 2 box filters (9 adds + 1 scale each, plus bias/sum) ~ 24, the
-    arc-cosine map ~ 20 (clamp, divide, sqrt, arccos, 1-c^2, sqrt, 5 mul/add)
-    and the NTK product 3: ~47 flops; the input covariance and readouts add
-    6 + 8 per element once."""
-    d2 = (s * s) ** 2
-    return d2 * (47 * DEPTH + 14)
+    from synsym.engine import flops_per_entry as fpe
+
+    return fpe(s, DEPTH)
 
 
 def main() -> None:

@@ -108,6 +108,8 @@ def test_predictions_by_hand():
                                "width": "24", "m": "1024"})
     s, _ = P.predict(job, cfg, cal)
     assert s == pytest.approx(2.0 + 30 * 0.1 + 500 * 0.01 + 5 * 2 * (1024 + 128 + 512) * 1e-5)
+    # 5 grid transforms + 3 S-Dist path points have conv kernels; 64^2 (a, delta) elements, depth 8
+    assert P.kernel_flops(cfg) == 8 * entries * 64**2 * (47 * 8 + 14)
 
 
 def test_workflow_requests_the_plan(tmp_path):
@@ -137,11 +139,18 @@ def _field(block: str, name: str) -> str:
     return next(ln.split(":", 1)[1].strip() for ln in block.splitlines() if ln.strip().startswith(f"{name}:"))
 
 
-def test_plan_cli_bad_calibration_is_one_line(tmp_path):
-    p = subprocess.run([sys.executable, "-m", "synsym.cli", "plan", "--calibration", str(tmp_path / "nope.json")],
-                       capture_output=True, text=True, cwd=tmp_path)
+@pytest.mark.parametrize("args,needle", [
+    (["--calibration", "nope.json"], "nope.json does not exist; add --calibrate"),
+    (["--configfile", str(ROOT / "presets/paper.yaml")], "no CUDA GPU"),  # this machine has none (CI)
+])
+def test_plan_cli_errors_are_one_line(tmp_path, args, needle):
+    import torch
+
+    if "no CUDA GPU" in needle and torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    p = subprocess.run([sys.executable, "-m", "synsym.cli", "plan", *args], capture_output=True, text=True, cwd=tmp_path)
     assert p.returncode == 2
-    assert p.stderr.strip().count("\n") == 0 and "nope.json" in p.stderr
+    assert p.stderr.strip().count("\n") == 0 and needle in p.stderr, p.stderr
 
 
 def test_plan_cli_prints_the_bill(tmp_path):

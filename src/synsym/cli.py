@@ -157,14 +157,17 @@ def plan_cmd(a) -> int:
         if a.calibrate or (not a.calibration and (not path.exists() or plan.missing(config, plan.load(path)))):
             from synsym.training import resolve_device
 
-            resolve_device(config["device"])  # a cuda plan needs a GPU here, or a GPU's --calibration file
+            try:  # a cuda plan needs a GPU here, or a GPU's --calibration file
+                resolve_device(config["device"])
+            except RuntimeError as e:
+                raise plan.PlanError(f"{e}; or plan with a GPU's calibration: --calibration FILE") from None
             plan.calibrate(config, path)
         cal = plan.load(path)
         lacking = plan.missing(config, cal)
         if lacking:
             raise plan.PlanError(f"calibration {path} lacks {', '.join(lacking[:3])}{' ...' if len(lacking) > 3 else ''}; "
                                  "run `python -m synsym.cli plan --calibrate` with this config on the target machine")
-    except (ConfigError, plan.PlanError, ValueError, OSError) as e:
+    except (ConfigError, plan.PlanError, ValueError, RuntimeError, OSError) as e:
         print(f"synsym plan: error: {e}", file=sys.stderr)
         return 2
     rows = plan.bill(config, cal)
@@ -174,6 +177,8 @@ def plan_cmd(a) -> int:
     print(f"# training jobs are priced at their step cap (training.max_steps = {config['training']['max_steps']}); "
           f"requests = prediction x {config['plan']['safety_factor']}")
     print(plan.summary(rows, unit))
+    print(f"# conv-family kernels: {plan.kernel_flops(config):.3g} float64 FLOPs in all "
+          "(47 per element and layer, synsym.engine.flops_per_entry): divide by a device's float64 rate for a floor")
     if a.jobs:
         import pandas as pd
 

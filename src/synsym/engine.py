@@ -344,6 +344,14 @@ def block_fn(family: str, depth: int, image_size: int, device: str = "cpu", dtyp
     return fn
 
 
+def flops_per_entry(s: int, depth: int) -> float:
+    """Our count for one image pair of s x s images through the conv-family recursion: per layer and
+    (a, delta) element, 2 box filters (9 adds + 1 scale each, plus bias/sum) ~ 24, the arc-cosine
+    map ~ 20 (clamp, divide, sqrt, arccos as one, 1 - c^2, sqrt, 5 mul/add) and the NTK product 3:
+    ~47 flops; the input covariance and the readouts add 6 + 8 per element once."""
+    return (s * s) ** 2 * (47 * depth + 14)
+
+
 def backend(device: str = "cpu") -> str:
     """Which implementation conv_block uses on ``device``, for job logs."""
     impl = pick_impl(device)

@@ -250,9 +250,9 @@ def _train(config: dict, arch: str, width: int, n_seeds: int, device: str) -> di
     training.estimate_lambda_max(spec, params, data["x_train"][:, :k_eta], depth, iters=1)  # warm-up (functorch)
     _sync(device)
     t0 = time.perf_counter()
-    training.estimate_lambda_max(spec, params, data["x_train"][:, :k_eta], depth, iters=2)
+    training.estimate_lambda_max(spec, params, data["x_train"][:, :k_eta], depth, iters=1)
     _sync(device)
-    lam_s = (time.perf_counter() - t0) / 2 * tc["eta0_samples"] / k_eta * n_seeds / len(seeds)
+    lam_s = (time.perf_counter() - t0) * tc["eta0_samples"] / k_eta * n_seeds / len(seeds)
     return {"step_s": step_s * scale, "eval_s_per_seed_image": eval_s, "lambda_iter_s": lam_s,
             "scaled_by": scale, "step_flops": 3 * fwd * tc["batch_size"] * n_seeds}
 
@@ -329,6 +329,14 @@ def kernel_entries(config: dict, family: str) -> int:
     nt = _blocks(d["n_train"], b)
     cross = (_blocks(d["n_val"], b) + _blocks(d["n_test"], b)) * nt
     return (nt * (nt + 1) // 2 + cross) * b * b
+
+
+def kernel_flops(config: dict) -> float:
+    """float64 FLOPs of every conv-family kernel job of the study (engine.flops_per_entry per entry)."""
+    from synsym.engine import flops_per_entry
+
+    n = sum(1 for j in jobs(config) if j.rule == "kernel" and j.wildcards["family"] == "conv")
+    return n * kernel_entries(config, "conv") * flops_per_entry(_image_size(config), config["model"]["depth"])
 
 
 def _members(family: str) -> int:
