@@ -87,7 +87,8 @@ def fake_calibration(cfg: dict) -> dict:
     """Round numbers, so every prediction can be checked by hand."""
     cal = {"version": P.VERSION, "machine": "m", "device": "cpu", "device_name": "test",
            "overhead_s": {"prepare": 0.5, "kernel": 2.0, "kernel_cell": 0.5, "scaling_cells": 0.5, "train_cell": 2.0},
-           "base_rss_mb": 300.0, "chol_flops": 1e10, "io_bytes_s": 1e9, "kernel": {}, "train": {}}
+           "base_rss_mb": dict.fromkeys(COMPUTE_RULES, 300.0), "chol_flops": 1e10, "io_bytes_s": 1e9,
+           "kernel": {}, "train": {}}
     for fam in ("fcn", "conv"):
         cal["kernel"][P.kernel_key(cfg, fam)] = {"s_per_entry": 1e-4 if fam == "conv" else 1e-6, "cold_extra_s": 1.0}
     for arch, width, s in P.needed(cfg)["train"]:

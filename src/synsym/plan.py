@@ -22,7 +22,6 @@ import json
 import math
 import os
 import platform
-import resource
 import socket
 import subprocess
 import sys
@@ -34,7 +33,7 @@ import numpy as np
 from synsym import architectures as A
 from synsym.jobs import Job, curve_sizes, jobs, train_seeds
 
-VERSION = 1
+VERSION = 2
 CIFAR_BYTES = 170e6  # the official archive: prepare reads it ~3 times (md5, extraction, unpickling)
 LOCAL_S = 5.0  # merges, fits, figures: run on the submit host, not planned in detail
 STEP_FLOPS_MAX = 2e11  # calibration steps above this are measured smaller and scaled (see _train)
@@ -140,19 +139,23 @@ def _overheads(config: dict) -> dict:
                            "--study", "grid", "--inference", "nn", "--arch", "fcn", "--transform", "o3_per_pixel",
                            "--width", "8", "--m", "40", "--split", f"{d}/split.npz", "--out", f"{d}/c.parquet"],
         }
+        cmds["prepare"] = ["-c", "import synsym.cli, synsym.cells"]
+        rss = {}
         for rule, args in cmds.items():
             best = float("inf")
             for _ in range(2):
                 t0 = time.perf_counter()
-                subprocess.run([sys.executable, "-m", "synsym.cli", *args], check=True, capture_output=True,
-                               env={**os.environ, "OMP_NUM_THREADS": "1"})
+                argv = [sys.executable, *(args if rule == "prepare" else ["-m", "synsym.cli", *args])]
+                p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                     env={**os.environ, "OMP_NUM_THREADS": "1"})
+                _, status, usage = os.wait4(p.pid, 0)  # this child's own peak RSS
                 best = min(best, time.perf_counter() - t0)
-            out[rule] = best
-        t0 = time.perf_counter()
-        subprocess.run([sys.executable, "-c", "import synsym.cli, synsym.cells"], check=True)
-        out["prepare"] = time.perf_counter() - t0
-    out["scaling_cells"] = out["kernel_cell"]
-    return {"overhead_s": out, "base_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}
+                if status != 0:
+                    raise RuntimeError(f"calibration job {rule} failed: {p.stderr.read().decode()[-500:]}")
+                p.stderr.close()
+            out[rule], rss[rule] = best, usage.ru_maxrss / 1024
+    out["scaling_cells"], rss["scaling_cells"] = out["kernel_cell"], rss["kernel_cell"]
+    return {"overhead_s": out, "base_rss_mb": rss}
 
 
 def _linalg() -> dict:
@@ -267,7 +270,7 @@ def calibrate(config: dict, path: str | Path | None = None, log=None) -> dict:
     log = log or (lambda s: print(s, file=sys.stderr, flush=True))
     device = resolve_device(config["device"]).type
     path = Path(path) if path else default_path(device)
-    cal = load(path) if path.exists() else {
+    cal = load(path) if path.exists() and _version(path) == VERSION else {
         "version": VERSION, "machine": machine(), "device": device, "device_name": _device_name(device),
         "threads": 1, "created": time.strftime("%Y-%m-%d %H:%M:%S"), "kernel": {}, "train": {},
     }
@@ -296,6 +299,13 @@ def calibrate(config: dict, path: str | Path | None = None, log=None) -> dict:
     with atomic_path(path) as tmp:
         Path(tmp).write_text(json.dumps(cal, indent=1, sort_keys=True))
     return cal
+
+
+def _version(path: Path):
+    try:
+        return json.loads(path.read_text()).get("version")
+    except (OSError, json.JSONDecodeError):
+        return None
 
 
 def load(path: str | Path) -> dict:
@@ -375,7 +385,7 @@ def _activation_mb(config: dict, arch: str, width: int, n_seeds: int, batch: int
 def predict(job: Job, config: dict, cal: dict) -> tuple[float, float]:
     """(seconds, MB) one job needs on the calibrated machine."""
     w, d = job.wildcards, config["data"]
-    base_s, base_mb = cal["overhead_s"][job.rule], cal["base_rss_mb"]
+    base_s, base_mb = cal["overhead_s"][job.rule], cal["base_rss_mb"][job.rule]
     images = d["n_train"] + d["n_val"] + d["n_test"]
     split_mb = images * _image_size(config) ** 2 * 3 * 8 / 2**20
     if job.rule == "prepare":
@@ -497,15 +507,17 @@ def _dur(s: float) -> str:
     return f"{s / 3600:.1f} h" if s < 48 * 3600 else f"{s / 86400:.1f} d"
 
 
-def measured(run: str | Path) -> dict[str, float]:
-    """Seconds per job from Snakemake's benchmark TSVs under results/<run>/benchmarks, keyed like Job.name."""
+def measured(run: str | Path) -> dict[str, tuple[float, float]]:
+    """(seconds, peak RSS in MB) per job from Snakemake's benchmark TSVs under results/<run>/benchmarks,
+    keyed like Job.name."""
     out = {}
     root = Path(run) / "benchmarks"
     for tsv in root.rglob("*.tsv"):
         rel = tsv.relative_to(root).with_suffix("").parts
         with open(tsv) as f:
-            f.readline()
-            secs = float(f.readline().split("\t")[0])
+            cols = f.readline().rstrip("\n").split("\t")
+            vals = dict(zip(cols, f.readline().rstrip("\n").split("\t")))
+        secs, rss = float(vals["s"]), float(vals["max_rss"]) if vals.get("max_rss", "NA") != "NA" else float("nan")
         if rel[0] == "prepare":
             job = Job("prepare", {})
         elif rel[0] == "kernel":
@@ -520,31 +532,34 @@ def measured(run: str | Path) -> dict[str, float]:
             job = Job("kernel_cell", {"study": rel[1], "arch": rel[3], "transform": rel[4], "m": rel[5].split("_m")[1]})
         else:
             continue
-        out[job.name] = secs
+        out[job.name] = (secs, rss)
     return out
 
 
-def compare(rows: list[dict], meas: dict[str, float]) -> str:
-    """Predicted vs measured seconds per rule, over the jobs that have a benchmark."""
-    by: dict[str, list[tuple[float, float]]] = {}
+def compare(rows: list[dict], meas: dict[str, tuple[float, float]]) -> str:
+    """Predicted vs measured seconds (summed) and peak memory (largest job) per rule, over the
+    jobs that have a benchmark."""
+    by: dict[str, list[tuple[dict, tuple[float, float]]]] = {}
     for r in rows:
         if r["job"] in meas:
-            by.setdefault(r["rule"], []).append((r["pred_s"], meas[r["job"]]))
-    lines = ["| rule | jobs measured | predicted s | measured s | measured / predicted |", "|---|---|---|---|---|"]
+            by.setdefault(r["rule"], []).append((r, meas[r["job"]]))
+    lines = ["| rule | jobs measured | predicted s | measured s | measured / predicted | predicted peak MB | "
+             "measured peak MB |", "|---|---|---|---|---|---|---|"]
     for rule, pm in sorted(by.items()):
-        p, m = sum(x for x, _ in pm), sum(y for _, y in pm)
-        lines.append(f"| {rule} | {len(pm)} | {p:.0f} | {m:.0f} | {m / p:.2f} |")
+        p, m = sum(r["pred_s"] for r, _ in pm), sum(x[0] for _, x in pm)
+        lines.append(f"| {rule} | {len(pm)} | {p:.0f} | {m:.0f} | {m / p:.2f} | "
+                     f"{max(r['pred_mb'] for r, _ in pm):.0f} | {max(x[1] for _, x in pm):.0f} |")
     return "\n".join(lines)
 
 
-def rule_ratios(rows: list[dict], meas: dict[str, float]) -> dict[str, float]:
+def rule_ratios(rows: list[dict], meas: dict[str, tuple[float, float]]) -> dict[str, float]:
     """measured / predicted total seconds per rule (the planner test's check)."""
     out: dict[str, list[float]] = {}
     for r in rows:
         if r["job"] in meas:
             out.setdefault(r["rule"], [0.0, 0.0])
             out[r["rule"]][0] += r["pred_s"]
-            out[r["rule"]][1] += meas[r["job"]]
+            out[r["rule"]][1] += meas[r["job"]][0]
     return {k: m / p for k, (p, m) in out.items()}
 
 
