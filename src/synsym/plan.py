@@ -375,11 +375,12 @@ def _regression_s(config: dict, cal: dict, m: int) -> float:
     return 2 * len(config["kernel_seeds"]) * flops / cal["chol_flops"]
 
 
-def _activation_mb(config: dict, arch: str, width: int, n_seeds: int, batch: int) -> float:
-    """float32 activations of one batch through the net, kept for the backward pass (x3 with grads)."""
+def _activation_mb(config: dict, arch: str, width: int, n_seeds: int, batch: int, train: bool = True) -> float:
+    """float32 activations of one batch: every layer's kept for the backward pass (x3 with the
+    gradients) when training; two layers at a time when evaluating (no_grad)."""
     s, depth = _image_size(config), config["model"]["depth"]
     per_layer = width if A.get(arch).body == "dense" else width * s * s
-    return 4 * 3 * batch * n_seeds * per_layer * depth / 2**20
+    return 4 * (3 * depth if train else 2) * batch * n_seeds * per_layer / 2**20
 
 
 def predict(job: Job, config: dict, cal: dict) -> tuple[float, float]:
@@ -418,7 +419,7 @@ def predict(job: Job, config: dict, cal: dict) -> tuple[float, float]:
                 + n_evals * eval_images * t["eval_s_per_seed_image"])
         data_mb = n_seeds * (m + d["n_val"] + d["n_test"]) * _image_size(config) ** 2 * 3 * 4 / 2**20
         act = max(_activation_mb(config, arch, width, n_seeds, tc["batch_size"]),
-                  _activation_mb(config, arch, width, n_seeds, tc["eval_batch"]) / 3)
+                  _activation_mb(config, arch, width, n_seeds, tc["eval_batch"], train=False))
         return secs, base_mb + split_mb + 2 * data_mb + act
     raise PlanError(f"no cost model for rule {job.rule!r}")
 
