@@ -7,6 +7,11 @@ from pathlib import Path
 
 import pytest
 
+try:  # Triton's LLVM before TensorFlow's (neural-tangents): the reverse order aborts (synsym.kernels._llvm_first)
+    import triton  # noqa: F401
+except ImportError:
+    pass
+
 ROOT = Path(__file__).resolve().parents[1]
 MINI = Path(os.environ.get("SYNSYM_MINI_DIR", ROOT.parent / "shared" / "data" / "cifar-10-mini"))
 

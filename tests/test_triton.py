@@ -69,3 +69,13 @@ def test_triton_acos(report):
     """The kernel's own arccos (the interpreter has no libdevice acos): within 1e-15 of torch on [-1, 1], acos(1) = 0."""
     assert report["acos_err"] < 1e-15
     assert report["acos_at_1"] == 0.0
+
+
+def test_neural_tangents_then_torch_func_does_not_abort():
+    """TensorFlow's LLVM (neural-tangents) loaded before Triton's (which torch imports on the first
+    torch.func call) aborts the process; synsym.kernels loads Triton first. In a fresh process,
+    since pytest's own process imports Triton early (conftest)."""
+    code = ("from synsym import kernels as K; K._stax(); import torch; "
+            "out, vjp = torch.func.vjp(lambda p: 2 * p, torch.ones(3)); print(vjp(torch.ones(3))[0].sum().item())")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and r.stdout.strip().endswith("6.0"), r.stderr[-2000:]

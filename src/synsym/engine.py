@@ -293,9 +293,9 @@ def triton_kernel():
 
     Without CUDA the module switches Triton's interpreter on, so the same kernel
     runs (slowly) on CPU tensors: that is how CI checks it against the eager path."""
-    if "mod" not in _TRITON and ("tensorflow" in sys.modules or "neural_tangents" in sys.modules):
-        # Triton's LLVM and TensorFlow's register the same options: loading both aborts the process
-        _TRITON.update(mod=None, why="neural-tangents/TensorFlow is loaded in this process")
+    if "mod" not in _TRITON and "tensorflow" in sys.modules and "triton" not in sys.modules:
+        # Triton's LLVM loaded after TensorFlow's aborts the process (see kernels._llvm_first)
+        _TRITON.update(mod=None, why="TensorFlow (neural-tangents) was loaded before Triton in this process")
     if "mod" not in _TRITON:
         try:
             from synsym import fused_triton

@@ -36,7 +36,21 @@ def kernel_key(arch_id: str) -> str:
     return "vec" if arch_id == "lcn" else arch_id
 
 
+def _llvm_first() -> None:
+    """Import Triton (if installed) before TensorFlow, which neural-tangents loads.
+
+    Both carry an LLVM that registers the same command-line options. Loaded in the
+    order TensorFlow, then Triton (torch imports Triton the first time torch.func or
+    torch.compile runs), the process aborts; in the order Triton, then TensorFlow,
+    both work."""
+    import importlib.util
+
+    if "triton" not in sys.modules and importlib.util.find_spec("triton") is not None:
+        import triton  # noqa: F401
+
+
 def _jax():
+    _llvm_first()
     import jax
 
     jax.config.update("jax_enable_x64", True)
