@@ -61,7 +61,8 @@ def test_curves_through_slurm_then_rerun_one_cell(tmp_path, mini_archive):
     cfg = load_config("presets/smoke.yaml")
     cal = tmp_path / "calibration.json"
     P.calibrate(cfg, cal, log=lambda _: None)
-    plan = {"calibration": str(cal), "safety_factor": 10.0, "min_runtime_min": 1, "min_mem_mb": 500}
+    # a safety factor that keeps every request (x2 on a retry) within the one node's memory
+    plan = {"calibration": str(cal), "safety_factor": 4.0, "min_runtime_min": 1, "min_mem_mb": 500}
     cfg["plan"].update(plan)
     (tmp_path / "data.yaml").write_text(yaml.safe_dump({"data": {"url": url, "md5": md5, "dir": str(tmp_path / "c")},
                                                         "plan": plan}))

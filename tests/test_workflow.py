@@ -6,6 +6,7 @@ import pytest
 import yaml
 from helpers import ROOT, dry_counts, snakemake
 from helpers import load_config as merged
+from snakemake.utils import update_config
 
 from synsym import architectures as A
 from synsym import transforms as T
@@ -114,6 +115,7 @@ def test_plan_predicts_the_smoke_run(smoke, tmp_path):
 
     wd, _ = smoke
     cfg = merged("presets/smoke.yaml")
+    update_config(cfg, yaml.safe_load((wd / "data.yaml").read_text()))  # the mini archive: prepare reads its size
     cal = P.calibrate(cfg, tmp_path / "calibration.json", log=lambda _: None)
     meas = P.measured(wd / "results" / "smoke")
     ratios = P.rule_ratios(P.bill(cfg, cal), meas)

@@ -7,12 +7,24 @@ is None for the infinite-width (kernel) inferences.
 
 from __future__ import annotations
 
+import os
+import sys
 from dataclasses import dataclass, field
 
 from synsym import architectures as A
 from synsym import transforms as T
 
 CellKey = tuple
+
+
+def python_first_on_path() -> None:
+    """Put the directory of the Python running Snakemake first on PATH, so that jobs' ``python``
+    is the one with synsym installed also when a user calls .venv/bin/snakemake without
+    activating the venv; with --sdm conda the env's python is still put before it."""
+    bindir = os.path.dirname(sys.executable)
+    path = os.environ.get("PATH", "")
+    if path.split(os.pathsep)[0] != bindir:
+        os.environ["PATH"] = os.pathsep.join([bindir, path])
 
 
 def run_dir(config: dict) -> str:

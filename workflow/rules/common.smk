@@ -6,13 +6,12 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
-# Jobs call `python`: the one running Snakemake (e.g. .venv/bin/snakemake without an
-# activated venv) comes first on PATH; --sdm conda still puts its env's python before it.
-os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
 
 from synsym import architectures as A
 from synsym import jobs as J
 from synsym import plan as P
+
+J.python_first_on_path()  # jobs call `python`: the one running Snakemake, venv activated or not
 from synsym.config import ConfigError, validate
 from synsym.io import pred_path
 
