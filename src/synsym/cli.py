@@ -154,8 +154,7 @@ def plan_cmd(a) -> int:
         path = Path(a.calibration) if a.calibration else plan.default_path(device)
         if a.calibration and not a.calibrate and not path.exists():
             raise plan.PlanError(f"--calibration {path} does not exist; add --calibrate to measure this machine into it")
-        stale = not path.exists() or plan._version(path) != plan.VERSION or plan.missing(config, plan.load(path))
-        if a.calibrate or (not a.calibration and stale):
+        if a.calibrate or (not a.calibration and not plan.up_to_date(config, path)):
             from synsym.training import resolve_device
 
             try:  # a cuda plan needs a GPU here, or a GPU's --calibration file

@@ -177,7 +177,7 @@ def conv_block(
             f1 / c, f2, sv1.reshape(depth, n1, d), sv2.reshape(depth, n2, d), w_da, sym, SIGMA_W2, SIGMA_B2
         )
     else:
-        scales = [(a, b) for a, b in zip(sv1, _at_offsets(sv2))]
+        scales = list(zip(sv1, _at_offsets(sv2)))
         pk, pt = _eager_stack(f1, f2, idx, scales, sym, w)
     out = {}
     for r, arch in enumerate(CONV_MEMBERS):

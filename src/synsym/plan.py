@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from synsym import architectures as A
-from synsym.jobs import Job, curve_sizes, jobs, train_seeds
+from synsym.jobs import Job, jobs, train_seeds
 
 VERSION = 2
 CIFAR_BYTES = 170e6  # the official archive: prepare reads it ~3 times (md5, extraction, unpickling)
@@ -185,8 +185,6 @@ def _linalg() -> dict:
 
 def _kernel(config: dict, family: str, device: str) -> dict:
     """Seconds per computed kernel entry, warm, and the first call's extra (builds, JIT)."""
-    import torch
-
     from synsym.kernels import compute_family
 
     b = _block(config, family)
@@ -199,7 +197,6 @@ def _kernel(config: dict, family: str, device: str) -> dict:
                        engine=config["kernels"]["engine"], device=device)
         _sync(device)
         times.append(time.perf_counter() - t0)
-    del torch
     return {"s_per_entry": times[1] / (3 * b * b), "cold_extra_s": max(0.0, times[0] - times[1])}
 
 
@@ -317,6 +314,11 @@ def load(path: str | Path) -> dict:
     if cal.get("version") != VERSION:
         raise PlanError(f"calibration file {path}: version {cal.get('version')!r}; allowed: {VERSION} (recalibrate)")
     return cal
+
+
+def up_to_date(config: dict, path: Path) -> bool:
+    """Whether the calibration at ``path`` exists in this format and covers every job of ``config``."""
+    return path.exists() and _version(path) == VERSION and not missing(config, load(path))
 
 
 def missing(config: dict, cal: dict) -> list[str]:
@@ -565,4 +567,4 @@ def rule_ratios(rows: list[dict], meas: dict[str, tuple[float, float]]) -> dict[
     return {k: m / p for k, (p, m) in out.items()}
 
 
-__all__ = ["calibrate", "load", "predict", "request", "resources", "bill", "summary", "measured", "jobs", "curve_sizes"]
+__all__ = ["calibrate", "load", "predict", "request", "resources", "bill", "summary", "measured", "compare", "up_to_date"]

@@ -10,10 +10,10 @@ sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 from synsym import architectures as A
 from synsym import jobs as J
 from synsym import plan as P
-
-J.python_first_on_path()  # jobs call `python`: the one running Snakemake, venv activated or not
 from synsym.config import ConfigError, validate
 from synsym.io import pred_path
+
+J.python_first_on_path()  # jobs call `python`: the one running Snakemake, venv activated or not
 
 try:
     validate(config)
@@ -63,17 +63,13 @@ def gpu_resources():
     return {"gpu": 1} if CUDA else {}
 
 
-def cell_path(study, inference, arch, transform, width, m):
-    return J.cell_path(config, study, inference, arch, transform, width, m)
-
-
 def train_seeds(study):
     return J.train_seeds(config, study)
 
 
 def study_cells(study):
     """Cell files of a study (synsym.jobs enumerates them; NNGP rides along with NTK)."""
-    return [cell_path(*k) for k in J.study_keys(config, study)]
+    return [J.cell_path(config, *k) for k in J.study_keys(config, study)]
 
 
 def kernel_inputs(wc):
