@@ -19,9 +19,11 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/kernels.smk"
 include: "workflow/rules/training.smk"
 include: "workflow/rules/tables.smk"
+include: "workflow/rules/imagenet.smk"
 
 
 rule all:
     input:
         all_targets(),
+        imagenet_targets(),
     default_target: True

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 try:  # Triton's LLVM before TensorFlow's (neural-tangents): the reverse order aborts (synsym.kernels._llvm_first)
@@ -38,3 +39,22 @@ def mini_batches(tmp_path_factory, mini_archive):
 
     url, md5 = mini_archive
     return download(url, md5, tmp_path_factory.mktemp("cifar"))
+
+
+@pytest.fixture(scope="session")
+def imagenet_tree(tmp_path_factory, mini_batches) -> Path:
+    """An ImageNet-layout folder tree (train/<class>/*.JPEG, val/<class>/*.JPEG) made from the
+    real mini CIFAR-10 archive: 10 classes, 16 train and 4 val images each, upsampled to 40x40."""
+    from PIL import Image
+
+    from synsym.data import load_cifar10
+
+    x_tr, y_tr, x_te, y_te = load_cifar10(mini_batches)
+    root = tmp_path_factory.mktemp("imagenet")
+    for split, x, y, per in (("train", x_tr, y_tr, 16), ("val", x_te, y_te, 4)):
+        for c in range(10):
+            d = root / split / f"n{c:08d}"
+            d.mkdir(parents=True)
+            for k, idx in enumerate(np.flatnonzero(y == c)[:per]):
+                Image.fromarray(x[idx]).resize((40, 40), Image.BICUBIC).save(d / f"img_{k:03d}.JPEG", quality=95)
+    return root

@@ -91,6 +91,22 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--jobs", help="write one row per job (TSV): predicted seconds and MB, Slurm request")
     c.add_argument("--compare", help="a run directory (results/<run>): predicted vs measured seconds per rule")
 
+    c = sub.add_parser("imagenet", help="the ImageNet half (Sec. 6.2, App. F): index, train, tables, figure, cost")
+    c.add_argument("action", choices=["index", "train", "tables", "figure", "samples", "cost"])
+    c.add_argument("--spec", type=_spec, help="the job's config (JSON)")
+    c.add_argument("--configfile", nargs="*", default=[], help="cost: presets merged on top of config.yaml")
+    c.add_argument("--index", help="the index JSON written by `imagenet index`")
+    c.add_argument("--model")
+    c.add_argument("--transform")
+    c.add_argument("--i", type=int, help="size index: m_i = floor(2^(-i/2) m)")
+    c.add_argument("--seed", type=int)
+    c.add_argument("--checkpoint", help="train: per-epoch checkpoint (resumed when present)")
+    c.add_argument("--kill-after-epoch", type=int, help=argparse.SUPPRESS)  # test hook: SIGKILL itself
+    c.add_argument("--name", help="figure: its name")
+    c.add_argument("--tables", nargs="*", default=[])
+    c.add_argument("--cells", nargs="*", default=[])
+    c.add_argument("--out", help="the output file (tables: a folder)")
+
     a = p.parse_args(argv)
     if a.cmd == "plan":
         return plan_cmd(a)
@@ -128,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"wrote {path}", file=sys.stderr)
         elif a.cmd in ("fits", "sdist", "symmetry"):
             write_table(DERIVED[a.cmd](a), a.out, a.csv)
+        elif a.cmd == "imagenet":
+            imagenet_cmd(a)
     except (ValueError, RuntimeError, DataError, MemoryError, FileNotFoundError) as e:
         print(f"synsym {a.cmd}: error: {e}", file=sys.stderr)
         return 2
@@ -136,17 +154,11 @@ def main(argv: list[str] | None = None) -> int:
 
 def plan_cmd(a) -> int:
     """``synsym plan``: the bill of a preset, per rule and in total, from this machine's calibration."""
-    import yaml
-    from snakemake.utils import update_config
-
     from synsym import plan
-    from synsym.config import ConfigError, validate
+    from synsym.config import ConfigError, load_config, validate
 
-    root = Path(__file__).resolve().parents[2]
     try:
-        config = yaml.safe_load((root / "config.yaml").read_text())
-        for f in a.configfile:
-            update_config(config, yaml.safe_load(Path(f).read_text()))
+        config = load_config(a.configfile)
         if a.device:
             config["device"] = a.device
         validate(config)
@@ -245,6 +257,65 @@ def _symmetry(a):
                     for kind in ("ntk", "nngp"):
                         diffs[(arch, tid, kind)] = kernel_invariance(base, kern, arch, kind)
     return symmetry_report(pd.read_parquet(a.grid), diffs)
+
+
+def imagenet_cmd(a) -> None:
+    """One ImageNet job (see workflow/rules/imagenet.smk)."""
+    import json
+
+    import pandas as pd
+
+    from synsym import figures
+    from synsym import imagenet as I
+
+    if a.action == "cost":
+        from synsym.config import load_config
+
+        cfg = load_config(a.configfile)["imagenet"]
+        I.validate(cfg)
+        rows = pd.DataFrame(I.cost_table(cfg))
+        print(rows.to_string(index=False, float_format=lambda v: f"{v:,.1f}"))
+        return
+    cfg = a.spec["imagenet"]
+    if a.action == "index":
+        index = I.scan(cfg["root"])
+        m = len(index["train"]["files"])
+        small = [(i, I.subset_size(m, i)) for i in a.spec["size_indices"] if I.subset_size(m, i) < cfg["batch_size"]]
+        if small:
+            raise ValueError(f"imagenet: m_{small[0][0]} = {small[0][1]} < batch_size = {cfg['batch_size']} "
+                             f"({m} training images); allowed: size indices with m_i >= batch_size")
+        I.write_json(index, a.out)
+        print(f"{len(index['classes'])} classes, {m} train / {len(index['val']['files'])} val images", file=sys.stderr)
+    elif a.action == "train":
+        from synsym.imagenet_training import train_cell
+
+        train_cell(a.spec, a.model, a.transform, a.i, a.seed, a.index, a.out, a.checkpoint, a.kill_after_epoch)
+    elif a.action == "tables":
+        epochs = I.read_runs(a.cells)
+        final = I.final_table(epochs)
+        for name, df in (("imagenet_epochs", epochs), ("imagenet_final", final),
+                         ("imagenet_fits", I.two_segment_fits(final, cfg["cusp_index"]))):
+            write_table(df, f"{a.out}/{name}.parquet", f"{a.out}/{name}.csv")
+    elif a.action == "samples":
+        index = json.loads(Path(a.index).read_text())
+        figures.figS7_samples(I.samples(index, cfg, a.spec["global_seed"]), Path(a.out).parent)
+    elif a.action == "figure":
+        t = {Path(p).stem: pd.read_parquet(p) for p in a.tables}
+        st = cfg["studies"]
+        out = Path(a.out).parent
+        if a.name == "fig5_learning_curves":
+            figures.fig5_learning_curves(t["imagenet_final"], t["imagenet_fits"], out, st["fig5_curves"]["models"],
+                                         st["fig5_curves"]["transforms"])
+        elif a.name == "fig5_rotated_vs_clean":
+            figures.fig5_rotated_vs_clean(t["imagenet_final"], out, st["fig5_families"]["models"])
+        elif a.name == "figS3_scaling_vs_rotation":
+            figures.figS3_scaling_vs_rotation(t["imagenet_final"], t["imagenet_fits"], out,
+                                              st["figS3_scaling"]["models"], st["figS3_scaling"]["transforms"])
+        elif a.name == "figS4_dynamics":
+            figures.figS4_dynamics(t["imagenet_epochs"], out, st["figS4_dynamics"]["models"],
+                                   st["figS4_dynamics"]["transforms"])
+        else:
+            raise ValueError(f"unknown ImageNet figure {a.name!r}; allowed: {', '.join(I.FIGURES)}")
 
 
 DERIVED = {"fits": _fits, "sdist": _sdist, "symmetry": _symmetry}

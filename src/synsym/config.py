@@ -29,6 +29,16 @@ def _allowed(err) -> str:
     return f"must satisfy {err.validator}={err.validator_value!r}"
 
 
+def load_config(configfiles: list[str]) -> dict:
+    """config.yaml with presets merged on top, as ``snakemake --configfile`` does; validated."""
+    from snakemake.utils import update_config
+
+    config = yaml.safe_load((SCHEMA.parents[2] / "config.yaml").read_text())
+    for f in configfiles:
+        update_config(config, yaml.safe_load(Path(f).read_text()))
+    return validate(config)
+
+
 def validate(config: dict, schema_path: str | Path = SCHEMA) -> dict:
     """Raise ConfigError (one line) unless ``config`` is a valid study config."""
     import jsonschema
@@ -48,6 +58,13 @@ def validate(config: dict, schema_path: str | Path = SCHEMA) -> dict:
     for a in ARCHITECTURES.values():
         if a.readout == "lap" and d["image_size"] % a.pool:
             raise ConfigError(f"config: data.image_size = {d['image_size']} is not a multiple of {a.pool} ({a.id})")
+    if config["imagenet"]["root"]:  # model ids live in synsym.vision (torch): checked when the half is on
+        from synsym import imagenet
+
+        try:
+            imagenet.validate(config["imagenet"])
+        except ValueError as e:
+            raise ConfigError(f"config: {e}") from None
     too_big = [m for m in config["curves"]["sizes"] if m > d["n_train"]]
     if too_big:
         raise ConfigError(f"config: curves.sizes {too_big} exceed data.n_train = {d['n_train']}; allowed: <= n_train")

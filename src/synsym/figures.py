@@ -224,3 +224,96 @@ def symmetry_heatmap(rep: pd.DataFrame, outdir: str | Path) -> list[str]:
                  "red = theory and measurement disagree; numbers: kernel change / accuracy gap to identity",
                  fontsize=9)
     return save(fig, outdir, "symmetry_report")
+
+
+# ----------------------------------------------------------------------------- ImageNet (Sec. 6.2, App. F)
+IN_LABELS = {"identity": "clean", "o3_shared": "O(3)⊗I_d", "o3_per_pixel": "O(3)^d-rotated", "perm_3d": "P(3d)"}
+
+
+def _curve_panel(ax, final: pd.DataFrame, fits: pd.DataFrame, models: list[str], transforms: list[str]) -> None:
+    """Top-1 error vs m (log-log) per (model, transform), with the two fitted segments and the cusp."""
+    sel = final["model"].isin(models) & final["transform"].isin(transforms)
+    for (model, t), g in final[sel].groupby(["model", "transform"]):
+        g = g.groupby(["size_index", "m"], as_index=False)["val_error"].mean().sort_values("m")
+        f = fits[(fits["model"] == model) & (fits["transform"] == t)]
+        label = f"{model}, {IN_LABELS.get(t, t)}"
+        if len(f):
+            r = f.iloc[0]
+            label += f": α small m {r['alpha_small']:.2f}, large m {r['alpha_large']:.2f}"
+            cusp = g[g["size_index"] == r["cusp_index"]]
+            if len(cusp):
+                ax.axvline(float(cusp["m"].iloc[0]), color="0.8", lw=0.8, ls=":")
+        ax.plot(g["m"], g["val_error"], "o-", ms=3, label=label)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("training images m_i")
+    ax.set_ylabel("top-1 error (val)")
+    ax.legend(fontsize=7)
+
+
+def fig5_learning_curves(final: pd.DataFrame, fits: pd.DataFrame, outdir: str | Path, models: list[str],
+                         transforms: list[str]) -> list[str]:
+    """Fig. 5 left: learning curves of clean vs O(3)^d-rotated ImageNet; slopes fitted on
+    i >= 6 (small m) and i < 6 (large m); dotted line at m_6, where the paper sees a cusp."""
+    fig, ax = plt.subplots(figsize=(7, 5))
+    _curve_panel(ax, final, fits, models, transforms)
+    ax.set_title("ImageNet learning curves (cf. paper Fig. 5 left)")
+    return save(fig, outdir, "fig5_learning_curves")
+
+
+def fig5_rotated_vs_clean(final: pd.DataFrame, outdir: str | Path, models: list[str]) -> list[str]:
+    """Fig. 5 right: top-1 accuracy on O(3)^d-rotated (x) vs clean (y) data, one point per model."""
+    full = final[(final["size_index"] == 0) & final["model"].isin(models)]
+    acc = full.groupby(["family", "model", "transform"], as_index=False)["val_top1"].mean()
+    wide = acc.pivot_table(index=["family", "model"], columns="transform", values="val_top1").reset_index()
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    if {"identity", "o3_per_pixel"} <= set(wide.columns):
+        for fam, g in wide.groupby("family"):
+            ax.plot(g["o3_per_pixel"], g["identity"], "o", label=fam)
+            for r in g.itertuples(index=False):
+                ax.annotate(r.model, (r.o3_per_pixel, r.identity), fontsize=6)
+        lo = float(np.nanmin(wide[["o3_per_pixel", "identity"]].to_numpy()))
+        ax.plot([lo, 1], [lo, 1], color="0.7", lw=0.8, ls="--")
+    ax.set_xlabel("top-1, O(3)^d-rotated")
+    ax.set_ylabel("top-1, clean")
+    ax.legend(fontsize=8)
+    ax.set_title("Rotated vs clean (cf. paper Fig. 5 right)")
+    return save(fig, outdir, "fig5_rotated_vs_clean")
+
+
+def figS3_scaling_vs_rotation(final: pd.DataFrame, fits: pd.DataFrame, outdir: str | Path,
+                              models: list[str], transforms: list[str]) -> list[str]:
+    """Fig. S3: one learning-curve panel per model, clean vs rotated."""
+    fig, axes = plt.subplots(1, len(models), figsize=(5 * len(models), 4.5), squeeze=False)
+    for ax, model in zip(axes[0], models):
+        _curve_panel(ax, final, fits, [model], transforms)
+        ax.set_title(model)
+    fig.suptitle("Scaling vs rotation (cf. paper Fig. S3)")
+    return save(fig, outdir, "figS3_scaling_vs_rotation")
+
+
+def figS4_dynamics(epochs: pd.DataFrame, outdir: str | Path, models: list[str], transforms: list[str]) -> list[str]:
+    """Fig. S4: val top-1 vs epoch, one panel per transform, one line per model, mean over seeds."""
+    d = epochs[(epochs["size_index"] == 0) & epochs["model"].isin(models) & epochs["transform"].isin(transforms)]
+    fig, axes = plt.subplots(1, len(transforms), figsize=(5 * len(transforms), 4), squeeze=False, sharey=True)
+    for ax, t in zip(axes[0], transforms):
+        sns.lineplot(data=d[d["transform"] == t], x="epoch", y="val_top1", hue="model", hue_order=models,
+                     errorbar="sd", ax=ax)
+        ax.set_title(IN_LABELS.get(t, t))
+        ax.set_ylabel("val top-1")
+    fig.suptitle("Learning dynamics (cf. paper Fig. S4)")
+    return save(fig, outdir, "figS4_dynamics")
+
+
+def figS7_samples(rows: dict[str, np.ndarray], outdir: str | Path) -> list[str]:
+    """Figs. S7-S9 in one: each row a set of images (N, H, W, 3) in [0, 1], titled by its key."""
+    n = max(len(v) for v in rows.values())
+    fig, axes = plt.subplots(len(rows), n, figsize=(1.6 * n, 1.8 * len(rows)), squeeze=False)
+    for r, (title, imgs) in enumerate(rows.items()):
+        for c in range(n):
+            ax = axes[r][c]
+            ax.axis("off")
+            if c < len(imgs):
+                ax.imshow(np.clip(imgs[c], 0, 1))
+        axes[r][0].set_title(title, fontsize=8, loc="left")
+    return save(fig, outdir, "figS7_samples")

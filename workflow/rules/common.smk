@@ -8,6 +8,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from synsym import architectures as A
+from synsym import imagenet as IN
 from synsym import jobs as J
 from synsym import plan as P
 from synsym.config import ConfigError, validate
@@ -101,3 +102,47 @@ def all_targets():
     tables = [f"{R}/tables/{s}.parquet" for s in STUDIES + DERIVED_TABLES]
     figs = [f"{R}/figures/{f}.{ext}" for f in FIGURES for ext in ("png", "pdf")]
     return cells + tables + figs
+
+
+# ---- the ImageNet half (workflow/rules/imagenet.smk): only when config imagenet.root is set
+IMAGENET = IN.enabled(config)
+INC = config["imagenet"]
+if IMAGENET:
+    try:  # cheap structural checks before any job; the index job checks every file
+        IN.check_tree(INC["root"])
+    except IN.TreeError as e:
+        sys.exit(str(e))
+
+
+def imagenet_spec():
+    return spec_json(device=config["device"], imagenet=INC)
+
+
+def imagenet_index_spec():
+    """What the index depends on: changing epochs or a study must not redo it (and so every cell)."""
+    keep = {k: INC[k] for k in ("root", "batch_size")}
+    return spec_json(imagenet=keep, size_indices=sorted({i for _, _, i, _ in IN.cells(INC)}))
+
+
+def imagenet_cells():
+    return [IN.cell_path(R, *c) for c in IN.cells(INC)]
+
+
+def imagenet_launcher():
+    """One process on a CPU or a single GPU; torchrun with one process per GPU otherwise."""
+    gpus, nodes = INC["gpus"], INC["nodes"]
+    if not CUDA or gpus * nodes == 1:
+        return "python"
+    if nodes == 1:
+        return f"torchrun --standalone --nproc-per-node {gpus}"
+    return (f"srun --ntasks-per-node 1 torchrun --nnodes {nodes} --nproc-per-node {gpus} --rdzv-backend c10d "
+            "--rdzv-id $SLURM_JOB_ID --rdzv-endpoint $(scontrol show hostnames $SLURM_JOB_NODELIST | head -n1):29500")
+
+
+def imagenet_targets():
+    if not IMAGENET:
+        return []
+    tables = [f"{R}/imagenet/tables/{t}.{ext}" for t in ("imagenet_epochs", "imagenet_final", "imagenet_fits")
+              for ext in ("parquet", "csv")]
+    figs = [f"{R}/figures/{f}.{ext}" for f in [*IN.FIGURES, "figS7_samples"] for ext in ("png", "pdf")]
+    return imagenet_cells() + tables + figs

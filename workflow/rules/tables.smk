@@ -24,6 +24,8 @@ rule merge:
 
 rule figure:
     """One of the paper's figures, from the merged tables it needs."""
+    wildcard_constraints:
+        figure="|".join(FIGURES),
     input:
         lambda wc: [f"{R}/tables/{t}.parquet" for t in FIGURE_TABLES[wc.figure]],
     output:

@@ -1,0 +1,191 @@
+"""Training one ImageNet cell with the FLAX ImageNet example's recipe (App. B.2), under
+torch DistributedDataParallel when started by ``torchrun`` and in one process otherwise:
+the same code, the same function of (global seed, cell), whatever the process count.
+
+Recipe (FLAX examples/imagenet): SGD, Nesterov momentum 0.9, learning rate
+0.1 x global batch / 256 with a linear warm-up over 5 epochs and a cosine decay to 0,
+weight decay 1e-4 on kernels only (not on biases or norm scales), plain cross-entropy
+(that example sets no label smoothing), batch norm with statistics over the global batch,
+150 epochs (the paper's change, App. B.2); bf16 autocast on GPU.
+
+Every epoch ends with an atomic checkpoint, so a killed or preempted job restarted by
+Snakemake resumes where it stopped and ends with the same numbers as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+
+from synsym import imagenet as I
+from synsym import vision as V
+from synsym.io import atomic_path, code_version
+from synsym.seeding import rng, seed_int
+
+SCHEMA = pa.schema([
+    ("run", pa.string()), ("model", pa.string()), ("family", pa.string()), ("transform", pa.string()),
+    ("size_index", pa.int64()), ("m", pa.int64()), ("seed", pa.int64()), ("epoch", pa.int64()),
+    ("epochs", pa.int64()), ("image_size", pa.int64()), ("batch_size", pa.int64()), ("lr", pa.float64()),
+    ("train_loss", pa.float64()), ("train_top1", pa.float64()), ("val_loss", pa.float64()),
+    ("val_top1", pa.float64()), ("val_top5", pa.float64()), ("images_per_s", pa.float64()),
+    ("world_size", pa.int64()), ("device", pa.string()), ("precision", pa.string()), ("code_version", pa.string()),
+])
+
+
+def _dist() -> tuple[int, int, int]:
+    """(rank, world size, local rank) from torchrun's environment; (0, 1, 0) alone."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    return int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def pick_device(requested: str, local_rank: int) -> torch.device:
+    if requested == "cpu" or (requested == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise RuntimeError("device: cuda requested but no GPU is visible; allowed: cpu, auto")
+    torch.cuda.set_device(local_rank)
+    return torch.device("cuda", local_rank)
+
+
+def learning_rate(step: int, steps_per_epoch: int, cfg: dict) -> float:
+    """Linear warm-up then cosine decay, per step, as the FLAX example's create_learning_rate_fn."""
+    base = cfg["learning_rate"] * cfg["batch_size"] / 256
+    epoch = step / steps_per_epoch
+    warm = min(1.0, epoch / cfg["warmup_epochs"]) if cfg["warmup_epochs"] > 0 else 1.0
+    span = cfg["epochs"] - cfg["warmup_epochs"]
+    ratio = max(0.0, epoch - cfg["warmup_epochs"]) / span if span > 0 else 0.0
+    return base * warm * 0.5 * (1 + math.cos(math.pi * ratio))
+
+
+def _sum(t: torch.Tensor, world: int) -> torch.Tensor:
+    if world > 1:
+        dist.all_reduce(t)
+    return t
+
+
+def evaluate(net, loader, tau, device, world: int) -> tuple[float, float, float]:
+    """(loss, top-1, top-5) over the whole split; each rank evaluates its own slice."""
+    net.eval()
+    acc = torch.zeros(4, dtype=torch.float64, device=device)
+    with torch.no_grad():
+        for x, y in loader:
+            x, y = tau(x.to(device)), y.to(device)
+            logits = net(x).float()
+            top5 = logits.topk(min(5, logits.shape[1]), 1).indices
+            acc += torch.stack([F.cross_entropy(logits, y, reduction="sum").double(),
+                                (top5[:, 0] == y).sum().double(), (top5 == y[:, None]).any(1).sum().double(),
+                                torch.tensor(float(len(y)), dtype=torch.float64, device=device)])
+    acc = _sum(acc, world)
+    net.train()
+    return (acc[0] / acc[3]).item(), (acc[1] / acc[3]).item(), (acc[2] / acc[3]).item()
+
+
+def train_cell(spec: dict, model_id: str, transform: str, i: int, seed: int, index_path: str, out: str,
+               checkpoint: str, kill_after_epoch: int | None = None) -> None:
+    cfg, gs = spec["imagenet"], spec["global_seed"]
+    V.get(model_id), I.check_transform(transform)
+    rank, world, local = _dist()
+    device = pick_device(spec["device"], local)
+    if world > 1:
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    index = json.loads(Path(index_path).read_text())
+    labels = np.asarray(index["train"]["labels"])
+    m = I.subset_size(len(labels), i)
+    batch = cfg["batch_size"]
+    steps = m // batch
+    if steps == 0 or batch % world:
+        raise ValueError(f"imagenet: m_{i} = {m} images with batch_size = {batch} on {world} processes; "
+                         f"allowed: m_i >= batch_size, batch_size a multiple of the process count")
+    subset = np.sort(I.subset_order(labels, gs)[:m])
+    size = I.image_size(cfg, model_id)
+    key = (gs, "imagenet", model_id, transform, i, seed)
+    torch.manual_seed(seed_int(*key, "init"))
+    net = V.build(model_id, len(index["classes"]), size).to(device)
+    decay = [p for p in net.parameters() if p.ndim > 1]
+    opt = torch.optim.SGD(net.parameters(), lr=0.0, momentum=cfg["momentum"], nesterov=cfg["momentum"] > 0)
+    history: list[dict] = []
+    if os.path.exists(checkpoint):
+        state = torch.load(checkpoint, map_location=device, weights_only=False)
+        net.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        history = state["history"]
+        print(f"resumed from {checkpoint} after epoch {len(history)}", flush=True)
+    ddp = torch.nn.parallel.DistributedDataParallel(net, device_ids=[local] if device.type == "cuda" else None) \
+        if world > 1 else net
+    tau = I.BatchTransform(transform, size, gs, seed, device)
+    train_ds = I.FolderDataset(index, "train", size, True, key, subset)
+    val_ds = I.FolderDataset(index, "val", size, False)
+    lb = batch // world
+    load = {"num_workers": cfg["workers"], "pin_memory": device.type == "cuda",
+            "persistent_workers": False}
+    val_loader = torch.utils.data.DataLoader(torch.utils.data.Subset(val_ds, range(rank, len(val_ds), world)),
+                                             batch_size=lb, **load)
+    amp = device.type == "cuda" and cfg["mixed_precision"]
+    for epoch in range(len(history), cfg["epochs"]):
+        t0 = time.time()
+        train_ds.epoch = epoch
+        order = rng(*key, "order", epoch).permutation(m)[: steps * batch].reshape(steps, world, lb)[:, rank]
+        loader = torch.utils.data.DataLoader(torch.utils.data.Subset(train_ds, order.ravel().tolist()),
+                                             batch_size=lb, **load)
+        tot = torch.zeros(3, dtype=torch.float64, device=device)
+        for s, (x, y) in enumerate(loader):
+            g = epoch * steps + s
+            lr = learning_rate(g, steps, cfg)
+            for group in opt.param_groups:
+                group["lr"] = lr
+            torch.manual_seed(seed_int(*key, "step", g, rank))  # dropout / stochastic depth
+            x, y = tau(x.to(device, non_blocking=True)), y.to(device, non_blocking=True)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                logits = ddp(x)
+            loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg["label_smoothing"])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            with torch.no_grad():
+                for p in decay:  # the FLAX example's 0.5 * wd * |W|^2 on kernels only
+                    p.grad.add_(p, alpha=cfg["weight_decay"])
+            opt.step()
+            tot += torch.stack([loss.detach().double() * len(y), (logits.argmax(1) == y).sum().double(),
+                                torch.tensor(float(len(y)), dtype=torch.float64, device=device)])
+        tot = _sum(tot, world)
+        val = evaluate(net, val_loader, tau, device, world)
+        dt = time.time() - t0
+        history.append({
+            "epoch": epoch + 1, "lr": lr, "train_loss": (tot[0] / tot[2]).item(), "train_top1": (tot[1] / tot[2]).item(),
+            "val_loss": val[0], "val_top1": val[1], "val_top5": val[2], "images_per_s": steps * batch / dt,
+        })
+        if rank == 0:
+            h = history[-1]
+            print(f"epoch {epoch + 1}/{cfg['epochs']} lr {lr:.4g} train loss {h['train_loss']:.4f} "
+                  f"top1 {h['train_top1']:.4f} | val loss {h['val_loss']:.4f} top1 {h['val_top1']:.4f} "
+                  f"top5 {h['val_top5']:.4f} | {h['images_per_s']:.1f} img/s", flush=True)
+            with atomic_path(checkpoint) as tmp:
+                torch.save({"model": net.state_dict(), "opt": opt.state_dict(), "history": history}, tmp)
+        if world > 1:
+            dist.barrier()
+        if kill_after_epoch is not None and epoch + 1 == kill_after_epoch:
+            os.kill(os.getpid(), signal.SIGKILL)  # test hook: a real kill, no cleanup
+    if rank == 0:
+        fixed = {"run": spec["run_name"], "model": model_id, "family": V.get(model_id).family,
+                 "transform": transform, "size_index": i, "m": m, "seed": seed, "epochs": cfg["epochs"],
+                 "image_size": size, "batch_size": batch, "world_size": world, "device": device.type,
+                 "precision": "bf16-autocast" if amp else "fp32", "code_version": code_version()}
+        table = pa.Table.from_pylist([{**fixed, **h} for h in history], schema=SCHEMA)
+        with atomic_path(out) as tmp:
+            pq.write_table(table, tmp)
+        os.remove(checkpoint)
+    if world > 1:
+        dist.barrier()
+        dist.destroy_process_group()
+    sys.stdout.flush()
