@@ -116,12 +116,16 @@ def train_cell(spec: dict, model_id: str, transform: str, i: int, seed: int, ind
     decay = [p for p in net.parameters() if p.ndim > 1]
     opt = torch.optim.SGD(net.parameters(), lr=0.0, momentum=cfg["momentum"], nesterov=cfg["momentum"] > 0)
     history: list[dict] = []
+    ident = json.dumps([spec, model_id, transform, i, seed], sort_keys=True)
     if os.path.exists(checkpoint):
         state = torch.load(checkpoint, map_location=device, weights_only=False)
-        net.load_state_dict(state["model"])
-        opt.load_state_dict(state["opt"])
-        history = state["history"]
-        print(f"resumed from {checkpoint} after epoch {len(history)}", flush=True)
+        if state.get("ident") == ident:
+            net.load_state_dict(state["model"])
+            opt.load_state_dict(state["opt"])
+            history = state["history"]
+            print(f"resumed from {checkpoint} after epoch {len(history)}", flush=True)
+        else:
+            print(f"ignoring checkpoint {checkpoint}: written for another config or cell", flush=True)
     ddp = torch.nn.parallel.DistributedDataParallel(net, device_ids=[local] if device.type == "cuda" else None) \
         if world > 1 else net
     tau = I.BatchTransform(transform, size, gs, seed, device)
@@ -171,7 +175,8 @@ def train_cell(spec: dict, model_id: str, transform: str, i: int, seed: int, ind
                   f"top1 {h['train_top1']:.4f} | val loss {h['val_loss']:.4f} top1 {h['val_top1']:.4f} "
                   f"top5 {h['val_top5']:.4f} | {h['images_per_s']:.1f} img/s", flush=True)
             with atomic_path(checkpoint) as tmp:
-                torch.save({"model": net.state_dict(), "opt": opt.state_dict(), "history": history}, tmp)
+                torch.save({"ident": ident, "model": net.state_dict(), "opt": opt.state_dict(), "history": history},
+                           tmp)
         if world > 1:
             dist.barrier()
         if kill_after_epoch is not None and epoch + 1 == kill_after_epoch:

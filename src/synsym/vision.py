@@ -24,6 +24,23 @@ import torch.nn.functional as F
 from torch import nn
 
 
+class _AllReduce(torch.autograd.Function):
+    """Sum over ranks whose backward is again a sum over ranks: each rank's statistics
+    depend on every rank's activations, so every rank's loss sends gradient to them."""
+
+    @staticmethod
+    def forward(ctx, t: torch.Tensor) -> torch.Tensor:
+        t = t.clone()
+        dist.all_reduce(t)
+        return t
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor) -> torch.Tensor:
+        g = g.clone()
+        dist.all_reduce(g)
+        return g
+
+
 class SyncBN(nn.BatchNorm2d):
     """BatchNorm2d whose batch statistics span every DDP rank (differentiably)."""
 
@@ -35,14 +52,12 @@ class SyncBN(nn.BatchNorm2d):
         count = torch.tensor(float(x.numel() // x.shape[1]), device=x.device)
         s = xf.sum((0, 2, 3))
         if ranks > 1:
-            from torch.distributed.nn.functional import all_reduce
-
-            s, count = all_reduce(s), count * ranks
+            s, count = _AllReduce.apply(s), count * ranks
         mean = s / count
         centred = xf - mean[None, :, None, None]
         ss = (centred * centred).sum((0, 2, 3))
         if ranks > 1:
-            ss = all_reduce(ss)
+            ss = _AllReduce.apply(ss)
         var = ss / count
         with torch.no_grad():
             m = self.momentum

@@ -2,8 +2,15 @@
 # One training job per (model, transform, size index i, seed), run under torchrun across the
 # job's GPUs (synsym.imagenet_training); tables and figures as in the CIFAR half.
 localrules:
+    imagenet,
     imagenet_tables,
     imagenet_figure,
+
+
+rule imagenet:
+    """The ImageNet half alone (`snakemake imagenet`): every cell (so a deleted one is rebuilt), tables, figures."""
+    input:
+        imagenet_targets(),
 
 
 rule imagenet_index:

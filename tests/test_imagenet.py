@@ -1,0 +1,326 @@
+"""The ImageNet half (Sec. 6.2, App. B.2, App. F) on CPU: models against their published
+sizes, the folder tree checks, subsets, the batch transform, one-epoch training, DDP under
+torchrun (gloo, 2 processes) against one process, resume after a kill, the paper-scale
+dry run and the two-segment slope fit."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from helpers import ROOT, dry_counts, load_config, snakemake
+from synsym import imagenet as I
+from synsym import transforms as T
+from synsym import vision as V
+
+# Published sizes: parameters (torchvision / timm model cards) and forward GMACs at 224x224.
+PUBLISHED = {
+    "resnet18": (11_689_512, 1.814),
+    "resnet50": (25_557_032, 4.089),
+    "resnet101": (44_549_160, 7.801),
+    "efficientnet_b0": (5_288_548, 0.386),
+    "mixer_b16": (59_880_472, 12.61),
+}
+
+
+@pytest.mark.parametrize("model", sorted(PUBLISHED))
+def test_models_match_published_sizes(model):
+    params, gmacs = PUBLISHED[model]
+    net = V.build(model, 1000)
+    assert sum(p.numel() for p in net.parameters()) == params
+    assert V.forward_macs(net, 224) / 1e9 == pytest.approx(gmacs, rel=2e-3)
+
+
+def test_mixer_s16_size_by_hand():
+    """Mixer-S/16 (the paper's small Mixer): patch embedding, 8 blocks, norm, head, counted by hand."""
+    embed = 16 * 16 * 3 * 512 + 512
+    block = 2 * 2 * 512 + (196 * 256 + 256 + 256 * 196 + 196) + (512 * 2048 + 2048 + 2048 * 512 + 512)
+    assert sum(p.numel() for p in V.build("mixer_s16", 1000).parameters()) == embed + 8 * block + 2 * 512 + 512 * 1000 + 1000
+
+
+def test_unknown_model_is_one_line():
+    with pytest.raises(ValueError, match=r"unknown model 'resnet7'; allowed: resnet18, .*mixer_s16"):
+        V.get("resnet7")
+
+
+def _tree(tmp_path: Path, classes=("a", "b"), per=2) -> Path:
+    from PIL import Image
+
+    for split in ("train", "val"):
+        for c in classes:
+            (tmp_path / split / c).mkdir(parents=True)
+            for k in range(per):
+                Image.new("RGB", (8, 8), (k * 40, 0, 0)).save(tmp_path / split / c / f"{k}.png")
+    return tmp_path
+
+
+def test_tree_errors_are_one_line(tmp_path):
+    with pytest.raises(I.TreeError, match="is not a folder"):
+        I.check_tree(tmp_path / "nowhere")
+    root = _tree(tmp_path / "t1")
+    assert I.check_tree(root) == ["a", "b"]
+    (root / "val" / "b" / "0.png").unlink()
+    (root / "val" / "b" / "1.png").unlink()
+    with pytest.raises(I.TreeError, match=r"empty class folder '.*val/b'"):
+        I.check_tree(root)
+    root = _tree(tmp_path / "t2")
+    (root / "train" / "c").mkdir()
+    (root / "train" / "c" / "x.png").write_bytes(b"")
+    with pytest.raises(I.TreeError, match="train/ and val/ differ in class folders, e.g. 'c'"):
+        I.check_tree(root)
+    root = _tree(tmp_path / "t3")
+    (root / "train" / "a" / "notes.txt").write_text("hi")
+    with pytest.raises(I.TreeError, match=r"non-image file '.*train/a/notes.txt'"):
+        I.scan(root)
+    root = _tree(tmp_path / "t4")
+    import shutil
+
+    shutil.rmtree(root / "val")
+    with pytest.raises(I.TreeError, match=r"missing folder '.*val'"):
+        I.check_tree(root)
+
+
+def test_missing_root_stops_the_dag_with_one_line(tmp_path):
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump({"imagenet": {"root": str(tmp_path / "absent")}}))
+    p = snakemake("-n", "--configfile", str(tmp_path / "r.yaml"), cwd=tmp_path, check=False)
+    assert p.returncode != 0
+    assert f"imagenet.root = '{tmp_path / 'absent'}' is not a folder" in p.stderr + p.stdout
+
+
+def test_subset_sizes_by_hand():
+    m = 1_281_167
+    assert [I.subset_size(m, i) for i in (0, 2, 6, 10)] == [m, m // 2, m // 8, m // 32]
+    # odd i exactly in integers: floor(m 2^(-i/2)) = isqrt(floor(m^2 / 2^i))
+    assert [I.subset_size(m, i) for i in (1, 11)] == [905_921, 28_310] == [math.isqrt(m * m // 2**i) for i in (1, 11)]
+
+
+def test_subsets_are_nested_and_class_balanced():
+    labels = np.repeat(np.arange(7), [30, 30, 30, 30, 30, 30, 12])
+    order = I.subset_order(labels, global_seed=3)
+    assert sorted(order) == list(range(len(labels)))
+    for m in (7, 20, 50, 84, 100):
+        counts = np.bincount(labels[order[:m]], minlength=7)
+        open_classes = counts < np.bincount(labels)
+        assert counts.max() - counts[open_classes].min() <= 1 if open_classes.any() else True
+    assert not np.array_equal(order, I.subset_order(labels, global_seed=4))
+
+
+@pytest.mark.parametrize("tid", ["identity", "o3_shared", "o3_per_pixel", "perm_3d"])
+def test_batch_transform_equals_the_cifar_transform(tid):
+    """The element acting on an NCHW batch is exactly synsym.transforms' element on NHWC."""
+    import torch
+
+    x = np.random.default_rng(0).standard_normal((3, 12, 12, 3))
+    got = I.BatchTransform(tid, 12, 5, 1)(torch.from_numpy(x.transpose(0, 3, 1, 2).copy())).numpy()
+    want = T.make(tid, 12, 5, 1).apply(x)
+    np.testing.assert_allclose(got.transpose(0, 2, 3, 1), want, atol=1e-13)
+    if tid != "identity":
+        assert np.abs(got.transpose(0, 2, 3, 1) - x).max() > 0.1
+    # orthogonal: every image keeps its norm (and per pixel, for the pixel groups)
+    np.testing.assert_allclose(np.linalg.norm(got.reshape(3, -1), axis=1), np.linalg.norm(x.reshape(3, -1), axis=1))
+
+
+def test_o_3d_is_refused_for_imagenet():
+    with pytest.raises(ValueError, match="unknown transform 'o_3d'; allowed: identity, o3_shared, o3_per_pixel, perm_3d"):
+        I.check_transform("o_3d")
+
+
+def test_crops_are_keyed_not_random():
+    from PIL import Image
+
+    im = Image.fromarray(np.random.default_rng(1).integers(0, 255, (50, 60, 3), dtype=np.uint8))
+    a = np.asarray(I.random_resized_crop(im, 32, np.random.default_rng(7)))
+    b = np.asarray(I.random_resized_crop(im, 32, np.random.default_rng(7)))
+    c = np.asarray(I.random_resized_crop(im, 32, np.random.default_rng(8)))
+    assert a.shape == (32, 32, 3) and np.array_equal(a, b) and not np.array_equal(a, c)
+    assert np.asarray(I.center_crop(im, 32)).shape == (32, 32, 3)
+
+
+def test_two_segment_fit_recovers_known_exponents():
+    m_full = 1_281_167
+    rows = []
+    for i in range(12):
+        m = I.subset_size(m_full, i)
+        m6 = I.subset_size(m_full, 6)
+        # flat phase (alpha 0.1) before the cusp at m_6, steep (alpha 0.45) after, continuous at m_6
+        err = 0.5 * (m / m6) ** -0.1 if i >= 6 else 0.5 * (m / m6) ** -0.45
+        rows.append({"model": "resnet101", "transform": "o3_per_pixel", "size_index": i, "m": m, "val_error": err})
+    fits = I.two_segment_fits(pd.DataFrame(rows), cusp_index=6)
+    r = fits.iloc[0]
+    assert r["alpha_small"] == pytest.approx(0.1, abs=1e-9) and r["points_small"] == 6
+    assert r["alpha_large"] == pytest.approx(0.45, abs=1e-9) and r["points_large"] == 6
+
+
+# ----------------------------------------------------------------------------- training (real CLI)
+@pytest.fixture(scope="module")
+def inet(tmp_path_factory, imagenet_tree):
+    """An index of the test tree and a job spec (tiny models at 32x32, 3 epochs, batch 16)."""
+    d = tmp_path_factory.mktemp("inet")
+    cfg = load_config("presets/imagenet-smoke.yaml")["imagenet"]
+    cfg.update(root=str(imagenet_tree), epochs=3, learning_rate=1.0)
+    index = d / "index.json"
+    I.write_json(I.scan(imagenet_tree), index)
+    return d, {"run_name": "t", "global_seed": 0, "depth": 8, "device": "cpu", "imagenet": cfg}, index
+
+
+def _train(d: Path, spec: dict, index: Path, name: str, model="resnet_tiny", launcher=(sys.executable,), extra=()):
+    cmd = [*launcher, "-m", "synsym.cli", "imagenet", "train", "--spec", json.dumps(spec), "--index", str(index),
+           "--model", model, "--transform", "o3_per_pixel", "--i", "0", "--seed", "0",
+           "--checkpoint", str(d / f"{name}.ckpt.pt"), "--out", str(d / f"{name}.parquet"), *extra]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def single(inet):
+    d, spec, index = inet
+    p = _train(d, spec, index, "single")
+    assert p.returncode == 0, p.stderr[-3000:]
+    return pd.read_parquet(d / "single.parquet"), p.stdout
+
+
+CURVE = ["epoch", "lr", "train_loss", "train_top1", "val_loss", "val_top1", "val_top5"]
+
+
+def test_one_training_run_writes_its_epochs(inet, single):
+    d, spec, _ = inet
+    df, log = single
+    from synsym.imagenet_training import SCHEMA
+
+    assert list(df.columns) == SCHEMA.names
+    assert df["epoch"].tolist() == [1, 2, 3] and df["m"].iloc[0] == 160 and df["world_size"].iloc[0] == 1
+    assert df[["val_top1", "val_top5", "train_top1"]].stack().between(0, 1).all()
+    assert (df["val_top5"] >= df["val_top1"]).all()
+    assert log.count("epoch ") == 3  # per-epoch progress lines
+    assert not (d / "single.ckpt.pt").exists()  # removed once the cell is written
+    assert df["train_loss"].iloc[-1] < df["train_loss"].iloc[0]  # it learns (lr 1.0 x 16/256)
+
+
+def test_mixer_trains_one_epoch(inet):
+    d, spec, index = inet
+    spec = {**spec, "imagenet": {**spec["imagenet"], "epochs": 1}}
+    p = _train(d, spec, index, "mixer", model="mixer_tiny")
+    assert p.returncode == 0, p.stderr[-3000:]
+    df = pd.read_parquet(d / "mixer.parquet")
+    assert len(df) == 1 and df["family"].iloc[0] == "mixer" and np.isfinite(df["val_loss"]).all()
+
+
+def test_ddp_two_processes_equal_one_process(inet, single):
+    """torchrun, gloo, 2 CPU processes with 8 images each: the same loss curve as one process on
+    the same 16-image global batches (batch norm statistics span both ranks)."""
+    d, spec, index = inet
+    p = _train(d, spec, index, "ddp", launcher=(sys.executable, "-m", "torch.distributed.run", "--standalone",
+                                                "--nproc-per-node", "2"))
+    assert p.returncode == 0, p.stderr[-3000:]
+    ddp = pd.read_parquet(d / "ddp.parquet")
+    assert ddp["world_size"].iloc[0] == 2
+    pd.testing.assert_frame_equal(ddp[CURVE], single[0][CURVE], rtol=1e-5, atol=1e-6)
+
+
+def test_killed_job_resumes_to_the_same_result(inet, single):
+    d, spec, index = inet
+    p = _train(d, spec, index, "killed", extra=("--kill-after-epoch", "2"))
+    assert p.returncode == -9  # SIGKILL, after the epoch-2 checkpoint
+    assert (d / "killed.ckpt.pt").exists() and not (d / "killed.parquet").exists()
+    p = _train(d, spec, index, "killed")
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert "resumed from" in p.stdout and p.stdout.count("epoch ") == 2  # only epoch 3 trained again
+    pd.testing.assert_frame_equal(pd.read_parquet(d / "killed.parquet")[CURVE], single[0][CURVE], rtol=0, atol=0)
+
+
+def test_stale_checkpoint_of_another_config_is_not_resumed(inet):
+    d, spec, index = inet
+    one = {**spec, "imagenet": {**spec["imagenet"], "epochs": 2}}
+    assert _train(d, one, index, "stale", extra=("--kill-after-epoch", "1")).returncode == -9
+    other = {**one, "imagenet": {**one["imagenet"], "learning_rate": 0.5}}
+    p = _train(d, other, index, "stale")
+    assert p.returncode == 0 and "resumed from" not in p.stdout and "ignoring checkpoint" in p.stdout
+
+
+def test_too_small_subset_is_one_line(inet):
+    d, spec, index = inet
+    spec = {**spec, "imagenet": {**spec["imagenet"], "batch_size": 512}}
+    p = _train(d, spec, index, "small")
+    assert p.returncode == 2 and p.stderr.count("\n") == 1
+    assert "m_0 = 160 images with batch_size = 512" in p.stderr
+
+
+# ----------------------------------------------------------------------------- the DAG
+def _root_yaml(tmp_path: Path, root: Path) -> str:
+    f = tmp_path / "root.yaml"
+    f.write_text(yaml.safe_dump({"imagenet": {"root": str(root)}}))
+    return str(f)
+
+
+def test_no_imagenet_jobs_without_root():
+    counts = dry_counts("--configfile", "presets/smoke.yaml")
+    assert not any(r.startswith("imagenet") for r in counts)
+
+
+def test_paper_scale_dry_run_has_the_configs_jobs(tmp_path, imagenet_tree):
+    presets = ("presets/paper.yaml", "presets/imagenet.yaml")
+    cfg = load_config(*presets)["imagenet"]
+    st = cfg["studies"]
+    cells = set()
+    for s in st.values():
+        for m in s["models"]:
+            for t in s["transforms"]:
+                for i in s.get("size_indices", [0]):
+                    cells |= {(m, t, i, seed) for seed in s["seeds"]}
+    # by hand: curves 2x2x12 + S3 3x2x12 share resnet101 (24) -> 96; families 14x2 share resnet101 i0 (2)
+    # and resnet34/50 i0 (4) -> +22; S4 6x3x3 = 54 shares its 6 models' clean and rotated seed-0 runs (12) -> +42
+    assert len(cells) == 160
+    p = snakemake("-n", "-p", "--configfile", *[str(ROOT / f) for f in presets], _root_yaml(tmp_path, imagenet_tree), cwd=tmp_path)
+    out = p.stdout + p.stderr
+    from helpers import job_counts
+
+    counts = job_counts(out)
+    assert {k: v for k, v in counts.items() if k.startswith("imagenet")} == {
+        "imagenet_index": 1, "imagenet_train": 160, "imagenet_tables": 1, "imagenet_figure": 4, "imagenet_samples": 1}
+    assert out.count("torchrun --standalone --nproc-per-node 8 -m synsym.cli imagenet train") == 160
+    assert out.count("gpu=8") >= 160
+
+
+def test_imagenet_smoke_dag_runs_end_to_end(tmp_path, imagenet_tree):
+    """The toy ImageNet DAG (`snakemake imagenet`): index, 20 training jobs, tables, all five figures."""
+    smoke = str(ROOT / "presets/imagenet-smoke.yaml")
+    snakemake("imagenet", "--cores", "2", "--configfile", smoke, _root_yaml(tmp_path, imagenet_tree),
+              cwd=tmp_path, timeout=600)
+    r = tmp_path / "results" / "imagenet-smoke"
+    final = pd.read_parquet(r / "imagenet" / "tables" / "imagenet_final.parquet")
+    assert len(final) == len(I.cells(load_config("presets/imagenet-smoke.yaml")["imagenet"])) == 20
+    fits = pd.read_parquet(r / "imagenet" / "tables" / "imagenet_fits.parquet")
+    assert set(fits["model"]) == {"resnet_tiny", "mixer_tiny"} and (fits["points_small"] == 2).all()
+    for f in [*I.FIGURES, "figS7_samples"]:
+        assert (r / "figures" / f"{f}.pdf").stat().st_size > 1000
+    # one missing cell reruns alone
+    (r / "imagenet" / "cells" / "mixer_tiny" / "identity" / "i2" / "s0.parquet").unlink()
+    counts = dry_counts("imagenet", "--configfile", smoke, _root_yaml(tmp_path, imagenet_tree), cwd=tmp_path)
+    assert counts == {"imagenet_train": 1, "imagenet_tables": 1, "imagenet_figure": 4, "imagenet": 1}
+
+
+def test_cost_table_by_hand():
+    cfg = load_config("presets/imagenet-smoke.yaml")["imagenet"]
+    cfg["studies"] = {k: {**v, "models": ["resnet50"], "transforms": ["identity"], "seeds": [0]}
+                      for k, v in cfg["studies"].items()}
+    cfg["studies"]["fig5_curves"]["size_indices"] = [0]
+    cfg.update(image_size=224, epochs=150)
+    row = I.cost_table(cfg)[0]
+    macs = V.forward_macs(V.build("resnet50", 1000), 224)
+    assert row["pflop"] == pytest.approx(2 * macs * (3 * 1_281_167 + 50_000) * 150 / 1e15)
+    assert row["gpu_h_at_peak"] == pytest.approx(row["pflop"] * 1e15 / 989e12 / 3600)
+
+
+def test_cost_cli_prints_every_study():
+    p = subprocess.run([sys.executable, "-m", "synsym.cli", "imagenet", "cost", "--configfile",
+                        str(ROOT / "presets/paper.yaml")], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    for st in [*I.STUDIES, "all (distinct jobs)"]:
+        assert st in p.stdout
