@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-
 from helpers import ROOT, dry_counts, load_config, snakemake
+
 from synsym import imagenet as I
 from synsym import transforms as T
 from synsym import vision as V

@@ -68,7 +68,7 @@ rule imagenet_tables:
     input:
         imagenet_cells(),
     output:
-        [report(f"{R}/imagenet/tables/{t}.{ext}", category="ImageNet", caption="../report/table.rst")
+        [report(f"{R}/imagenet/tables/{t}.{ext}", category="ImageNet", caption="../report/imagenet_table.rst")
          for t in ("imagenet_epochs", "imagenet_final", "imagenet_fits") for ext in ("parquet", "csv")],
     params:
         spec=lambda wc: imagenet_spec(),
@@ -88,8 +88,8 @@ rule imagenet_figure:
     input:
         lambda wc: [f"{R}/imagenet/tables/{t}.parquet" for t in IN.FIGURES[wc.figure]],
     output:
-        png=report(f"{R}/figures/{{figure}}.png", category="ImageNet", caption="../report/figures.rst"),
-        pdf=report(f"{R}/figures/{{figure}}.pdf", category="ImageNet", caption="../report/figures.rst"),
+        png=report(f"{R}/figures/{{figure}}.png", category="ImageNet", caption="../report/imagenet_figures.rst"),
+        pdf=report(f"{R}/figures/{{figure}}.pdf", category="ImageNet", caption="../report/imagenet_figures.rst"),
     params:
         spec=lambda wc: imagenet_spec(),
     conda:
@@ -106,8 +106,8 @@ rule imagenet_samples:
     input:
         index=f"{R}/imagenet/index.json",
     output:
-        png=report(f"{R}/figures/figS7_samples.png", category="ImageNet", caption="../report/figures.rst"),
-        pdf=report(f"{R}/figures/figS7_samples.pdf", category="ImageNet", caption="../report/figures.rst"),
+        png=report(f"{R}/figures/figS7_samples.png", category="ImageNet", caption="../report/imagenet_samples.rst"),
+        pdf=report(f"{R}/figures/figS7_samples.pdf", category="ImageNet", caption="../report/imagenet_samples.rst"),
     params:
         spec=lambda wc: imagenet_spec(),
     conda:
