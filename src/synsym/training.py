@@ -83,6 +83,7 @@ class TrainConfig:
     eta0_samples: int = 64
     accept_train_acc: float = 0.95
     eval_batch: int = 500
+    stop_train_acc: float = 1.0  # a seed stops training at this training accuracy (paper: 100%)
 
 
 def batch_indices(global_seed: int, seed: int, n: int, batch: int, steps: int) -> np.ndarray:
@@ -126,79 +127,107 @@ def train(
     its own transform element), labels y_train (N,), and optionally
     x_val/y_val/x_test/y_test likewise, on the device; ``batches`` is
     (S, steps, B) indices into each seed's N images.
-    A seed stops updating once it fits its training set or its loss is not
-    finite (recorded as ``diverged``, not a crash).
+    A seed stops once an evaluation finds it fits its training set, or once its
+    loss is not finite (recorded as ``diverged``, not a crash). A stopped seed is
+    dropped from the stack at that evaluation, so it costs nothing afterwards:
+    the seeds still training are repacked into smaller tensors.
     """
     log = log or (lambda s: print(s, file=sys.stderr, flush=True))
     s, steps = batches.shape[:2]
     dev = data["x_train"].device
     y1h = torch.nn.functional.one_hot(data["y_train"], N_CLASSES).to(data["x_train"].dtype)
-    vel = {k: torch.zeros_like(v) for k, v in params.items()}
-    active = torch.ones(s, dtype=torch.bool, device=dev)
-    diverged = torch.zeros(s, dtype=torch.bool, device=dev)
+    diverged = torch.zeros(s, dtype=torch.bool)
     hist = {k: torch.full((s,), -1.0, dtype=torch.float64) for k in ("best_val", "test_at_best_val", "test_best", "train_best")}
     # -1 marks "never evaluated while finite"; reported as NaN.
-    last = {"steps": torch.zeros(s, dtype=torch.long)}
+    last = {"steps": torch.zeros(s, dtype=torch.long), "train_acc": torch.full((s,), float("nan"), dtype=torch.float64),
+            "fit_step": torch.full((s,), -1, dtype=torch.long)}
     best_pred = None
-    bidx = torch.as_tensor(batches, device=dev)
-    seed_ix = torch.arange(s, device=dev)[:, None]
+    bidx_all = torch.as_tensor(batches, device=dev)
     t0 = time.time()
-    for p in params.values():
-        p.requires_grad_(True)
 
-    def evaluate(step: int) -> None:
+    def pack(live: torch.Tensor) -> tuple:
+        """The live seeds' parameters, velocities, images, batches and rates as their own stack."""
+        ix = live.to(dev)
+        work = {k: p[ix].clone().requires_grad_(True) for k, p in params.items()}
+        w_vel = {k: v[ix].clone() for k, v in vel.items()}
+        w_lr = {k: lr.to(dev)[ix].reshape(-1, *[1] * (v.dim() - 1)) for k, v in params.items()}
+        return work, w_vel, w_lr, data["x_train"][ix], bidx_all[ix]
+
+    def unpack(live: torch.Tensor, work: dict, w_vel: dict) -> None:
+        ix = live.to(dev)
+        with torch.no_grad():
+            for k in params:
+                params[k][ix] = work[k].detach()
+                vel[k][ix] = w_vel[k]
+
+    vel = {k: torch.zeros_like(v) for k, v in params.items()}
+    live = torch.arange(s)
+    work, w_vel, w_lr, x_live, b_live = pack(live)
+    active = torch.ones(s, dtype=torch.bool, device=dev)  # within the live stack: not diverged since the last evaluation
+
+    def evaluate(step: int) -> torch.Tensor:
+        """Metrics of the live seeds; returns which of them go on training."""
         nonlocal best_pred
+        ix = live.to(dev)
         ev = {}
         for split in ("train", "val", "test"):
             if f"x_{split}" in data:
-                logits = predict(spec, params, data[f"x_{split}"], depth, cfg.eval_batch)
+                logits = predict(spec, work, data[f"x_{split}"][ix], depth, cfg.eval_batch)
                 ev[split] = (logits, _acc(logits, data[f"y_{split}"]).cpu())
         tr = ev["train"][1]
-        hist["train_best"] = torch.maximum(hist["train_best"], tr)
-        last["train_acc"] = tr
+        dv = diverged[live]
+        hist["train_best"][live] = torch.maximum(hist["train_best"][live], tr)
+        last["train_acc"][live] = tr
+        newly = (tr >= cfg.accept_train_acc) & (last["fit_step"][live] < 0) & ~dv
+        last["fit_step"][live[newly]] = step
         if "val" in ev:
             va, te = ev["val"][1], ev["test"][1]
-            better = (va > hist["best_val"]) & ~diverged.cpu()
-            hist["best_val"] = torch.where(better, va, hist["best_val"])
-            hist["test_at_best_val"] = torch.where(better, te, hist["test_at_best_val"])
-            hist["test_best"] = torch.maximum(hist["test_best"], torch.where(diverged.cpu(), -1.0, te))
+            better = (va > hist["best_val"][live]) & ~dv
+            hist["best_val"][live] = torch.where(better, va, hist["best_val"][live])
+            hist["test_at_best_val"][live] = torch.where(better, te, hist["test_at_best_val"][live])
+            hist["test_best"][live] = torch.maximum(hist["test_best"][live], torch.where(dv, -1.0, te))
             logits = ev["test"][0].detach().cpu()
-            best_pred = logits if best_pred is None else torch.where(better[:, None, None], logits, best_pred)
-            last["val_acc"], last["test_acc"] = va, te
+            if best_pred is None:
+                best_pred = torch.zeros((s, *logits.shape[1:]), dtype=logits.dtype)
+            best_pred[live] = torch.where(better[:, None, None], logits, best_pred[live])
         el = time.time() - t0
         eta = el / max(step, 1) * (steps - step)
         fmt = lambda t: " ".join(f"{v:.3f}" for v in t.tolist())  # noqa: E731
-        msg = f"step {step}/{steps} train_acc [{fmt(tr)}]"
+        msg = f"step {step}/{steps} train_acc [{fmt(last['train_acc'])}]"
         if "val" in ev:
             msg += f" val [{fmt(ev['val'][1])}] test [{fmt(ev['test'][1])}]"
-        log(msg + f" active {int(active.sum())}/{s} elapsed {el:.0f}s eta {eta:.0f}s")
-        active.logical_and_(torch.as_tensor(tr < 1.0, device=dev))
+        go_on = (tr < cfg.stop_train_acc) & ~dv
+        log(msg + f" active {int(go_on.sum())}/{s} elapsed {el:.0f}s eta {eta:.0f}s")
+        return go_on
 
-    lr_b = {k: lr.to(dev).reshape(-1, *[1] * (v.dim() - 1)) for k, v in params.items()}
     for step in range(steps):
-        xb = data["x_train"][seed_ix, bidx[:, step]]
-        yb = y1h[bidx[:, step]]
-        out = models.apply(spec, params, xb, depth)
+        xb = x_live[torch.arange(len(live), device=dev)[:, None], b_live[:, step]]
+        yb = y1h[b_live[:, step]]
+        out = models.apply(spec, work, xb, depth)
         per_seed = ((out - yb) ** 2).sum(dim=(1, 2)) / (2 * N_CLASSES * batches.shape[2])
         if l2:
-            per_seed = per_seed + l2 / 2 * sum(p.pow(2).flatten(1).sum(1) for p in params.values())
-        grads = torch.autograd.grad(per_seed.sum(), list(params.values()))
+            per_seed = per_seed + l2 / 2 * sum(p.pow(2).flatten(1).sum(1) for p in work.values())
+        grads = torch.autograd.grad(per_seed.sum(), list(work.values()))
         bad = ~torch.isfinite(per_seed.detach())
-        diverged |= bad & active
+        diverged[live] |= (bad & active).cpu()
         active &= ~bad
         with torch.no_grad():
-            for (k, p), g in zip(params.items(), grads):
+            for (k, p), g in zip(work.items(), grads):
                 mask = active.reshape(-1, *[1] * (p.dim() - 1))
-                vel[k].mul_(cfg.momentum).add_(g)
-                p.sub_(torch.where(mask, lr_b[k] * vel[k], torch.zeros_like(p)))
-        last["steps"] += active.cpu().long()
+                w_vel[k].mul_(cfg.momentum).add_(g)
+                p.sub_(torch.where(mask, w_lr[k] * w_vel[k], torch.zeros_like(p)))
+        last["steps"][live] += active.cpu().long()
         if (step + 1) % cfg.eval_every == 0 or step + 1 == steps:
-            evaluate(step + 1)
-            if not bool(active.any()):
+            go_on = evaluate(step + 1)
+            if not bool(go_on.any()):
                 log(f"all seeds stopped at step {step + 1} (fit or diverged)")
                 break
-    for p in params.values():
-        p.requires_grad_(False)
+            if not bool(go_on.all()):  # drop the stopped seeds from the stack
+                unpack(live, work, w_vel)
+                live = live[go_on]
+                work, w_vel, w_lr, x_live, b_live = pack(live)
+                active = torch.ones(len(live), dtype=torch.bool, device=dev)
+    unpack(live, work, w_vel)
     nan = lambda t: np.where(t.numpy() < 0, np.nan, t.numpy())  # noqa: E731
     return {
         "steps": last["steps"].numpy(),
@@ -207,6 +236,7 @@ def train(
         "val_acc": nan(hist["best_val"]),
         "test_acc": nan(hist["test_at_best_val"]),
         "test_acc_best": nan(hist["test_best"]),
-        "diverged": diverged.cpu().numpy(),
+        "fit_step": last["fit_step"].numpy(),
+        "diverged": diverged.numpy(),
         "test_pred": None if best_pred is None else best_pred.numpy(),
     }

@@ -1,0 +1,171 @@
+"""Benchmark: how many SGD steps the finite nets need to fit their training set (issue 12).
+
+    python bench/convergence.py                          # the default sweep, then the table and plot
+    python bench/convergence.py --archs gap --inferences nn_plus --sizes 256 --width-scales 1 2 --depths 4 8
+    python bench/convergence.py --report                 # table + plot from the rows measured so far
+
+For each (architecture, inference, n_train, width, depth) on clean (identity) CIFAR-10 images
+at the default image size: the study's own init, eta0 rule (NN: eta0; NN+: 8 eta0 and L2 1e-7),
+batch 40, momentum 0.9, and the first evaluated step at which each seed's accuracy on its whole
+training set reaches 95% (App. B's acceptance), evaluated every --eval-every steps, up to
+--max-steps. Seeds are trained stacked; a seed that reaches 95% leaves the stack (costs nothing).
+Rows go to results/bench/convergence.csv (one per seed, appended, so sweeps add up); the report
+prints median / min / max steps to fit per configuration and plots steps to fit vs n_train
+(log-log, one line per architecture and inference, bars = seed range) to docs/convergence.png.
+Unfit seeds count as > max-steps. Timings (s per step for the stack) are this machine's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from synsym import architectures as A  # noqa: E402
+from synsym import models as M  # noqa: E402
+from synsym import training as TR  # noqa: E402
+from synsym.data import download, make_split, training_subset  # noqa: E402
+
+OUT = ROOT / "results" / "bench" / "convergence.csv"
+FIELDS = ["arch", "inference", "n_train", "width", "depth", "image_size", "seed", "max_steps", "eval_every",
+          "fit_step", "diverged", "final_train_acc", "best_train_acc", "eta0", "s_per_step", "seeds_stacked"]
+
+
+def data(args) -> tuple[np.ndarray, np.ndarray]:
+    """The study's preprocessing (class-balanced split, average pooling, standardisation)."""
+    mini = Path(args.archive)
+    md5 = next(line.split()[0] for line in (mini.parent / "MANIFEST").read_text().splitlines()
+               if line.split()[1] == mini.name)
+    batches = download(mini.resolve().as_uri(), md5, ROOT / "results" / "bench" / "cifar")
+    split = make_split(batches, max(args.sizes), 10, 10, args.image_size, 0)
+    return split.x_train, split.y_train
+
+
+def measure(arch: str, inference: str, n: int, width: int, depth: int, x_all, y_all, args) -> list[dict]:
+    spec = A.get(arch)
+    x, y = training_subset(x_all, y_all, n)
+    seeds = args.seeds
+    xt = torch.as_tensor(np.stack([x] * len(seeds)), dtype=torch.float32)
+    params = M.init_params(spec, width, depth, args.image_size, seeds, 0, torch.float32)
+    k = min(64, n)
+    lam = TR.estimate_lambda_max(spec, params, xt[:, :k], depth)
+    eta0 = TR.eta0_from_lambda(lam, k, 0.9)
+    factor, l2 = TR.INFERENCE_SETTINGS[inference]
+    batches = np.stack([TR.batch_indices(0, s, n, 40, args.max_steps) for s in seeds])
+    cfg = TR.TrainConfig(max_steps=args.max_steps, eval_every=args.eval_every, batch_size=40, momentum=0.9,
+                         eval_batch=1024, stop_train_acc=0.95)
+    t0 = time.perf_counter()
+    res = TR.train(spec, params, {"x_train": xt, "y_train": torch.as_tensor(y)}, depth, factor * eta0, l2, batches,
+                   cfg, log=lambda s: None)
+    wall = time.perf_counter() - t0
+    stack_steps = max(1, int(res["steps"].max()))
+    rows = []
+    for i, s in enumerate(seeds):
+        fit = int(res["fit_step"][i])
+        rows.append({"arch": arch, "inference": inference, "n_train": n, "width": width, "depth": depth,
+                     "image_size": args.image_size, "seed": s, "max_steps": args.max_steps,
+                     "eval_every": args.eval_every, "fit_step": fit if fit > 0 else "", "diverged": bool(res["diverged"][i]),
+                     "final_train_acc": float(res["train_acc"][i]), "best_train_acc": float(res["train_best"][i]),
+                     "eta0": float(eta0[i]), "s_per_step": wall / stack_steps, "seeds_stacked": len(seeds)})
+    return rows
+
+
+def report(path: Path, plot: Path) -> None:
+    import pandas as pd
+
+    df = pd.read_csv(path)
+    keys = ["arch", "inference", "n_train", "width", "depth", "image_size", "max_steps"]
+    g = df.groupby(keys)
+    t = g.agg(seeds=("seed", "count"), fit=("fit_step", "count"), median=("fit_step", "median"),
+              min=("fit_step", "min"), max=("fit_step", "max"), best_acc=("best_train_acc", "median"),
+              s_per_step=("s_per_step", "median")).reset_index()
+    # a configuration where not every seed fit has median/max "> max_steps" unless most did
+    t["median"] = [m if f * 2 > s else np.nan for m, f, s in zip(t["median"], t["fit"], t["seeds"])]
+    with pd.option_context("display.width", 200, "display.max_rows", 500):
+        print(t.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    base = t[t["depth"] == 8]
+    base = base[base["width"] == base["arch"].map(lambda a: DEFAULT_WIDTHS[a])]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    for ax, inf in zip(axes, ("nn", "nn_plus")):
+        for arch, a in base[base["inference"] == inf].groupby("arch"):
+            a = a.sort_values("n_train")
+            ok = a[a["fit"] > 0]
+            line = ax.errorbar(ok["n_train"], ok["median"].fillna(ok["max"]), fmt="o-", capsize=3, label=arch,
+                               yerr=[ok["median"].fillna(ok["max"]) - ok["min"], ok["max"] - ok["median"].fillna(ok["max"])])
+            miss = a[a["fit"] < a["seeds"]]
+            ax.plot(miss["n_train"], miss["max_steps"], "v", color=line[0].get_color(), ms=8, mfc="none")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("n_train")
+        ax.set_title(f"{A.INFERENCE_LABELS[inf]}: SGD steps to 95% train accuracy")
+        ax.legend(fontsize=8)
+    axes[0].set_ylabel("steps (median, bars: seed min-max; ▽ some seeds unfit at the cap)")
+    fig.tight_layout()
+    plot.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(plot, dpi=120)
+    print(f"wrote {plot}")
+
+
+DEFAULT_WIDTHS: dict[str, int] = {}
+
+
+def main() -> None:
+    import yaml
+
+    cfg = yaml.safe_load((ROOT / "config.yaml").read_text())
+    DEFAULT_WIDTHS.update(cfg["model"]["widths"])
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--archs", nargs="+", default=list(A.ARCHITECTURES))
+    p.add_argument("--inferences", nargs="+", default=["nn", "nn_plus"])
+    p.add_argument("--sizes", nargs="+", type=int, default=[64, 128, 256, 512])
+    p.add_argument("--width-scales", nargs="+", type=float, default=[1.0], help="x the default preset's widths")
+    p.add_argument("--depths", nargs="+", type=int, default=[8])
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--max-steps", type=int, default=8000)
+    p.add_argument("--eval-every", type=int, default=50)
+    p.add_argument("--image-size", type=int, default=cfg["data"]["image_size"])
+    p.add_argument("--archive", default=str(ROOT.parent / "shared" / "data" / "cifar-10-mini" / "cifar-10-python.tar.gz"))
+    p.add_argument("--out", default=str(OUT))
+    p.add_argument("--plot", default=str(ROOT / "docs" / "convergence.png"))
+    p.add_argument("--report", action="store_true", help="only print the table and draw the plot")
+    args = p.parse_args()
+    out = Path(args.out)
+    if not args.report:
+        torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+        x_all, y_all = data(args)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        for depth in args.depths:
+            for scale in args.width_scales:
+                for arch in args.archs:
+                    width = max(1, round(DEFAULT_WIDTHS[arch] * scale))
+                    for inf in args.inferences:
+                        for n in args.sizes:
+                            rows = measure(arch, inf, n, width, depth, x_all, y_all, args)
+                            new = not out.exists()
+                            with open(out, "a", newline="") as f:
+                                w = csv.DictWriter(f, FIELDS)
+                                if new:
+                                    w.writeheader()
+                                w.writerows(rows)
+                            fits = [r["fit_step"] for r in rows]
+                            print(f"{arch:5s} {inf:8s} n={n:5d} w={width:4d} L={depth}: steps to 95% {fits} "
+                                  f"({rows[0]['s_per_step'] * 1e3:.1f} ms/step)", flush=True)
+    report(out, Path(args.plot))
+
+
+if __name__ == "__main__":
+    main()
