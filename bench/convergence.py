@@ -37,7 +37,7 @@ from synsym.data import download, make_split, training_subset  # noqa: E402
 
 OUT = ROOT / "results" / "bench" / "convergence.csv"
 FIELDS = ["arch", "inference", "n_train", "width", "depth", "image_size", "seed", "max_steps", "eval_every",
-          "fit_step", "diverged", "final_train_acc", "best_train_acc", "eta0", "s_per_step", "seeds_stacked"]
+          "fit_step", "diverged", "final_train_acc", "best_train_acc", "eta0", "s_per_step", "seeds_stacked", "wall_s"]
 
 
 def data(args) -> tuple[np.ndarray, np.ndarray]:
@@ -50,7 +50,8 @@ def data(args) -> tuple[np.ndarray, np.ndarray]:
     return split.x_train, split.y_train
 
 
-def measure(arch: str, inference: str, n: int, width: int, depth: int, x_all, y_all, args) -> list[dict]:
+def measure(arch: str, inference: str, n: int, width: int, depth: int, x_all, y_all, args,
+            drop: bool = True) -> list[dict]:
     spec = A.get(arch)
     x, y = training_subset(x_all, y_all, n)
     seeds = args.seeds
@@ -62,7 +63,7 @@ def measure(arch: str, inference: str, n: int, width: int, depth: int, x_all, y_
     factor, l2 = TR.INFERENCE_SETTINGS[inference]
     batches = np.stack([TR.batch_indices(0, s, n, 40, args.max_steps) for s in seeds])
     cfg = TR.TrainConfig(max_steps=args.max_steps, eval_every=args.eval_every, batch_size=40, momentum=0.9,
-                         eval_batch=1024, stop_train_acc=0.95)
+                         eval_batch=1024, stop_train_acc=0.95, drop_stopped=drop)
     t0 = time.perf_counter()
     res = TR.train(spec, params, {"x_train": xt, "y_train": torch.as_tensor(y)}, depth, factor * eta0, l2, batches,
                    cfg, log=lambda s: None)
@@ -75,7 +76,8 @@ def measure(arch: str, inference: str, n: int, width: int, depth: int, x_all, y_
                      "image_size": args.image_size, "seed": s, "max_steps": args.max_steps,
                      "eval_every": args.eval_every, "fit_step": fit if fit > 0 else "", "diverged": bool(res["diverged"][i]),
                      "final_train_acc": float(res["train_acc"][i]), "best_train_acc": float(res["train_best"][i]),
-                     "eta0": float(eta0[i]), "s_per_step": wall / stack_steps, "seeds_stacked": len(seeds)})
+                     "eta0": float(eta0[i]), "s_per_step": wall / stack_steps, "seeds_stacked": len(seeds),
+                     "wall_s": wall})
     return rows
 
 
@@ -142,8 +144,24 @@ def main() -> None:
     p.add_argument("--out", default=str(OUT))
     p.add_argument("--plot", default=str(ROOT / "docs" / "convergence.png"))
     p.add_argument("--report", action="store_true", help="only print the table and draw the plot")
+    p.add_argument("--compare-drop", action="store_true",
+                   help="time each configuration twice, stopped seeds dropped from the stack vs kept (masked)")
     args = p.parse_args()
     out = Path(args.out)
+    if args.compare_drop:
+        torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+        x_all, y_all = data(args)
+        for arch in args.archs:
+            for inf in args.inferences:
+                for n in args.sizes:
+                    w = DEFAULT_WIDTHS[arch]
+                    kept = measure(arch, inf, n, w, args.depths[0], x_all, y_all, args, drop=False)
+                    dropped = measure(arch, inf, n, w, args.depths[0], x_all, y_all, args, drop=True)
+                    same = [r["fit_step"] for r in kept] == [r["fit_step"] for r in dropped]
+                    print(f"{arch} {inf} n={n}: steps to 95% {[r['fit_step'] for r in dropped]} (same both ways: {same}); "
+                          f"wall kept {kept[0]['wall_s']:.1f}s, dropped {dropped[0]['wall_s']:.1f}s, "
+                          f"ratio {kept[0]['wall_s'] / dropped[0]['wall_s']:.2f}x", flush=True)
+        return
     if not args.report:
         torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
         x_all, y_all = data(args)
@@ -156,8 +174,9 @@ def main() -> None:
                         for n in args.sizes:
                             rows = measure(arch, inf, n, width, depth, x_all, y_all, args)
                             new = not out.exists()
+                            fields = FIELDS if new else out.read_text().splitlines()[0].split(",")
                             with open(out, "a", newline="") as f:
-                                w = csv.DictWriter(f, FIELDS)
+                                w = csv.DictWriter(f, fields, extrasaction="ignore")
                                 if new:
                                     w.writeheader()
                                 w.writerows(rows)

@@ -62,3 +62,15 @@ def test_symmetry_report_flags_contradictions_only():
     assert not by[("fcn", "ntk", "o_3d")]  # predicted invariant, kernel changed: flagged
     assert not by[("gap", "nn", "o3_shared")]  # SGD accuracy moved under a predicted invariance: flagged
     assert by[("gap", "nn", "perm_3d")]  # equality where a change is allowed is no contradiction
+
+
+def test_fig2_panel_counts_accepted_runs():
+    from synsym.figures import acceptance
+
+    df = pd.DataFrame({
+        "inference": ["nn"] * 5 + ["nn_plus"] * 2,
+        "architecture": ["gap", "fcn", "fcn", "gap", "fcn", "fcn", "gap"],
+        "accepted": [False, True, True, True, False, True, False],
+    })
+    assert acceptance(df, "nn") == "accepted runs (train acc >= 95%): 3/5\nFCN 2/3, GAP 1/2"
+    assert acceptance(df, "nn_plus") == "accepted runs (train acc >= 95%): 1/2\nFCN 1/1, GAP 0/1"

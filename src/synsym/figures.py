@@ -48,8 +48,20 @@ def save(fig: plt.Figure, outdir: str | Path, name: str) -> list[str]:
     return paths
 
 
+def acceptance(df: pd.DataFrame, inference: str) -> str:
+    """Per architecture, how many finite runs reached 95% training accuracy (accepted, App. B)
+    out of how many ran, e.g. "accepted runs: FCN 10/10, GAP 0/10"; shown in the figure's panel
+    because a panel of unaccepted runs (short presets) is not the paper's quantity."""
+    d = df[df["inference"] == inference]
+    parts = [f"{ARCH_LABELS[a]} {int(g['accepted'].sum())}/{len(g)}" for a, g in d.groupby("architecture")]
+    order = {ARCH_LABELS[a]: i for i, a in enumerate(ARCH_ORDER)}
+    parts.sort(key=lambda p: order.get(p.rsplit(" ", 1)[0], 99))
+    return f"accepted runs (train acc >= 95%): {int(d['accepted'].sum())}/{len(d)}\n" + ", ".join(parts)
+
+
 def fig2_grid(grid: pd.DataFrame, outdir: str | Path) -> list[str]:
-    """Accuracy for 3 inference algorithms x 6 architectures x 5 transforms (Fig. 2)."""
+    """Accuracy for 3 inference algorithms x 6 architectures x 5 transforms (Fig. 2); each finite
+    panel says how many of its runs were accepted (the others are drawn only where a cell has none)."""
     df = usable(grid).copy()
     df["arch"] = df["architecture"].map(ARCH_LABELS)
     df["group"] = pd.Categorical(df["transform"].map(T_LABELS), [T_LABELS[t] for t in ORDER], ordered=True)
@@ -62,6 +74,9 @@ def fig2_grid(grid: pd.DataFrame, outdir: str | Path) -> list[str]:
             markersize=4, linewidth=1.2,
         )
         ax.set_title(INFERENCE_LABELS[inf])
+        if inf in ("nn", "nn_plus"):
+            ax.text(0.02, 0.02, acceptance(grid, inf), transform=ax.transAxes, fontsize=6.5, va="bottom",
+                    bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "0.8"})
         ax.set_xlabel("symmetry group of τ applied to the data")
         ax.set_ylabel("test accuracy")
         ax.tick_params(axis="x", rotation=20)

@@ -84,6 +84,7 @@ class TrainConfig:
     accept_train_acc: float = 0.95
     eval_batch: int = 500
     stop_train_acc: float = 1.0  # a seed stops training at this training accuracy (paper: 100%)
+    drop_stopped: bool = True  # repack the stack without stopped seeds (False: keep them, masked; for benchmarks)
 
 
 def batch_indices(global_seed: int, seed: int, n: int, batch: int, steps: int) -> np.ndarray:
@@ -222,7 +223,9 @@ def train(
             if not bool(go_on.any()):
                 log(f"all seeds stopped at step {step + 1} (fit or diverged)")
                 break
-            if not bool(go_on.all()):  # drop the stopped seeds from the stack
+            if not cfg.drop_stopped:
+                active &= go_on.to(dev)
+            elif not bool(go_on.all()):  # drop the stopped seeds from the stack
                 unpack(live, work, w_vel)
                 live = live[go_on]
                 work, w_vel, w_lr, x_live, b_live = pack(live)
