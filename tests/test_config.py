@@ -92,3 +92,13 @@ def test_cell_schema_has_the_contract_columns():
     need = ("run study inference architecture transform width depth n_train n_val n_test image_size seed lr l2 "
             "steps train_acc val_acc test_acc test_acc_best test_mse accepted wall_s device code_version").split()
     assert [c for c in need if c not in CELL_SCHEMA.names] == []
+
+
+def test_nn_has_its_own_step_cap():
+    from synsym.training import train_config
+
+    tr = load()["training"]
+    assert tr["max_steps_nn"] is None
+    assert train_config(tr, "nn").max_steps == train_config(tr, "nn_plus").max_steps == tr["max_steps"]
+    tr = {**tr, "max_steps": 300, "max_steps_nn": 7000}
+    assert train_config(tr, "nn").max_steps == 7000 and train_config(tr, "nn_plus").max_steps == 300

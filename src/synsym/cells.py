@@ -129,7 +129,7 @@ def train_cell(
     split = Split.load(split_path)
     architectures.check_image_size(a, split.x_train.shape[1])
     seeds, g = spec["seeds"], spec["global_seed"]
-    tc = training.TrainConfig(**spec["training"])
+    tc = training.train_config(spec["training"], inference)
     dtype = torch.float32
     # Each seed has its own transform element (resampled per run, as in the paper).
     per_seed = [transformed(split, transform_id, g, s, m) for s in seeds]

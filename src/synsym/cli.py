@@ -186,7 +186,8 @@ def plan_cmd(a) -> int:
     unit = "GPU-hours" if cal["device"] == "cuda" else "CPU-hours"
     print(f"# plan for run {config['run_name']!r}: calibration {path} ({cal['device_name']}, {cal['machine']}, "
           f"1 {'GPU' if cal['device'] == 'cuda' else 'thread'} per job)")
-    print(f"# training jobs are priced at their step cap (training.max_steps = {config['training']['max_steps']}); "
+    print(f"# training jobs are priced at their step cap (training.max_steps = {config['training']['max_steps']}, "
+          f"max_steps_nn = {config['training'].get('max_steps_nn')}); "
           f"requests = prediction x {config['plan']['safety_factor']}")
     print(plan.summary(rows, unit))
     print(f"# conv-family kernels: {plan.kernel_flops(config):.3g} float64 FLOPs in all "

@@ -29,6 +29,13 @@ def _allowed(err) -> str:
     return f"must satisfy {err.validator}={err.validator_value!r}"
 
 
+def step_cap(training: dict, inference: str) -> int:
+    """A cell's SGD step cap: NN may have its own, larger one (training.max_steps_nn), since at
+    1/8 of NN+'s learning rate it needs more steps to fit (bench/convergence.py)."""
+    nn_cap = training.get("max_steps_nn")
+    return nn_cap if inference == "nn" and nn_cap else training["max_steps"]
+
+
 def load_config(configfiles: list[str]) -> dict:
     """config.yaml with presets merged on top, as ``snakemake --configfile`` does; validated."""
     from snakemake.utils import update_config

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from synsym import architectures as A
+from synsym.config import step_cap
 from synsym.jobs import Job, jobs, train_seeds
 
 VERSION = 2
@@ -127,7 +128,7 @@ def _overheads(config: dict) -> dict:
     with tempfile.TemporaryDirectory() as d:
         split.save(f"{d}/split.npz")
         k = {"engine": config["kernels"]["engine"], "block_size": 40, "max_memory_gb": 2.0}
-        tc = dict(config["training"], max_steps=1, eval_every=1)
+        tc = dict(config["training"], max_steps=1, max_steps_nn=None, eval_every=1)
         cmds = {
             "kernel": ["kernel", "--spec", json.dumps({**base, "kernels": k, "device": "cpu"}), "--family", "fcn",
                        "--transform", "o3_per_pixel", "--seed", "0", "--split", f"{d}/split.npz", "--out", f"{d}/k.npz"],
@@ -416,9 +417,10 @@ def predict(job: Job, config: dict, cal: dict) -> tuple[float, float]:
         arch, width, m = w["arch"], int(w["width"]), int(w["m"])
         n_seeds = len(train_seeds(config, w["study"]))
         t = cal["train"][train_key(config, arch, width, n_seeds)]
-        n_evals = math.ceil(tc["max_steps"] / tc["eval_every"])
+        cap = step_cap(tc, w["finite"])
+        n_evals = math.ceil(cap / tc["eval_every"])
         eval_images = n_seeds * (m + d["n_val"] + d["n_test"])
-        secs = (base_s + 30 * t["lambda_iter_s"] + tc["max_steps"] * t["step_s"]
+        secs = (base_s + 30 * t["lambda_iter_s"] + cap * t["step_s"]
                 + n_evals * eval_images * t["eval_s_per_seed_image"])
         data_mb = n_seeds * (m + d["n_val"] + d["n_test"]) * _image_size(config) ** 2 * 3 * 4 / 2**20
         act = max(_activation_mb(config, arch, width, n_seeds, tc["batch_size"]),

@@ -87,6 +87,14 @@ class TrainConfig:
     drop_stopped: bool = True  # repack the stack without stopped seeds (False: keep them, masked; for benchmarks)
 
 
+def train_config(training: dict, inference: str) -> TrainConfig:
+    """The TrainConfig of one cell from the config's training section."""
+    from synsym.config import step_cap
+
+    d = {k: v for k, v in training.items() if k != "max_steps_nn"}
+    return TrainConfig(**{**d, "max_steps": step_cap(training, inference)})
+
+
 def batch_indices(global_seed: int, seed: int, n: int, batch: int, steps: int) -> np.ndarray:
     """Batch order of one seed: epochs of permutations keyed by (seed, n_train)."""
     gen = rng(global_seed, seed, "batches", n)
