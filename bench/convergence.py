@@ -85,7 +85,9 @@ def report(path: Path, plot: Path) -> None:
     import pandas as pd
 
     df = pd.read_csv(path)
-    keys = ["arch", "inference", "n_train", "width", "depth", "image_size", "max_steps"]
+    config = ["arch", "inference", "n_train", "width", "depth", "image_size"]
+    df = df[df["max_steps"] == df.groupby(config)["max_steps"].transform("max")]  # a rerun with a larger cap wins
+    keys = [*config, "max_steps"]
     g = df.groupby(keys)
     t = g.agg(seeds=("seed", "count"), fit=("fit_step", "count"), median=("fit_step", "median"),
               min=("fit_step", "min"), max=("fit_step", "max"), best_acc=("best_train_acc", "median"),

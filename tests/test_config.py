@@ -21,7 +21,7 @@ def test_schema_ids_are_the_package_ids():
     assert schema["transform"]["enum"] == list(T.TRANSFORMS)
 
 
-@pytest.mark.parametrize("preset", [(), ("presets/smoke.yaml",), ("presets/paper.yaml",)])
+@pytest.mark.parametrize("preset", [(), ("presets/smoke.yaml",), ("presets/paper.yaml",), ("presets/converged.yaml",)])
 def test_presets_validate_and_have_their_own_run_name(preset):
     cfg = validate(load(*preset))
     assert cfg["run_name"] == (preset[0].split("/")[1][:-5] if preset else "default")
