@@ -105,26 +105,29 @@ def report(path: Path, plot: Path) -> None:
     base = base[base["width"] == base["arch"].map(lambda a: DEFAULT_WIDTHS[a])]
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
     for ax, inf in zip(axes, ("nn", "nn_plus")):
-        for arch, a in base[base["inference"] == inf].groupby("arch"):
-            a = a.sort_values("n_train")
-            ok = a[a["fit"] > 0]
-            line = ax.errorbar(ok["n_train"], ok["median"].fillna(ok["max"]), fmt="o-", capsize=3, label=arch,
-                               yerr=[ok["median"].fillna(ok["max"]) - ok["min"], ok["max"] - ok["median"].fillna(ok["max"])])
+        for arch in A.ARCHITECTURES:
+            a = base[(base["inference"] == inf) & (base["arch"] == arch)].sort_values("n_train")
+            ok, color = a[a["fit"] > 0], COLORS[arch]
+            mid = ok["median"].fillna(ok["max"])
+            ax.errorbar(ok["n_train"], mid, yerr=[mid - ok["min"], ok["max"] - mid], fmt="o-", capsize=3, color=color,
+                        label=A.get(arch).label)
             miss = a[a["fit"] < a["seeds"]]
-            ax.plot(miss["n_train"], miss["max_steps"], "v", color=line[0].get_color(), ms=8, mfc="none")
+            ax.plot(miss["n_train"], miss["max_steps"], "v", color=color, ms=8, mfc="none")
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("n_train")
         ax.set_title(f"{A.INFERENCE_LABELS[inf]}: SGD steps to 95% train accuracy")
         ax.legend(fontsize=8)
-    axes[0].set_ylabel("steps (median, bars: seed min-max; ▽ some seeds unfit at the cap)")
+    axes[0].set_ylabel("SGD steps to 95% (median, seed range)")
+    fig.text(0.5, -0.02, "▽: some seeds had not reached 95% at the step cap (drawn at the cap)", ha="center", fontsize=8)
     fig.tight_layout()
     plot.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(plot, dpi=120)
+    fig.savefig(plot, dpi=120, bbox_inches="tight")
     print(f"wrote {plot}")
 
 
 DEFAULT_WIDTHS: dict[str, int] = {}
+COLORS = dict(zip(A.ARCHITECTURES, ["tab:blue", "tab:purple", "tab:red", "tab:orange", "tab:green", "tab:brown"]))
 
 
 def main() -> None:

@@ -152,6 +152,7 @@ def train(
             "fit_step": torch.full((s,), -1, dtype=torch.long)}
     best_pred = None
     bidx_all = torch.as_tensor(batches, device=dev)
+    lr = torch.as_tensor(lr).reshape(-1).expand(s)  # one rate per seed (a single one is shared)
     t0 = time.time()
 
     def pack(live: torch.Tensor) -> tuple:
