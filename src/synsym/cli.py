@@ -294,8 +294,7 @@ def imagenet_cmd(a) -> None:
     elif a.action == "tables":
         epochs = I.read_runs(a.cells)
         final = I.final_table(epochs)
-        for name, df in (("imagenet_epochs", epochs), ("imagenet_final", final),
-                         ("imagenet_fits", I.two_segment_fits(final, cfg["cusp_index"]))):
+        for name, df in zip(I.TABLES, (epochs, final, I.two_segment_fits(final, cfg["cusp_index"]))):
             write_table(df, f"{a.out}/{name}.parquet", f"{a.out}/{name}.csv")
     elif a.action == "samples":
         index = json.loads(Path(a.index).read_text())

@@ -117,7 +117,7 @@ def balanced_order(y: np.ndarray, gen: np.random.Generator) -> np.ndarray:
     Classes are shuffled internally, then interleaved round-robin, so the first
     m indices of the order serve every learning-curve size as a nested subset.
     """
-    per_class = [gen.permutation(np.flatnonzero(y == c)) for c in range(N_CLASSES)]
+    per_class = [gen.permutation(np.flatnonzero(y == c)) for c in np.unique(y)]
     order = []
     for r in range(max(len(p) for p in per_class)):
         order.extend(p[r] for p in per_class if r < len(p))

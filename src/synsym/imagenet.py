@@ -33,6 +33,8 @@ STD = (0.229, 0.224, 0.225)
 CROP_PADDING = 32  # eval: center crop size/(size + 32) of the shorter side, as the FLAX example
 # The studies, each a figure (Sec. 6.2 and App. F); figS7_samples needs no training.
 STUDIES = ("fig5_curves", "fig5_families", "figS3_scaling", "figS4_dynamics")
+# The merged tables (imagenet_tables rule), in the order `imagenet tables` writes them.
+TABLES = ("imagenet_epochs", "imagenet_final", "imagenet_fits")
 FIGURES = {
     "fig5_learning_curves": ["imagenet_final", "imagenet_fits"],
     "fig5_rotated_vs_clean": ["imagenet_final"],
@@ -108,18 +110,12 @@ def subset_size(m: int, i: int) -> int:
 
 
 def subset_order(labels: np.ndarray, global_seed: int) -> np.ndarray:
-    """An ordering of the training images whose every prefix is class-balanced (class counts
-    differ by at most one while every class has images left), so the subsets m_0 > m_1 > ...
-    are nested prefixes of one list. Keyed by the global seed only: every model, transform and
-    seed sees the same subsets."""
-    labels = np.asarray(labels)
-    classes = np.unique(labels)
-    rank = np.empty(len(labels), np.int64)
-    for c in classes:
-        idx = np.flatnonzero(labels == c)
-        rank[idx[rng(global_seed, "imagenet-subset", int(c)).permutation(len(idx))]] = np.arange(len(idx))
-    tie = rng(global_seed, "imagenet-subset-classes").permutation(int(labels.max()) + 1)[labels]
-    return np.lexsort((tie, rank))
+    """An ordering of the training images whose every prefix is class-balanced (synsym.data's
+    balanced_order, as the CIFAR split), so the subsets m_0 > m_1 > ... are nested prefixes of
+    one list. Keyed by the global seed only: every model, transform and seed sees the same subsets."""
+    from synsym.data import balanced_order
+
+    return balanced_order(np.asarray(labels), rng(global_seed, "imagenet-subset"))
 
 
 # ----------------------------------------------------------------------------- images
@@ -245,6 +241,18 @@ def cells(cfg: dict) -> list[tuple[str, str, int, int]]:
 
 def cell_path(run_dir: str, model: str, transform: str, i: int, seed: int, ext: str = "parquet") -> str:
     return f"{run_dir}/imagenet/cells/{model}/{transform}/i{i}/s{seed}.{ext}"
+
+
+def launcher(cfg: dict, cuda: bool) -> str:
+    """What starts a training job: one process on a CPU or a single GPU; torchrun with one
+    process per GPU otherwise (srun and a c10d rendezvous across nodes)."""
+    gpus, nodes = cfg["gpus"], cfg["nodes"]
+    if not cuda or gpus * nodes == 1:
+        return "python"
+    if nodes == 1:
+        return f"torchrun --standalone --nproc-per-node {gpus}"
+    return (f"srun --ntasks-per-node 1 torchrun --nnodes {nodes} --nproc-per-node {gpus} --rdzv-backend c10d "
+            "--rdzv-id $SLURM_JOB_ID --rdzv-endpoint $(scontrol show hostnames $SLURM_JOB_NODELIST | head -n1):29500")
 
 
 def validate(cfg: dict) -> None:

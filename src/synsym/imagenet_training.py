@@ -33,6 +33,7 @@ from synsym import imagenet as I
 from synsym import vision as V
 from synsym.io import atomic_path, code_version
 from synsym.seeding import rng, seed_int
+from synsym.training import resolve_device
 
 SCHEMA = pa.schema([
     ("run", pa.string()), ("model", pa.string()), ("family", pa.string()), ("transform", pa.string()),
@@ -51,10 +52,11 @@ def _dist() -> tuple[int, int, int]:
 
 
 def pick_device(requested: str, local_rank: int) -> torch.device:
-    if requested == "cpu" or (requested == "auto" and not torch.cuda.is_available()):
-        return torch.device("cpu")
-    if not torch.cuda.is_available():
-        raise RuntimeError("device: cuda requested but no GPU is visible; allowed: cpu, auto")
+    """synsym.training's device rule (cpu, cuda, auto; cuda without a GPU fails in one line),
+    then this process's own GPU under torchrun."""
+    device = resolve_device(requested)
+    if device.type != "cuda":
+        return device
     torch.cuda.set_device(local_rank)
     return torch.device("cuda", local_rank)
 

@@ -128,21 +128,9 @@ def imagenet_cells():
     return [IN.cell_path(R, *c) for c in IN.cells(INC)]
 
 
-def imagenet_launcher():
-    """One process on a CPU or a single GPU; torchrun with one process per GPU otherwise."""
-    gpus, nodes = INC["gpus"], INC["nodes"]
-    if not CUDA or gpus * nodes == 1:
-        return "python"
-    if nodes == 1:
-        return f"torchrun --standalone --nproc-per-node {gpus}"
-    return (f"srun --ntasks-per-node 1 torchrun --nnodes {nodes} --nproc-per-node {gpus} --rdzv-backend c10d "
-            "--rdzv-id $SLURM_JOB_ID --rdzv-endpoint $(scontrol show hostnames $SLURM_JOB_NODELIST | head -n1):29500")
-
-
 def imagenet_targets():
     if not IMAGENET:
         return []
-    tables = [f"{R}/imagenet/tables/{t}.{ext}" for t in ("imagenet_epochs", "imagenet_final", "imagenet_fits")
-              for ext in ("parquet", "csv")]
+    tables = [f"{R}/imagenet/tables/{t}.{ext}" for t in IN.TABLES for ext in ("parquet", "csv")]
     figs = [f"{R}/figures/{f}.{ext}" for f in [*IN.FIGURES, "figS7_samples"] for ext in ("png", "pdf")]
     return imagenet_cells() + tables + figs

@@ -42,7 +42,7 @@ rule imagenet_train:
         f"{R}/imagenet/cells/{{model}}/{{transform}}/i{{i}}/s{{seed}}.parquet",
     params:
         spec=lambda wc: imagenet_spec(),
-        launch=imagenet_launcher(),
+        launch=IN.launcher(INC, CUDA),
         checkpoint=lambda wc: IN.cell_path(R, wc.model, wc.transform, wc.i, wc.seed, "ckpt.pt"),
     conda:
         "../../envs/study.yaml"
@@ -69,7 +69,7 @@ rule imagenet_tables:
         imagenet_cells(),
     output:
         [report(f"{R}/imagenet/tables/{t}.{ext}", category="ImageNet", caption="../report/imagenet_table.rst")
-         for t in ("imagenet_epochs", "imagenet_final", "imagenet_fits") for ext in ("parquet", "csv")],
+         for t in IN.TABLES for ext in ("parquet", "csv")],
     params:
         spec=lambda wc: imagenet_spec(),
         out=lambda wc, output: os.path.dirname(output[0]),
