@@ -33,11 +33,25 @@ def expected_counts(cfg: dict) -> dict[str, int]:
                           if x["inference"] == "ntk"}
     u, sd = cfg["uniform_init"], cfg["sdist"]
     train += len(u["architectures"]) + 2 * len(sd["widths"]) * len(sd["ts"])  # uniform init; vec and gap on the path
+    train -= shared_with_grid(cfg)
     kcells += len(sd["ts"])  # VEC_inf on each point of the path
     transforms_needed |= {("conv", f"so3_path-t{t:g}") for t in sd["ts"]}
     return {"prepare": 1, "kernel": len(transforms_needed) * len(cfg["kernel_seeds"]), "train_cell": train,
             "kernel_cell": kcells, "scaling_cells": len(g["architectures"]) * len(g["transforms"]),
             "merge": 6, "fits": 2, "sdist_table": 1, "symmetry_report": 1, "figure": 7, "all": 1}
+
+
+def shared_with_grid(cfg: dict) -> int:
+    """Width-sweep and curve cells that are grid cells (the grid's job computes them once)."""
+    g, w, c = cfg["grid"], cfg["width_sweep"], cfg["curves"]
+    n, widths = cfg["data"]["n_train"], cfg["model"]["widths"]
+    shared = 0
+    if w["architecture"] in g["architectures"] and widths[w["architecture"]] in w["widths"]:
+        shared += len(set(w["inferences"]) & set(g["inferences"])) * len(set(w["transforms"]) & set(g["transforms"]))
+    for x in c["cells"]:
+        if x["inference"] != "ntk" and x["inference"] in g["inferences"] and x["architecture"] in g["architectures"]:
+            shared += x["transform"] in g["transforms"] and n in c["sizes"]
+    return shared
 
 
 def test_paper_dag_has_exact_job_counts():
@@ -46,8 +60,9 @@ def test_paper_dag_has_exact_job_counts():
     want = expected_counts(cfg)
     assert got == want
     # 2 x 6 x 5 finite grid cells, 2 x 2 x 8 width cells, 3 x (8 + flips) curve cells, 6 uniform init,
-    # 2 x 4 widths x 5 path points; kernels: 2 families x 5 transforms + 5 path points
-    assert want["train_cell"] == 60 + 32 + 27 + 6 + 40 and want["kernel"] == 15
+    # 2 x 4 widths x 5 path points, less the grid's cells: VEC width 128 (2 inferences x 2 transforms)
+    # and the 3 finite curves at 45,000; kernels: 2 families x 5 transforms + 5 path points
+    assert want["train_cell"] == 60 + 32 + 27 + 6 + 40 - 4 - 3 and want["kernel"] == 15
 
 
 def test_default_dag_counts():
@@ -151,6 +166,40 @@ def test_param_change_reruns_only_affected_jobs(smoke, tmp_path):
     f.write_text(yaml.safe_dump({"kernels": {"ridges": [0.5]}}))
     c = dry_counts(*args, str(f), cwd=wd)
     assert "train_cell" not in c and "kernel" not in c and c["kernel_cell"] > 0
+
+
+@pytest.mark.slow
+def test_width_and_curve_cells_that_are_grid_cells_are_trained_once(smoke, tmp_path):
+    """The width sweep at the grid's VEC width and the curves at n_train read the grid's files, and
+    that is exact: training the cell under the width study's own name gives the same numbers."""
+    import json
+    import subprocess
+    import sys
+
+    wd, _ = smoke
+    r = wd / "results" / "smoke"
+    cfg = merged("presets/smoke.yaml")
+    w, n = cfg["model"]["widths"]["vec"], cfg["data"]["n_train"]
+    assert not list((r / "cells" / "width").rglob(f"w{w}_m{n}.parquet"))
+    assert not [f for f in (r / "cells" / "curves").rglob(f"w*_m{n}.parquet") if "winf" not in f.name]  # kernels keep theirs
+    width = pd.read_parquet(r / "tables" / "width.parquet")
+    curves = pd.read_parquet(r / "tables" / "curves.parquet")
+    assert (width["study"] == "width").all() and (curves["study"] == "curves").all()
+    shared = width[width["width"] == w]
+    assert len(shared) == 2 * 2 * len(cfg["seeds"])  # nn, nn_plus x o3_shared, o3_per_pixel
+    assert len(curves[(curves["n_train"] == n) & curves["inference"].isin(A.FINITE_INFERENCES)]) == 3 * len(cfg["seeds"])
+    spec = {"run_name": "smoke", "global_seed": cfg["global_seed"], "depth": cfg["model"]["depth"],
+            "seeds": cfg["seeds"], "device": cfg["device"], "training": cfg["training"]}
+    out = tmp_path / "width_cell.parquet"
+    subprocess.run([sys.executable, "-m", "synsym.cli", "train", "--spec", json.dumps(spec), "--study", "width",
+                    "--inference", "nn", "--arch", "vec", "--transform", "o3_shared", "--width", str(w), "--m", str(n),
+                    "--split", str(r / "data" / "split.npz"), "--out", str(out)], check=True, capture_output=True)
+    own = read_cell(str(out))
+    grid = read_cell(str(r / f"cells/grid/nn/vec/o3_shared/w{w}_m{n}.parquet"))
+    cols = [c for c in own.columns if c not in ("wall_s", "study")]
+    pd.testing.assert_frame_equal(own[cols], grid[cols])
+    table = shared[(shared["inference"] == "nn") & (shared["transform"] == "o3_shared")].reset_index(drop=True)
+    pd.testing.assert_frame_equal(table[cols], own[cols])
 
 
 @pytest.mark.slow

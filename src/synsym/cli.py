@@ -59,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--out", required=True)
     c.add_argument("--csv")
     c.add_argument("--cells", nargs="*", default=[])
+    c.add_argument("--study", help="label every row with this study (cells shared with the grid carry 'grid')")
 
     c = sub.add_parser("figure")
     c.add_argument("--name", required=True)
@@ -132,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         elif a.cmd == "merge":
             from synsym.io import merge_cells
 
-            df = merge_cells(a.cells, a.out, a.csv)
+            df = merge_cells(a.cells, a.out, a.csv, a.study)
             print(f"merged {len(a.cells)} cells, {len(df)} rows -> {a.out}", file=sys.stderr)
         elif a.cmd == "figure":
             import pandas as pd

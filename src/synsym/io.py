@@ -94,11 +94,17 @@ def read_cell(path: str | Path) -> pd.DataFrame:
     return pq.read_table(path).to_pandas()
 
 
-def merge_cells(paths: list[str], out_parquet: str | Path, out_csv: str | Path | None = None) -> pd.DataFrame:
-    """Concatenate cell files into one table (and a CSV summary for terminals)."""
+def merge_cells(
+    paths: list[str], out_parquet: str | Path, out_csv: str | Path | None = None, study: str | None = None
+) -> pd.DataFrame:
+    """Concatenate cell files into one table (and a CSV summary for terminals).
+
+    ``study`` relabels every row: a study that shares cells with the grid reads the grid's files."""
     df = pd.concat([read_cell(p) for p in paths], ignore_index=True) if paths else pd.DataFrame(
         {f.name: pd.Series(dtype=f.type.to_pandas_dtype()) for f in CELL_SCHEMA}
     )
+    if study is not None:
+        df["study"] = study
     table = pa.Table.from_pandas(df, schema=CELL_SCHEMA, preserve_index=False)
     with atomic_path(out_parquet) as tmp:
         pq.write_table(table, tmp)

@@ -111,6 +111,29 @@ def study_keys(config: dict, study: str) -> list[CellKey]:
     return keys + [(k[0], "nngp", *k[2:]) for k in keys if k[1] == "ntk"]
 
 
+# Studies whose finite cells are computed exactly as the grid's: same seeds (config seeds), same
+# Gaussian init, and randomness keyed by (global seed, seed, ids) without the study's name.
+SHARES_GRID = ("width", "curves")
+
+
+def owner(config: dict, key: CellKey) -> CellKey:
+    """The key whose job computes this cell: a width-sweep or learning-curve cell that is a grid
+    cell (same inference, architecture, transform, width and n_train) is read from the grid's
+    file, since training it again would reproduce it bit for bit (only the study label differs,
+    and the merge writes the study's own). Kernel cells take seconds and keep their own jobs."""
+    study, inf, *rest = key
+    if study in SHARES_GRID and inf in A.FINITE_INFERENCES:
+        grid = ("grid", inf, *rest)
+        if grid in set(grid_cells(config)):
+            return grid
+    return key
+
+
+def study_paths(config: dict, study: str) -> list[str]:
+    """The cell files a study's table is merged from (shared grid cells included)."""
+    return [cell_path(config, *owner(config, k)) for k in study_keys(config, study)]
+
+
 @dataclass(frozen=True)
 class Job:
     """One job of the DAG: its rule and the wildcards (or parameters) that size it."""
@@ -128,8 +151,11 @@ def jobs(config: dict) -> list[Job]:
     out = [Job("prepare", {})]
     kernels: dict[tuple[str, str], None] = {}
     for study in studies(config):
-        for st, inf, arch, t, width, m in STUDY_CELLS[study](config):
+        for key in STUDY_CELLS[study](config):
+            st, inf, arch, t, width, m = key
             if inf in A.FINITE_INFERENCES:
+                if owner(config, key) != key:
+                    continue  # the grid's job computes it
                 out.append(Job("train_cell", {"study": st, "finite": inf, "arch": arch, "transform": t,
                                               "width": str(width), "m": str(m)}))
                 continue

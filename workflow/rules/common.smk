@@ -69,8 +69,9 @@ def train_seeds(study):
 
 
 def study_cells(study):
-    """Cell files of a study (synsym.jobs enumerates them; NNGP rides along with NTK)."""
-    return [J.cell_path(config, *k) for k in J.study_keys(config, study)]
+    """Cell files of a study (synsym.jobs enumerates them; NNGP rides along with NTK; width and
+    curve cells that equal a grid cell are the grid's files)."""
+    return J.study_paths(config, study)
 
 
 def kernel_inputs(wc):

@@ -19,7 +19,8 @@ rule merge:
     log:
         f"{R}/logs/merge/{{study}}.log",
     shell:
-        "python -m synsym.cli merge --out {output.table} --csv {output.csv} --cells {input} > {log} 2>&1"
+        "python -m synsym.cli merge --study {wildcards.study} --out {output.table} --csv {output.csv} --cells {input} "
+        "> {log} 2>&1"
 
 
 rule figure:
