@@ -34,6 +34,7 @@ def test_paper_preset_is_the_paper():
     assert cfg["model"]["depth"] == 8 and len(cfg["seeds"]) == 5
     assert cfg["model"]["widths"] == {a: s.paper_width for a, s in A.ARCHITECTURES.items()}
     assert cfg["training"]["max_steps"] == 10**6 and cfg["training"]["batch_size"] == 40
+    assert cfg["training"]["max_steps_nn"] is None  # not the default preset's 24,000
     assert cfg["width_sweep"]["widths"] == [2**k for k in range(3, 11)]
     assert cfg["curves"]["sizes"][0] == 320 and cfg["curves"]["sizes"][-1] == 45000
 
@@ -98,7 +99,9 @@ def test_nn_has_its_own_step_cap():
     from synsym.training import train_config
 
     tr = load()["training"]
-    assert tr["max_steps_nn"] is None
+    assert (tr["max_steps"], tr["max_steps_nn"]) == (8000, 24000)  # the default preset's caps
+    assert train_config(tr, "nn").max_steps == 24000 and train_config(tr, "nn_plus").max_steps == 8000
+    tr = {**tr, "max_steps_nn": None}
     assert train_config(tr, "nn").max_steps == train_config(tr, "nn_plus").max_steps == tr["max_steps"]
     tr = {**tr, "max_steps": 300, "max_steps_nn": 7000}
     assert train_config(tr, "nn").max_steps == 7000 and train_config(tr, "nn_plus").max_steps == 300
