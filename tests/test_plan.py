@@ -98,7 +98,9 @@ def fake_calibration(cfg: dict) -> dict:
 
 
 def test_predictions_by_hand():
-    cfg = load_config()  # 1024/128/512 images, blocks of 32, 500 steps, eval every 100, 2 seeds
+    cfg = load_config()  # blocks of 32, 2 seeds; sizes and steps pinned here, whatever the default preset's
+    cfg["data"].update(n_train=1024, n_val=128, n_test=512)
+    cfg["training"].update(max_steps=500, max_steps_nn=None, eval_every=100)
     cal = fake_calibration(cfg)
     s, _ = P.predict(J.Job("kernel", {"family": "conv", "transform": "identity", "seed": "0"}), cfg, cal)
     entries = (32 * 33 // 2 + (4 + 16) * 32) * 32 * 32

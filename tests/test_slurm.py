@@ -77,18 +77,25 @@ def test_curves_through_slurm_then_rerun_one_cell(tmp_path, mini_archive):
     out = p.stdout + p.stderr
     fig = tmp_path / "results/smoke/figures/fig4_learning_curves.png"
     assert fig.stat().st_size > 1000
-    # prepare + conv kernel + 1 group of 2 NTK regressions (ntk/nngp ride along) + 3 curve cells x 3 sizes;
-    # merge/figure are local
+    # prepare + conv kernel + 1 group of 2 NTK regressions (ntk/nngp ride along) + 3 curve cells x 3 sizes
+    # (those at n_train as grid cells); merge/figure are local
     subs = submissions(out)
     assert submitted(out) == len(subs) == 1 + 1 + 1 + 9, out[-3000:]
     assert sum(r == "regress" for _, r in subs) == 1
     # every single job asked Slurm for its planned time: plan.request(plan.predict(job)), per rule as multisets
     limits = time_limits([j for j, _ in subs])
     planned = {}
-    wanted = {"prepare": {}, "kernel": {"family": "conv", "transform": "identity"}, "train_cell": {"study": "curves"}}
+    wanted = {"prepare": {}, "kernel": {"family": "conv", "transform": "identity"}}
+    # the finite curves at n_train are the grid's cells (trained once, by the grid's job)
+    owners = {J.owner(cfg, k) for k in J.curve_cells(cfg) if k[1] != "ntk"}
     for job in J.jobs(cfg):
-        if job.rule in wanted and wanted[job.rule].items() <= job.wildcards.items():
+        w = job.wildcards
+        key = (w.get("study"), w.get("finite"), w.get("arch"), w.get("transform"), int(w.get("width", 0)),
+               int(w.get("m", 0)))
+        if (job.rule == "train_cell" and key in owners) or (
+                job.rule in wanted and wanted[job.rule].items() <= w.items()):
             planned.setdefault(job.rule, []).append(P.request(*P.predict(job, cfg, P.load(cal)), cfg)[0])
+    assert len(planned["train_cell"]) == 9 and sum(k[0] == "grid" for k in owners) == 3
     got = {}
     for jid, rule in subs:
         got.setdefault(rule, []).append(limits[jid])
