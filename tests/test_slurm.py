@@ -87,15 +87,17 @@ def test_curves_through_slurm_then_rerun_one_cell(tmp_path, mini_archive):
     planned = {}
     wanted = {"prepare": {}, "kernel": {"family": "conv", "transform": "identity"}}
     # the finite curves at n_train are the grid's cells (trained once, by the grid's job)
-    owners = {J.owner(cfg, k) for k in J.curve_cells(cfg) if k[1] != "ntk"}
+    curve_files = set(J.study_paths(cfg, "curves"))
     for job in J.jobs(cfg):
         w = job.wildcards
-        key = (w.get("study"), w.get("finite"), w.get("arch"), w.get("transform"), int(w.get("width", 0)),
-               int(w.get("m", 0)))
-        if (job.rule == "train_cell" and key in owners) or (
-                job.rule in wanted and wanted[job.rule].items() <= w.items()):
+        if job.rule == "train_cell":
+            wanted_job = J.cell_path(cfg, w["study"], w["finite"], w["arch"], w["transform"], w["width"], w["m"]) \
+                in curve_files
+        else:
+            wanted_job = job.rule in wanted and wanted[job.rule].items() <= w.items()
+        if wanted_job:
             planned.setdefault(job.rule, []).append(P.request(*P.predict(job, cfg, P.load(cal)), cfg)[0])
-    assert len(planned["train_cell"]) == 9 and sum(k[0] == "grid" for k in owners) == 3
+    assert len(planned["train_cell"]) == 9 and sum("/cells/grid/" in f for f in curve_files) == 3
     got = {}
     for jid, rule in subs:
         got.setdefault(rule, []).append(limits[jid])

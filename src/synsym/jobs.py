@@ -124,7 +124,7 @@ def owner(config: dict, key: CellKey) -> CellKey:
     study, inf, *rest = key
     if study in SHARES_GRID and inf in A.FINITE_INFERENCES:
         grid = ("grid", inf, *rest)
-        if grid in set(grid_cells(config)):
+        if grid in grid_cells(config):
             return grid
     return key
 
