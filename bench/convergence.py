@@ -30,10 +30,11 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from synsym import architectures as A  # noqa: E402
-from synsym import models as M  # noqa: E402
-from synsym import training as TR  # noqa: E402
-from synsym.data import download, make_split, training_subset  # noqa: E402
+from synsym.core import architectures as A  # noqa: E402
+from synsym.core.data import download, make_split, training_subset  # noqa: E402
+from synsym.finite import models as M  # noqa: E402
+from synsym.finite import training as TR  # noqa: E402
+from synsym.finite.recipe import INFERENCE_SETTINGS  # noqa: E402
 
 OUT = ROOT / "results" / "bench" / "convergence.csv"
 FIELDS = ["arch", "inference", "n_train", "width", "depth", "image_size", "seed", "max_steps", "eval_every",
@@ -60,7 +61,7 @@ def measure(arch: str, inference: str, n: int, width: int, depth: int, x_all, y_
     k = min(64, n)
     lam = TR.estimate_lambda_max(spec, params, xt[:, :k], depth)
     eta0 = TR.eta0_from_lambda(lam, k, 0.9)
-    factor, l2 = TR.INFERENCE_SETTINGS[inference]
+    factor, l2 = INFERENCE_SETTINGS[inference]
     batches = np.stack([TR.batch_indices(0, s, n, 40, args.max_steps) for s in seeds])
     cfg = TR.TrainConfig(max_steps=args.max_steps, eval_every=args.eval_every, batch_size=40, momentum=0.9,
                          eval_batch=1024, stop_train_acc=0.95, drop_stopped=drop)
@@ -133,7 +134,7 @@ COLORS = dict(zip(A.ARCHITECTURES, ["tab:blue", "tab:purple", "tab:red", "tab:or
 def main() -> None:
     import yaml
 
-    cfg = yaml.safe_load((ROOT / "config.yaml").read_text())
+    cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
     DEFAULT_WIDTHS.update(cfg["model"]["widths"])
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--archs", nargs="+", default=list(A.ARCHITECTURES))

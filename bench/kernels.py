@@ -7,8 +7,8 @@
 Cases (each in its own process, so peak memory is its own):
   nt_naive   one nt.batch(kernel_fn) call per architecture (vec, lcn, gap, lap4, lap8), full matrix
   nt_shared  neural-tangents, one conv-stack pass per block + all readouts, upper triangle only
-  fast_eager synsym.engine's eager torch path (SYNSYM_FUSED=0; what CUDA runs), same blocking and triangle
-  fast       synsym.engine as the workflow runs it: the fused C++ kernel on a CPU,
+  fast_eager synsym.ntk.engine's eager torch path (SYNSYM_FUSED=0; what CUDA runs), same blocking and triangle
+  fast       synsym.ntk.engine as the workflow runs it: the fused C++ kernel on a CPU,
              the fused Triton kernel with --device cuda
 Reports ms per kernel entry (one image pair, every readout), peak RSS, and the
 fast engine's achieved FLOP/s against a measured float64 matmul peak.
@@ -47,19 +47,17 @@ def compute(case: str, m: int, s: int, device: str = "cpu") -> float:
     x = images(m, s)
     t0 = time.perf_counter()
     if case == "nt_naive":
-        import jax
+        from synsym.core import architectures as A
+        from synsym.ntk import reference as REF
 
-        jax.config.update("jax_enable_x64", True)
+        REF._jax()  # Triton's LLVM before TensorFlow's, and float64 (REF.llvm_first)
         import neural_tangents as nt
 
-        from synsym import architectures as A
-        from synsym import kernels as K
-
         for arch in ("vec", "lcn", "gap", "lap4", "lap8"):
-            fn = nt.batch(K.stax_kernel_fn(A.get(arch), DEPTH), batch_size=max(1, m // 4))
+            fn = nt.batch(REF.stax_kernel_fn(A.get(arch), DEPTH), batch_size=max(1, m // 4))
             np.asarray(fn(x, None, ("nngp", "ntk")).ntk)
     else:
-        from synsym import kernels as K
+        from synsym.ntk import kernels as K
 
         if case == "fast_eager":
             os.environ["SYNSYM_FUSED"] = "0"
@@ -89,7 +87,7 @@ def matmul_peak(device: str = "cpu") -> float:
 
 
 def flops_per_entry(s: int) -> float:
-    from synsym.engine import flops_per_entry as fpe
+    from synsym.ntk.engine import flops_per_entry as fpe
 
     return fpe(s, DEPTH)
 

@@ -14,16 +14,15 @@ from pathlib import Path
 
 import pandas as pd
 
+from synsym.pipeline.jobs import read_benchmarks
+
 
 def load(run_dir: Path) -> pd.DataFrame:
-    rows = []
-    for f in sorted((run_dir / "benchmarks").rglob("*.tsv")):
-        b = pd.read_csv(f, sep="\t")
-        rel = f.relative_to(run_dir / "benchmarks")
-        rule = "kernel" if rel.parts[0] == "kernel" else "train_cell"
-        rows.append({"rule": rule, "job": str(rel.with_suffix("")), "s": float(b["s"].iloc[-1]),
-                     "max_rss_mb": float(b["max_rss"].iloc[-1])})
-    return pd.DataFrame(rows)
+    """One row per job with a benchmark file, filed under the rule that wrote it (synsym.pipeline.jobs
+    reads the paths with the rules' own patterns)."""
+    rows = [{"rule": job.rule, "job": job.name, "s": s, "max_rss_mb": rss}
+            for job, (s, rss) in read_benchmarks(run_dir).items()]
+    return pd.DataFrame(rows, columns=["rule", "job", "s", "max_rss_mb"])
 
 
 def main() -> None:

@@ -22,9 +22,10 @@ import time
 import numpy as np
 import torch
 
-from synsym import architectures as A
-from synsym import models as M
-from synsym import training as TR
+from synsym.core import architectures as A
+from synsym.core.device import resolve_device
+from synsym.finite import models as M
+from synsym.finite import training as TR
 
 
 def matmul_peak(device: torch.device) -> float:
@@ -96,7 +97,7 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=torch.get_num_threads(), help="CPU threads (workflow jobs use 1)")
     a = ap.parse_args()
-    dev = TR.resolve_device(a.device)
+    dev = resolve_device(a.device)
     torch.set_num_threads(a.threads)
     peak = matmul_peak(dev)
     seeds = [0, 1, 2, 3, 4]

@@ -9,5 +9,6 @@ if [ "${CI:-}" = true ] || [ "${SYNSYM_SLURM:-}" = 1 ]; then
   bash scripts/slurm-up.sh || echo "WARNING: scripts/slurm-up.sh failed; the real-Slurm test will be SKIPPED" >&2
 fi
 export TF_CPP_MIN_LOG_LEVEL=3
-.venv/bin/ruff check src tests
+.venv/bin/ruff check src tests bench
+.venv/bin/lint-imports   # the layers contract (pyproject.toml): no upward import, no cycle
 .venv/bin/python -m pytest -ra   # exit 5 (no tests collected) fails this script like any failure

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-try:  # Triton's LLVM before TensorFlow's (neural-tangents): the reverse order aborts (synsym.kernels._llvm_first)
+try:  # Triton's LLVM before TensorFlow's (neural-tangents): the reverse order aborts (synsym.ntk.reference.llvm_first)
     import triton  # noqa: F401
 except ImportError:
     pass
@@ -35,7 +35,7 @@ def mini_archive() -> tuple[str, str]:
 
 @pytest.fixture(scope="session")
 def mini_batches(tmp_path_factory, mini_archive):
-    from synsym.data import download
+    from synsym.core.data import download
 
     url, md5 = mini_archive
     return download(url, md5, tmp_path_factory.mktemp("cifar"))
@@ -47,7 +47,7 @@ def imagenet_tree(tmp_path_factory, mini_batches) -> Path:
     real mini CIFAR-10 archive: 10 classes, 16 train and 4 val images each, upsampled to 40x40."""
     from PIL import Image
 
-    from synsym.data import load_cifar10
+    from synsym.core.data import load_cifar10
 
     x_tr, y_tr, x_te, y_te = load_cifar10(mini_batches)
     root = tmp_path_factory.mktemp("imagenet")

@@ -7,10 +7,10 @@ import yaml
 from helpers import ROOT, snakemake
 from helpers import load_config as load
 
-from synsym import architectures as A
-from synsym import transforms as T
-from synsym.config import ConfigError, validate
-from synsym.io import CELL_SCHEMA
+from synsym.core import architectures as A
+from synsym.core import transforms as T
+from synsym.core.io import CELL_SCHEMA
+from synsym.pipeline.config import ConfigError, validate
 
 
 def test_schema_ids_are_the_package_ids():
@@ -72,7 +72,7 @@ def pins(text):
 
 def test_conda_env_pins_equal_requirements():
     req = pins((ROOT / "requirements.txt").read_text())
-    env = pins((ROOT / "envs/study.yaml").read_text())
+    env = pins((ROOT / "workflow/envs/study.yaml").read_text())
     assert req["jax"] == req["jaxlib"] == "0.4.30" and req["neural-tangents"] == "0.6.5" and req["tf2jax"] == "0.3.6"
     assert req["torch"] == "2.13.0"
     for name, version in env.items():
@@ -96,7 +96,7 @@ def test_cell_schema_has_the_contract_columns():
 
 
 def test_nn_has_its_own_step_cap():
-    from synsym.training import train_config
+    from synsym.finite.training import train_config
 
     tr = load()["training"]
     assert (tr["max_steps"], tr["max_steps_nn"]) == (8000, 24000)  # the default preset's caps

@@ -5,7 +5,7 @@ import gzip
 import numpy as np
 import pytest
 
-from synsym import data as D
+from synsym.core import data as D
 
 
 def test_loader_counts_dtypes_labels(mini_batches):

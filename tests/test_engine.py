@@ -10,10 +10,12 @@ import pytest
 import torch
 from torch.utils.cpp_extension import get_default_build_root
 
-from synsym import architectures as A
-from synsym import engine as E
-from synsym import kernels as K
-from synsym import transforms as T
+from synsym.core import architectures as A
+from synsym.core import transforms as T
+from synsym.ntk import engine as E
+from synsym.ntk import fused_cpu as FC
+from synsym.ntk import kernels as K
+from synsym.ntk import reference as REF
 
 
 def images(n, s, seed=0):
@@ -33,7 +35,7 @@ def compare(got, want, sym):
 def test_engine_equals_neural_tangents(family, s, depth):
     x, x2 = images(4, s), images(3, s, 1)
     ours = E.block_fn(family, depth, s)
-    ref = K.family_block_fn(family, depth, s)
+    ref = REF.family_block_fn(family, depth, s)
     for a, b in ((x, None), (x2, x)):
         r1, r2 = ours(a, b), ref(a, b)
         assert set(r1) == set(K.FAMILY_MEMBERS[family])
@@ -45,11 +47,11 @@ def test_engine_equals_neural_tangents(family, s, depth):
 
 
 def test_engine_on_real_images(mini_batches):
-    from synsym.data import make_split
+    from synsym.core.data import make_split
 
     sp = make_split(mini_batches, 10, 10, 10, 16, 0)
     x = sp.x_train[:5]
-    r1, r2 = E.block_fn("conv", 4, 16)(x, None), K.family_block_fn("conv", 4, 16)(x, None)
+    r1, r2 = E.block_fn("conv", 4, 16)(x, None), REF.family_block_fn("conv", 4, 16)(x, None)
     for arch in r1:
         off, _ = compare(r1[arch][1], np.asarray(r2[arch][1]), True)
         assert off < 1e-10
@@ -112,7 +114,7 @@ def test_readout_weights_are_averages():
 
 def test_fused_kernel_builds_here():
     """The fused CPU kernel must build on this machine (CI too), or the speed claims in README are void."""
-    assert E.fused_kernel() is not None, E._FUSED.get("why")
+    assert E.fused_kernel() is not None, FC._FUSED.get("why")
 
 
 @pytest.mark.parametrize(
@@ -150,11 +152,11 @@ def test_fused_kernel_keeps_denormals():
 
 def test_fused_kernel_survives_a_stale_build_lock():
     """A build killed midway leaves torch's lock file; the next process must not wait on it forever."""
-    tag = E._isa_flags()[0]
+    tag = FC._isa_flags()[0]
     assert E.fused_kernel() is not None  # built and cached before the stale lock appears
     build = Path(os.environ.get("TORCH_EXTENSIONS_DIR") or get_default_build_root()) / f"synsym_fused_cpu_{tag}"
     (build / "lock").touch()
-    code = "from synsym import engine as E; assert E.fused_kernel() is not None, E._FUSED.get('why')"
+    code = "from synsym.ntk import engine as E, fused_cpu as FC; assert E.fused_kernel() is not None, FC._FUSED.get('why')"
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr[-2000:]
     assert not (build / "lock").exists()

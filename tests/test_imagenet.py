@@ -17,9 +17,12 @@ import pytest
 import yaml
 from helpers import ROOT, dry_counts, load_config, snakemake
 
-from synsym import imagenet as I
-from synsym import transforms as T
-from synsym import vision as V
+from synsym.core import transforms as T
+from synsym.imagenet import cells as IC
+from synsym.imagenet import data as I
+from synsym.imagenet import models as V
+from synsym.imagenet import registry as IR
+from synsym.imagenet import tables as IT
 
 # Published sizes: parameters (torchvision / timm model cards) and forward GMACs at 224x224.
 PUBLISHED = {
@@ -115,7 +118,7 @@ def test_subsets_are_nested_and_class_balanced():
 
 @pytest.mark.parametrize("tid", ["identity", "o3_shared", "o3_per_pixel", "perm_3d"])
 def test_batch_transform_equals_the_cifar_transform(tid):
-    """The element acting on an NCHW batch is exactly synsym.transforms' element on NHWC."""
+    """The element acting on an NCHW batch is exactly synsym.core.transforms' element on NHWC."""
     import torch
 
     x = np.random.default_rng(0).standard_normal((3, 12, 12, 3))
@@ -130,7 +133,7 @@ def test_batch_transform_equals_the_cifar_transform(tid):
 
 def test_o_3d_is_refused_for_imagenet():
     with pytest.raises(ValueError, match="unknown transform 'o_3d'; allowed: identity, o3_shared, o3_per_pixel, perm_3d"):
-        I.check_transform("o_3d")
+        IR.check_transform("o_3d")
 
 
 def test_crops_are_keyed_not_random():
@@ -153,7 +156,7 @@ def test_two_segment_fit_recovers_known_exponents():
         # flat phase (alpha 0.1) before the cusp at m_6, steep (alpha 0.45) after, continuous at m_6
         err = 0.5 * (m / m6) ** -0.1 if i >= 6 else 0.5 * (m / m6) ** -0.45
         rows.append({"model": "resnet101", "transform": "o3_per_pixel", "size_index": i, "m": m, "val_error": err})
-    fits = I.two_segment_fits(pd.DataFrame(rows), cusp_index=6)
+    fits = IT.two_segment_fits(pd.DataFrame(rows), cusp_index=6)
     r = fits.iloc[0]
     assert r["alpha_small"] == pytest.approx(0.1, abs=1e-9) and r["points_small"] == 6
     assert r["alpha_large"] == pytest.approx(0.45, abs=1e-9) and r["points_large"] == 6
@@ -167,7 +170,7 @@ def inet(tmp_path_factory, imagenet_tree):
     cfg = load_config("presets/imagenet-smoke.yaml")["imagenet"]
     cfg.update(root=str(imagenet_tree), epochs=3, learning_rate=1.0)
     index = d / "index.json"
-    I.write_json(I.scan(imagenet_tree), index)
+    IT.write_json(I.scan(imagenet_tree), index)
     return d, {"run_name": "t", "global_seed": 0, "depth": 8, "device": "cpu", "imagenet": cfg}, index
 
 
@@ -192,7 +195,7 @@ CURVE = ["epoch", "lr", "train_loss", "train_top1", "val_loss", "val_top1", "val
 def test_one_training_run_writes_its_epochs(inet, single):
     d, spec, _ = inet
     df, log = single
-    from synsym.imagenet_training import SCHEMA
+    from synsym.imagenet.tables import SCHEMA
 
     assert list(df.columns) == SCHEMA.names
     assert df["epoch"].tolist() == [1, 2, 3] and df["m"].iloc[0] == 160 and df["world_size"].iloc[0] == 1
@@ -295,10 +298,10 @@ def test_imagenet_smoke_dag_runs_end_to_end(tmp_path, imagenet_tree):
               cwd=tmp_path, timeout=600)
     r = tmp_path / "results" / "imagenet-smoke"
     final = pd.read_parquet(r / "imagenet" / "tables" / "imagenet_final.parquet")
-    assert len(final) == len(I.cells(load_config("presets/imagenet-smoke.yaml")["imagenet"])) == 20
+    assert len(final) == len(IC.cells(load_config("presets/imagenet-smoke.yaml")["imagenet"])) == 20
     fits = pd.read_parquet(r / "imagenet" / "tables" / "imagenet_fits.parquet")
     assert set(fits["model"]) == {"resnet_tiny", "mixer_tiny"} and (fits["points_small"] == 2).all()
-    for f in [*I.FIGURES, "figS7_samples"]:
+    for f in [*IR.FIGURES, "figS7_samples"]:
         assert (r / "figures" / f"{f}.pdf").stat().st_size > 1000
     # one missing cell reruns alone
     (r / "imagenet" / "cells" / "mixer_tiny" / "identity" / "i2" / "s0.parquet").unlink()
@@ -312,7 +315,7 @@ def test_cost_table_by_hand():
                       for k, v in cfg["studies"].items()}
     cfg["studies"]["fig5_curves"]["size_indices"] = [0]
     cfg.update(image_size=224, epochs=150)
-    row = I.cost_table(cfg)[0]
+    row = IC.cost_table(cfg)[0]
     macs = V.forward_macs(V.build("resnet50", 1000), 224)
     assert row["pflop"] == pytest.approx(2 * macs * (3 * 1_281_167 + 50_000) * 150 / 1e15)
     assert row["gpu_h_at_peak"] == pytest.approx(row["pflop"] * 1e15 / 989e12 / 3600)
@@ -322,5 +325,5 @@ def test_cost_cli_prints_every_study():
     p = subprocess.run([sys.executable, "-m", "synsym.cli", "imagenet", "cost", "--configfile",
                         str(ROOT / "presets/paper.yaml")], capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr
-    for st in [*I.STUDIES, "all (distinct jobs)"]:
+    for st in [*IR.STUDIES, "all (distinct jobs)"]:
         assert st in p.stdout

@@ -4,9 +4,11 @@ full architectures, LCN_inf == VEC_inf, and Theorem 4.1 holds exactly."""
 import numpy as np
 import pytest
 
-from synsym import architectures as A
-from synsym import kernels as K
-from synsym import transforms as T
+from synsym.core import architectures as A
+from synsym.core import transforms as T
+from synsym.ntk import kernels as K
+from synsym.ntk import reference as REF
+from synsym.ntk import regression as REG
 
 S = 8
 DEPTH = 3
@@ -57,7 +59,7 @@ def test_shared_stack_readouts_equal_neural_tangents(arch, xs):
     """One conv-stack pass + readouts == nt's own per-architecture kernel_fn (blocked, triangle-filled)."""
     x, x2 = xs
     kern = family_kernels(A.get(arch).kernel_family, x, x2)
-    ref = K.stax_kernel_fn(A.get(arch), DEPTH)
+    ref = REF.stax_kernel_fn(A.get(arch), DEPTH)
     for split, other in (("train_train", None), ("test_train", x2)):
         want = ref(x, None, ("nngp", "ntk")) if other is None else ref(other, x, ("nngp", "ntk"))
         for kind in K.KINDS:
@@ -67,9 +69,9 @@ def test_shared_stack_readouts_equal_neural_tangents(arch, xs):
 
 def test_lcn_inf_equals_vec_inf(xs):
     x, _ = xs
-    lcn = K.stax_kernel_fn(A.get("lcn"), DEPTH)(x, None, ("nngp", "ntk"))
-    vec = K.stax_kernel_fn(A.get("vec"), DEPTH)(x, None, ("nngp", "ntk"))
-    gap = K.stax_kernel_fn(A.get("gap"), DEPTH)(x, None, "ntk")
+    lcn = REF.stax_kernel_fn(A.get("lcn"), DEPTH)(x, None, ("nngp", "ntk"))
+    vec = REF.stax_kernel_fn(A.get("vec"), DEPTH)(x, None, ("nngp", "ntk"))
+    gap = REF.stax_kernel_fn(A.get("gap"), DEPTH)(x, None, "ntk")
     for kind in ("ntk", "nngp"):
         off, diag = split_rel(np.asarray(getattr(lcn, kind)), np.asarray(getattr(vec, kind)), True)
         assert off < SAME_INPUT_TOL and diag < DIAG_TOL, (kind, off, diag)
@@ -106,7 +108,7 @@ def test_theorem_4_1_kernels(invariance_table, arch, tid):
 
 def test_regression_predictions_agree_for_invariant_pairs(mini_batches):
     """On real mini-CIFAR images: equal kernels give equal NTK predictions and accuracies."""
-    from synsym.data import make_split
+    from synsym.core.data import make_split
 
     s = make_split(mini_batches, 40, 10, 20, 8, 0)
     preds = {}
@@ -115,7 +117,7 @@ def test_regression_predictions_agree_for_invariant_pairs(mini_batches):
         kern = K.compute_family("conv", tau.apply(s.x_train), {"val": tau.apply(s.x_val), "test": tau.apply(s.x_test)},
                                 DEPTH, 20, 1.0, log=lambda m: None)
         for arch in ("vec", "gap"):
-            preds[(tid, arch)] = K.regress(kern, arch, "ntk", s.y_train, s.y_val, s.y_test, [1e-3, 1e-2])
+            preds[(tid, arch)] = REG.regress(kern, arch, "ntk", s.y_train, s.y_val, s.y_test, [1e-3, 1e-2])
     for arch in ("vec", "gap"):
         a, b = preds[("identity", arch)], preds[("o3_shared", arch)]
         assert np.abs(a["test_pred"] - b["test_pred"]).max() < 1e-8
@@ -132,13 +134,13 @@ def test_solve_matches_explicit_inverse():
     ks = rng.standard_normal((3, 6))
     y = rng.standard_normal((6, 2))
     eps = 0.1 * np.trace(k) / 6
-    np.testing.assert_allclose(K.solve(k, ks, y, 0.1), ks @ np.linalg.inv(k + eps * np.eye(6)) @ y, rtol=1e-10)
+    np.testing.assert_allclose(REG.solve(k, ks, y, 0.1), ks @ np.linalg.inv(k + eps * np.eye(6)) @ y, rtol=1e-10)
 
 
 def test_non_positive_definite_is_a_clear_error():
     k = -np.eye(4)
     with pytest.raises(np.linalg.LinAlgError, match="not positive definite"):
-        K.solve(k, np.ones((1, 4)), np.ones((4, 1)), 1e-6)
+        REG.solve(k, np.ones((1, 4)), np.ones((4, 1)), 1e-6)
 
 
 def test_memory_budget_too_small_is_clear():
@@ -153,12 +155,12 @@ def test_empirical_ntk_of_torch_net_converges_to_stax(arch, widths):
     finite-width empirical NTK approaches the analytic one as width grows."""
     import torch
 
-    from synsym import models
+    from synsym.finite import models
 
     spec = A.get(arch)
     depth = 2
     x = images(3, 5)
-    want = np.asarray(K.stax_kernel_fn(spec, depth)(x, None, "ntk"))
+    want = np.asarray(REF.stax_kernel_fn(spec, depth)(x, None, "ntk"))
     errs = []
     for w in widths:
         p = models.init_params(spec, w, depth, S, [0, 1], 0, torch.float64)

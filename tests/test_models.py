@@ -5,11 +5,12 @@ import numpy as np
 import pytest
 import torch
 
-from synsym import architectures as A
-from synsym import embeddings as E
-from synsym import models as M
-from synsym import training as TR
-from synsym import transforms as T
+from synsym.core import architectures as A
+from synsym.core import transforms as T
+from synsym.core.device import resolve_device
+from synsym.finite import embeddings as E
+from synsym.finite import models as M
+from synsym.finite import training as TR
 
 S = 8
 DEPTH = 2
@@ -155,9 +156,9 @@ def test_cuda_without_gpu_is_a_clear_error():
     if torch.cuda.is_available():
         pytest.skip("a GPU is present")
     with pytest.raises(RuntimeError, match="device: cuda"):
-        TR.resolve_device("cuda")
+        resolve_device("cuda")
     with pytest.raises(ValueError, match="allowed: cpu, cuda, auto"):
-        TR.resolve_device("tpu")
+        resolve_device("tpu")
 
 
 def test_training_is_bit_reproducible():

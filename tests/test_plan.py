@@ -14,15 +14,15 @@ import pytest
 import yaml
 from helpers import ROOT, dry_counts, load_config, snakemake
 
-from synsym import jobs as J
-from synsym import plan as P
+from synsym.pipeline import jobs as J
+from synsym.pipeline import plan as P
 
 COMPUTE_RULES = ("prepare", "kernel", "kernel_cell", "scaling_cells", "train_cell")
 
 
 @pytest.mark.parametrize("presets", [(), ("presets/paper.yaml",)])
 def test_job_list_is_the_dags(presets):
-    """synsym.jobs enumerates exactly the compute jobs Snakemake schedules."""
+    """synsym.pipeline.jobs enumerates exactly the compute jobs Snakemake schedules."""
     got = Counter(j.rule for j in J.jobs(load_config(*presets)))
     dag = dry_counts(*[a for p in presets for a in ("--configfile", p)])
     assert got == {r: dag[r] for r in COMPUTE_RULES}
@@ -31,8 +31,8 @@ def test_job_list_is_the_dags(presets):
 @pytest.mark.parametrize("n,b", [((60, 20, 40), 40), ((100, 30, 7), 16), ((33, 10, 10), 33)])
 def test_kernel_entries_are_what_the_engine_computes(monkeypatch, n, b):
     """Count the entries of every block the real compute_family evaluates (padding included)."""
-    from synsym import engine
-    from synsym import kernels as K
+    from synsym.ntk import engine
+    from synsym.ntk import kernels as K
 
     seen = []
     real = engine.block_fn

@@ -15,8 +15,8 @@ import pytest
 import yaml
 from helpers import ROOT, load_config, snakemake
 
-from synsym import jobs as J
-from synsym import plan as P
+from synsym.pipeline import jobs as J
+from synsym.pipeline import plan as P
 
 
 def slurm_idle() -> bool:

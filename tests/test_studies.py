@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from synsym import metrics
-from synsym import studies as S
+from synsym.core import metrics
+from synsym.study import tables as S
 
 
 def test_power_law_fit_recovers_exponent():
@@ -65,7 +65,7 @@ def test_symmetry_report_flags_contradictions_only():
 
 
 def test_fig2_panel_counts_accepted_runs():
-    from synsym.figures import acceptance
+    from synsym.study.figures import acceptance
 
     df = pd.DataFrame({
         "inference": ["nn"] * 5 + ["nn_plus"] * 2,

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from synsym import transforms as T
-from synsym.seeding import rng
+from synsym.core import transforms as T
+from synsym.core.seeding import rng
 
 S = 8  # 8x8x3 images: d = 64, 3d = 192
 

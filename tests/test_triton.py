@@ -18,7 +18,9 @@ CASES = [  # (image size, depth, dtype)
 CHILD = r"""
 import json, sys
 import numpy as np, torch
-from synsym import architectures as A, engine as E, fused_triton
+from synsym.core import architectures as A
+from synsym.ntk import engine as E
+from synsym.ntk import fused_triton
 
 dev = "cuda" if torch.cuda.is_available() else "cpu"
 out = {"device": dev, "interpreted": fused_triton.interpreted(), "cases": {}}
@@ -73,9 +75,9 @@ def test_triton_acos(report):
 
 def test_neural_tangents_then_torch_func_does_not_abort():
     """TensorFlow's LLVM (neural-tangents) loaded before Triton's (which torch imports on the first
-    torch.func call) aborts the process; synsym.kernels loads Triton first. In a fresh process,
+    torch.func call) aborts the process; synsym.ntk.kernels loads Triton first. In a fresh process,
     since pytest's own process imports Triton early (conftest)."""
-    code = ("from synsym import kernels as K; K._stax(); import torch; "
+    code = ("from synsym.ntk import reference as R; R._stax(); import torch; "
             "out, vjp = torch.func.vjp(lambda p: 2 * p, torch.ones(3)); print(vjp(torch.ones(3))[0].sum().item())")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0 and r.stdout.strip().endswith("6.0"), r.stderr[-2000:]

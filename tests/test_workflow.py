@@ -8,9 +8,9 @@ from helpers import ROOT, dry_counts, snakemake
 from helpers import load_config as merged
 from snakemake.utils import update_config
 
-from synsym import architectures as A
-from synsym import transforms as T
-from synsym.io import CELL_SCHEMA, read_cell
+from synsym.core import architectures as A
+from synsym.core import transforms as T
+from synsym.core.io import CELL_SCHEMA, read_cell
 
 FIGURES = ["fig2_grid", "fig3_width", "fig4_learning_curves", "figS1_sdist", "figS5_uniform_init", "figS6_scaling",
            "symmetry_report"]
@@ -126,7 +126,7 @@ def test_smoke_produces_every_table_and_figure(smoke):
 def test_plan_predicts_the_smoke_run(smoke, tmp_path):
     """The planner, calibrated here, predicts each rule's measured time (Snakemake's benchmark
     TSVs of the smoke run, 2 jobs at a time) within a factor of 3, for every benchmarked rule."""
-    from synsym import plan as P
+    from synsym.pipeline import plan as P
 
     wd, _ = smoke
     cfg = merged("presets/smoke.yaml")
@@ -215,7 +215,7 @@ def test_merge_refuses_a_file_with_the_wrong_schema(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from synsym.io import merge_cells
+    from synsym.core.io import merge_cells
 
     bad = tmp_path / "bad.parquet"
     pq.write_table(pa.table({"run": ["x"], "seed": [1.5]}), bad)
@@ -225,7 +225,7 @@ def test_merge_refuses_a_file_with_the_wrong_schema(tmp_path):
 
 
 def test_atomic_write_leaves_nothing_when_killed(tmp_path):
-    from synsym.io import atomic_path
+    from synsym.core.io import atomic_path
 
     target = tmp_path / "cell.parquet"
     with pytest.raises(KeyboardInterrupt), atomic_path(target) as tmp:

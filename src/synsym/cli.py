@@ -111,8 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     if a.cmd == "plan":
         return plan_cmd(a)
-    from synsym import cells
-    from synsym.data import DataError
+    from synsym.core.data import DataError
+    from synsym.study import cells
 
     try:
         if a.cmd == "prepare":
@@ -131,14 +131,14 @@ def main(argv: list[str] | None = None) -> int:
                 a.spec, a.study, a.inference, a.arch, a.transform, a.width, a.m, a.split, a.out, a.first_layer
             )
         elif a.cmd == "merge":
-            from synsym.io import merge_cells
+            from synsym.core.io import merge_cells
 
             df = merge_cells(a.cells, a.out, a.csv, a.study)
             print(f"merged {len(a.cells)} cells, {len(df)} rows -> {a.out}", file=sys.stderr)
         elif a.cmd == "figure":
             import pandas as pd
 
-            from synsym import figures
+            from synsym.study import figures
 
             tables = {Path(t).stem: pd.read_parquet(t) for t in a.tables}
             for path in figures.make(a.name, tables, Path(a.out).parent):
@@ -155,8 +155,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def plan_cmd(a) -> int:
     """``synsym plan``: the bill of a preset, per rule and in total, from this machine's calibration."""
-    from synsym import plan
-    from synsym.config import ConfigError, load_config, validate
+    from synsym.pipeline import plan
+    from synsym.pipeline.config import ConfigError, load_config, validate
 
     try:
         config = load_config(a.configfile)
@@ -168,7 +168,7 @@ def plan_cmd(a) -> int:
         if a.calibration and not a.calibrate and not path.exists():
             raise plan.PlanError(f"--calibration {path} does not exist; add --calibrate to measure this machine into it")
         if a.calibrate or (not a.calibration and not plan.up_to_date(config, path)):
-            from synsym.training import resolve_device
+            from synsym.core.device import resolve_device
 
             try:  # a cuda plan needs a GPU here, or a GPU's --calibration file
                 resolve_device(config["device"])
@@ -192,7 +192,7 @@ def plan_cmd(a) -> int:
           f"requests = prediction x {config['plan']['safety_factor']}")
     print(plan.summary(rows, unit))
     print(f"# conv-family kernels: {plan.kernel_flops(config):.3g} float64 FLOPs in all "
-          "(47 per element and layer, synsym.engine.flops_per_entry): divide by a device's float64 rate for a floor")
+          "(47 per element and layer, synsym.ntk.engine.flops_per_entry): divide by a device's float64 rate for a floor")
     if a.jobs:
         import pandas as pd
 
@@ -204,7 +204,7 @@ def plan_cmd(a) -> int:
 
 def write_table(df, out: str, csv: str) -> None:
     """A derived (non-cell) table, atomically, as Parquet plus CSV."""
-    from synsym.io import atomic_path
+    from synsym.core.io import atomic_path
 
     with atomic_path(out) as tmp:
         df.to_parquet(tmp, index=False)
@@ -216,7 +216,7 @@ def write_table(df, out: str, csv: str) -> None:
 def _fits(a):
     import pandas as pd
 
-    from synsym.studies import scaling_fits
+    from synsym.study.tables import scaling_fits
 
     return scaling_fits(pd.concat([pd.read_parquet(t) for t in a.tables], ignore_index=True))
 
@@ -224,8 +224,8 @@ def _fits(a):
 def _sdist(a):
     import numpy as np
 
-    from synsym.data import Split
-    from synsym.studies import sdist_table
+    from synsym.core.data import Split
+    from synsym.study.tables import sdist_table
 
     preds = {}
     for path in a.preds:  # .../cells/sdist/{inference}/{arch}/so3_path-t{t}/w{width}_m{m}.pred.npz
@@ -240,9 +240,9 @@ def _sdist(a):
 def _symmetry(a):
     import pandas as pd
 
-    from synsym import architectures as A
-    from synsym.kernels import FAMILY_MEMBERS, load_kernels
-    from synsym.studies import kernel_invariance, symmetry_report
+    from synsym.core import architectures as A
+    from synsym.ntk.kernels import FAMILY_MEMBERS, load_kernels
+    from synsym.study.tables import kernel_invariance, symmetry_report
 
     files = {(Path(k).parts[-3], Path(k).parts[-2]): k for k in a.kernels}  # (family, transform) -> path
     diffs = {}
@@ -267,15 +267,18 @@ def imagenet_cmd(a) -> None:
 
     import pandas as pd
 
-    from synsym import figures
-    from synsym import imagenet as I
+    from synsym.imagenet import cells as IC
+    from synsym.imagenet import data as I
+    from synsym.imagenet import registry as IR
+    from synsym.imagenet import tables as IT
+    from synsym.study import figures
 
     if a.action == "cost":
-        from synsym.config import load_config
+        from synsym.pipeline.config import load_config
 
         cfg = load_config(a.configfile)["imagenet"]
-        I.validate(cfg)
-        rows = pd.DataFrame(I.cost_table(cfg))
+        IR.validate(cfg)
+        rows = pd.DataFrame(IC.cost_table(cfg))
         print(rows.to_string(index=False, float_format=lambda v: f"{v:,.1f}"))
         return
     cfg = a.spec["imagenet"]
@@ -286,16 +289,16 @@ def imagenet_cmd(a) -> None:
         if small:
             raise ValueError(f"imagenet: m_{small[0][0]} = {small[0][1]} < batch_size = {cfg['batch_size']} "
                              f"({m} training images); allowed: size indices with m_i >= batch_size")
-        I.write_json(index, a.out)
+        IT.write_json(index, a.out)
         print(f"{len(index['classes'])} classes, {m} train / {len(index['val']['files'])} val images", file=sys.stderr)
     elif a.action == "train":
-        from synsym.imagenet_training import train_cell
+        from synsym.imagenet.training import train_cell
 
         train_cell(a.spec, a.model, a.transform, a.i, a.seed, a.index, a.out, a.checkpoint, a.kill_after_epoch)
     elif a.action == "tables":
-        epochs = I.read_runs(a.cells)
-        final = I.final_table(epochs)
-        for name, df in zip(I.TABLES, (epochs, final, I.two_segment_fits(final, cfg["cusp_index"]))):
+        epochs = IT.read_runs(a.cells)
+        final = IT.final_table(epochs)
+        for name, df in zip(IR.TABLES, (epochs, final, IT.two_segment_fits(final, cfg["cusp_index"]))):
             write_table(df, f"{a.out}/{name}.parquet", f"{a.out}/{name}.csv")
     elif a.action == "samples":
         index = json.loads(Path(a.index).read_text())
@@ -316,7 +319,7 @@ def imagenet_cmd(a) -> None:
             figures.figS4_dynamics(t["imagenet_epochs"], out, st["figS4_dynamics"]["models"],
                                    st["figS4_dynamics"]["transforms"])
         else:
-            raise ValueError(f"unknown ImageNet figure {a.name!r}; allowed: {', '.join(I.FIGURES)}")
+            raise ValueError(f"unknown ImageNet figure {a.name!r}; allowed: {', '.join(IR.FIGURES)}")
 
 
 DERIVED = {"fits": _fits, "sdist": _sdist, "symmetry": _symmetry}

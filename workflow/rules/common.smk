@@ -5,14 +5,16 @@ import os
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+sys.path.insert(0, str(Path(workflow.basedir).parent / "src"))
 
-from synsym import architectures as A
-from synsym import imagenet as IN
-from synsym import jobs as J
-from synsym import plan as P
-from synsym.config import ConfigError, validate
-from synsym.io import pred_path
+from synsym.core import architectures as A
+from synsym.core.io import pred_path
+from synsym.imagenet import cells as IC
+from synsym.imagenet import data as IN
+from synsym.imagenet import registry as IR
+from synsym.pipeline import jobs as J
+from synsym.pipeline import plan as P
+from synsym.pipeline.config import ConfigError, validate
 
 J.python_first_on_path()  # jobs call `python`: the one running Snakemake, venv activated or not
 
@@ -28,14 +30,7 @@ CUDA = config["device"] == "cuda"
 STUDIES = J.studies(config)
 
 wildcard_constraints:
-    study="[a-z_0-9]+",
-    arch="|".join(A.ARCHITECTURES),
-    family="|".join(A.KERNEL_FAMILIES),
-    finite="|".join(A.FINITE_INFERENCES),
-    transform="[a-z0-9_.-]+",
-    width=r"\d+",
-    m=r"\d+",
-    seed=r"\d+",
+    **J.WILDCARDS,
     figure="fig[A-Za-z0-9_]+|symmetry_report",
 
 
@@ -47,7 +42,7 @@ def spec_json(**extra):
 
 
 def planned(rule, fallback_min, fallback_mb):
-    """Slurm runtime (min) and mem_mb of a rule's jobs: synsym.plan's prediction x
+    """Slurm runtime (min) and mem_mb of a rule's jobs: synsym.pipeline.plan's prediction x
     plan.safety_factor when a calibration covers the job, else the fallback; both grow
     by plan.retry_scale per attempt (the profile's retries)."""
 
@@ -69,7 +64,7 @@ def train_seeds(study):
 
 
 def study_cells(study):
-    """Cell files of a study (synsym.jobs enumerates them; NNGP rides along with NTK; width and
+    """Cell files of a study (synsym.pipeline.jobs enumerates them; NNGP rides along with NTK; width and
     curve cells that equal a grid cell are the grid's files)."""
     return J.study_paths(config, study)
 
@@ -106,7 +101,7 @@ def all_targets():
 
 
 # ---- the ImageNet half (workflow/rules/imagenet.smk): only when config imagenet.root is set
-IMAGENET = IN.enabled(config)
+IMAGENET = IR.enabled(config)
 INC = config["imagenet"]
 if IMAGENET:
     try:  # cheap structural checks before any job; the index job checks every file
@@ -122,16 +117,16 @@ def imagenet_spec():
 def imagenet_index_spec():
     """What the index depends on: changing epochs or a study must not redo it (and so every cell)."""
     keep = {k: INC[k] for k in ("root", "batch_size")}
-    return spec_json(imagenet=keep, size_indices=sorted({i for _, _, i, _ in IN.cells(INC)}))
+    return spec_json(imagenet=keep, size_indices=sorted({i for _, _, i, _ in IC.cells(INC)}))
 
 
 def imagenet_cells():
-    return [IN.cell_path(R, *c) for c in IN.cells(INC)]
+    return [IC.cell_path(R, *c) for c in IC.cells(INC)]
 
 
 def imagenet_targets():
     if not IMAGENET:
         return []
-    tables = [f"{R}/imagenet/tables/{t}.{ext}" for t in IN.TABLES for ext in ("parquet", "csv")]
-    figs = [f"{R}/figures/{f}.{ext}" for f in [*IN.FIGURES, "figS7_samples"] for ext in ("png", "pdf")]
+    tables = [f"{R}/imagenet/tables/{t}.{ext}" for t in IR.TABLES for ext in ("parquet", "csv")]
+    figs = [f"{R}/figures/{f}.{ext}" for f in [*IR.FIGURES, "figS7_samples"] for ext in ("png", "pdf")]
     return imagenet_cells() + tables + figs

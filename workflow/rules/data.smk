@@ -4,11 +4,11 @@ rule prepare:
     params:
         spec=lambda wc: spec_json(data=config["data"]),
     conda:
-        "../../envs/study.yaml"
+        "../envs/study.yaml"
     log:
         f"{R}/logs/prepare.log",
     benchmark:
-        f"{R}/benchmarks/prepare.tsv"
+        J.benchmark(R, "prepare")
     resources:
         **planned("prepare", 30, 4000),
     shell:

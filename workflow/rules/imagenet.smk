@@ -1,6 +1,6 @@
 # The ImageNet half (paper Sec. 6.2, App. B.2, App. F): only when config imagenet.root is set.
 # One training job per (model, transform, size index i, seed), run under torchrun across the
-# job's GPUs (synsym.imagenet_training); tables and figures as in the CIFAR half.
+# job's GPUs (synsym.imagenet.training); tables and figures as in the CIFAR half.
 localrules:
     imagenet,
     imagenet_tables,
@@ -20,7 +20,7 @@ rule imagenet_index:
     params:
         spec=lambda wc: imagenet_index_spec(),
     conda:
-        "../../envs/study.yaml"
+        "../envs/study.yaml"
     log:
         f"{R}/logs/imagenet/index.log",
     resources:
@@ -34,7 +34,7 @@ rule imagenet_train:
     """One (model, transform, m_i, seed): FLAX-recipe SGD for imagenet.epochs, resumable per epoch."""
     wildcard_constraints:
         model="[a-z0-9_]+",
-        transform="|".join(IN.TRANSFORMS),
+        transform="|".join(IR.TRANSFORMS),
         i=r"\d+",
     input:
         index=f"{R}/imagenet/index.json",
@@ -42,14 +42,14 @@ rule imagenet_train:
         f"{R}/imagenet/cells/{{model}}/{{transform}}/i{{i}}/s{{seed}}.parquet",
     params:
         spec=lambda wc: imagenet_spec(),
-        launch=IN.launcher(INC, CUDA),
-        checkpoint=lambda wc: IN.cell_path(R, wc.model, wc.transform, wc.i, wc.seed, "ckpt.pt"),
+        launch=IC.launcher(INC, CUDA),
+        checkpoint=lambda wc: IC.cell_path(R, wc.model, wc.transform, wc.i, wc.seed, "ckpt.pt"),
     conda:
-        "../../envs/study.yaml"
+        "../envs/study.yaml"
     log:
         f"{R}/logs/imagenet/{{model}}/{{transform}}/i{{i}}/s{{seed}}.log",
     benchmark:
-        f"{R}/benchmarks/imagenet/{{model}}/{{transform}}/i{{i}}/s{{seed}}.tsv"
+        J.benchmark(R, "imagenet_train")
     threads: INC["workers"] + 1
     resources:
         runtime=INC["runtime_min"],
@@ -69,12 +69,12 @@ rule imagenet_tables:
         imagenet_cells(),
     output:
         [report(f"{R}/imagenet/tables/{t}.{ext}", category="ImageNet", caption="../report/imagenet_table.rst")
-         for t in IN.TABLES for ext in ("parquet", "csv")],
+         for t in IR.TABLES for ext in ("parquet", "csv")],
     params:
         spec=lambda wc: imagenet_spec(),
         out=lambda wc, output: os.path.dirname(output[0]),
     conda:
-        "../../envs/study.yaml"
+        "../envs/study.yaml"
     log:
         f"{R}/logs/imagenet/tables.log",
     shell:
@@ -84,16 +84,16 @@ rule imagenet_tables:
 rule imagenet_figure:
     """Figs. 5 (left, right), S3 and S4 from the ImageNet tables."""
     wildcard_constraints:
-        figure="|".join(IN.FIGURES),
+        figure="|".join(IR.FIGURES),
     input:
-        lambda wc: [f"{R}/imagenet/tables/{t}.parquet" for t in IN.FIGURES[wc.figure]],
+        lambda wc: [f"{R}/imagenet/tables/{t}.parquet" for t in IR.FIGURES[wc.figure]],
     output:
         png=report(f"{R}/figures/{{figure}}.png", category="ImageNet", caption="../report/imagenet_figures.rst"),
         pdf=report(f"{R}/figures/{{figure}}.pdf", category="ImageNet", caption="../report/imagenet_figures.rst"),
     params:
         spec=lambda wc: imagenet_spec(),
     conda:
-        "../../envs/study.yaml"
+        "../envs/study.yaml"
     log:
         f"{R}/logs/figures/{{figure}}.log",
     shell:
@@ -111,7 +111,7 @@ rule imagenet_samples:
     params:
         spec=lambda wc: imagenet_spec(),
     conda:
-        "../../envs/study.yaml"
+        "../envs/study.yaml"
     log:
         f"{R}/logs/figures/figS7_samples.log",
     resources:

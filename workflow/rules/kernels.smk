@@ -11,11 +11,11 @@ rule kernel:
             device=config["device"],
         ),
     conda:
-        "../../envs/study.yaml"
+        "../envs/study.yaml"
     log:
         f"{R}/logs/kernel/{{family}}/{{transform}}/s{{seed}}.log",
     benchmark:
-        f"{R}/benchmarks/kernel/{{family}}/{{transform}}/s{{seed}}.tsv"
+        J.benchmark(R, "kernel")
     threads: 1
     resources:
         **planned("kernel", 60 if RUN != "paper" else 7 * 24 * 60, int(config["kernels"]["max_memory_gb"] * 1536) + 2000),
@@ -41,11 +41,11 @@ rule kernel_cell:
     params:
         spec=lambda wc: spec_json(ridges=config["kernels"]["ridges"], seeds=config["kernel_seeds"]),
     conda:
-        "../../envs/study.yaml"
+        "../envs/study.yaml"
     log:
         f"{R}/logs/cells/{{study}}/ntk/{{arch}}/{{transform}}/winf_m{{m}}.log",
     benchmark:
-        f"{R}/benchmarks/cells/{{study}}/ntk/{{arch}}/{{transform}}/winf_m{{m}}.tsv"
+        J.benchmark(R, "kernel_cell")
     group:
         "regress"
     resources:
@@ -73,11 +73,11 @@ rule scaling_cells:
         spec=lambda wc: spec_json(ridges=config["kernels"]["ridges"], seeds=config["kernel_seeds"]),
         sizes=" ".join(map(str, config["curves"]["sizes"])),
     conda:
-        "../../envs/study.yaml"
+        "../envs/study.yaml"
     log:
         f"{R}/logs/cells/scaling/{{arch}}/{{transform}}.log",
     benchmark:
-        f"{R}/benchmarks/cells/scaling/{{arch}}/{{transform}}.tsv"
+        J.benchmark(R, "scaling_cells")
     group:
         "regress"
     resources:

@@ -15,7 +15,7 @@ rule merge:
         table=report(f"{R}/tables/{{study}}.parquet", category="Tables", caption="../report/table.rst"),
         csv=report(f"{R}/tables/{{study}}.csv", category="Tables", caption="../report/table.rst"),
     conda:
-        "../../envs/study.yaml"
+        "../envs/study.yaml"
     log:
         f"{R}/logs/merge/{{study}}.log",
     shell:
@@ -33,7 +33,7 @@ rule figure:
         png=report(f"{R}/figures/{{figure}}.png", category="Figures", caption="../report/figures.rst"),
         pdf=report(f"{R}/figures/{{figure}}.pdf", category="Figures", caption="../report/figures.rst"),
     conda:
-        "../../envs/study.yaml"
+        "../envs/study.yaml"
     log:
         f"{R}/logs/figures/{{figure}}.log",
     shell:
@@ -50,7 +50,7 @@ rule fits:
         table=report(f"{R}/tables/{{study}}_fits.parquet", category="Tables", caption="../report/table.rst"),
         csv=report(f"{R}/tables/{{study}}_fits.csv", category="Tables", caption="../report/table.rst"),
     conda:
-        "../../envs/study.yaml"
+        "../envs/study.yaml"
     log:
         f"{R}/logs/fits/{{study}}.log",
     shell:
@@ -66,7 +66,7 @@ rule sdist_table:
         table=report(f"{R}/tables/sdist_distances.parquet", category="Tables", caption="../report/table.rst"),
         csv=report(f"{R}/tables/sdist_distances.csv", category="Tables", caption="../report/table.rst"),
     conda:
-        "../../envs/study.yaml"
+        "../envs/study.yaml"
     log:
         f"{R}/logs/sdist.log",
     shell:
@@ -89,7 +89,7 @@ rule symmetry_report:
     params:
         archs=" ".join(config["grid"]["architectures"]),
     conda:
-        "../../envs/study.yaml"
+        "../envs/study.yaml"
     log:
         f"{R}/logs/symmetry_report.log",
     resources:

@@ -9,11 +9,11 @@ rule train_cell:
         spec=lambda wc: spec_json(seeds=train_seeds(wc.study), device=config["device"], training=config["training"]),
         first_layer=lambda wc: "uniform" if wc.study == "uniform_init" else "gaussian",
     conda:
-        "../../envs/study.yaml"
+        "../envs/study.yaml"
     log:
         f"{R}/logs/cells/{{study}}/{{finite}}/{{arch}}/{{transform}}/w{{width}}_m{{m}}.log",
     benchmark:
-        f"{R}/benchmarks/cells/{{study}}/{{finite}}/{{arch}}/{{transform}}/w{{width}}_m{{m}}.tsv"
+        J.benchmark(R, "train_cell")
     threads: 1
     resources:
         **planned("train_cell", 60 if RUN != "paper" else 3 * 24 * 60, 8000),

@@ -7,9 +7,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from synsym import architectures as A
-from synsym.data import one_hot
-from synsym.metrics import accuracy, power_law_fit, s_dist
+from synsym.core import architectures as A
+from synsym.core.data import one_hot
+from synsym.core.metrics import accuracy, power_law_fit, s_dist
 
 FIT_KEYS = ["study", "inference", "architecture", "transform"]
 
@@ -66,7 +66,7 @@ KERNEL_TOL = 1e-6  # relative kernel change above which a kernel is "not invaria
 
 def kernel_invariance(kern_id: dict[str, np.ndarray], kern_tau: dict[str, np.ndarray], arch: str, kind: str) -> float:
     """max |K(tau X) - K(X)| / max |K(X)| over the train-train and test-train blocks."""
-    from synsym.kernels import kernel_key
+    from synsym.ntk.kernels import kernel_key
 
     key = kernel_key(arch)
     diffs = []

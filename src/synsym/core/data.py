@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from synsym.architectures import N_CLASSES
-from synsym.seeding import rng
+from synsym.core.architectures import N_CLASSES
+from synsym.core.seeding import rng
 
 ARCHIVE = "cifar-10-python.tar.gz"
 BATCH_DIR = "cifar-10-batches-py"
@@ -145,7 +145,7 @@ class Split:
     y_test: np.ndarray
 
     def save(self, path: str | Path) -> None:
-        from synsym.io import atomic_path
+        from synsym.core.io import atomic_path
 
         with atomic_path(path) as tmp, open(tmp, "wb") as f:
             np.savez(f, **self.__dict__)

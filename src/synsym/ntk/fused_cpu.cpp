@@ -1,4 +1,4 @@
-// Fused CPU kernel for synsym.engine: the whole depth-L conv-family recursion
+// Fused CPU kernel for synsym.ntk.engine: the whole depth-L conv-family recursion
 // for one (image pair, offset delta) at a time, in L1 cache.
 //
 // Why this is exact and independent per (pair, delta): in the K[pair, delta, a]
@@ -9,7 +9,7 @@
 // (a few numbers per pair) are written back. The eager torch path makes ~30
 // passes over the (pairs x d x d) kernels per layer; this never stores them.
 //
-// Built on first use by synsym.engine via torch.utils.cpp_extension.load_inline
+// Built on first use by synsym.ntk.fused_cpu via torch.utils.cpp_extension.load_inline
 // (-O3 -ffast-math -fopenmp-simd, so glibc's libmvec supplies vector acos).
 
 #include <torch/extension.h>

@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
+
+from synsym.imagenet.registry import get
 
 
 class _AllReduce(torch.autograd.Function):
@@ -187,14 +188,14 @@ class _MBConv(nn.Module):
 # (expand, kernel, stride, in, out, repeats) of B0
 _EFFNET_B0 = [(1, 3, 1, 32, 16, 1), (6, 3, 2, 16, 24, 2), (6, 5, 2, 24, 40, 2), (6, 3, 2, 40, 80, 3),
               (6, 5, 1, 80, 112, 3), (6, 5, 2, 112, 192, 4), (6, 3, 1, 192, 320, 1)]
-# (width multiplier, depth multiplier, resolution, dropout) of B0..B7 (Tan & Le 2019)
-EFFNET_SCALES = {0: (1.0, 1.0, 224, 0.2), 1: (1.0, 1.1, 240, 0.2), 2: (1.1, 1.2, 260, 0.3), 3: (1.2, 1.4, 300, 0.3),
-                 4: (1.4, 1.8, 380, 0.4), 5: (1.6, 2.2, 456, 0.4), 6: (1.8, 2.6, 528, 0.5), 7: (2.0, 3.1, 600, 0.5)}
+# (width multiplier, depth multiplier, dropout) of B0..B7 (Tan & Le 2019); resolutions in the registry
+EFFNET_SCALES = {0: (1.0, 1.0, 0.2), 1: (1.0, 1.1, 0.2), 2: (1.1, 1.2, 0.3), 3: (1.2, 1.4, 0.3),
+                 4: (1.4, 1.8, 0.4), 5: (1.6, 2.2, 0.4), 6: (1.8, 2.6, 0.5), 7: (2.0, 3.1, 0.5)}
 
 
 def efficientnet(b: int, classes: int, stochastic_depth: float = 0.2) -> nn.Sequential:
     """EfficientNet-B<b>: compound-scaled MBConv stages with squeeze-excitation and SiLU."""
-    wm, dm, _, dropout = EFFNET_SCALES[b]
+    wm, dm, dropout = EFFNET_SCALES[b]
     stages = [(e, k, s, _divisible(i * wm), _divisible(o * wm), int(math.ceil(n * dm))) for e, k, s, i, o, n in _EFFNET_B0]
     total, idx = sum(s[-1] for s in stages), 0
     mods: list[nn.Module] = [*_conv_bn(3, stages[0][3], 3, 2, eps=1e-3), nn.SiLU(inplace=True)]
@@ -218,50 +219,30 @@ def efficientnet(b: int, classes: int, stochastic_depth: float = 0.2) -> nn.Sequ
     return net
 
 
-# ----------------------------------------------------------------------------- registry
-@dataclass(frozen=True)
-class VisionModel:
-    """One model id: its family (for Fig. 5 right), native resolution and builder."""
-
-    id: str
-    family: str
-    resolution: int
-    build: Callable[[int, int], nn.Module]  # (classes, image size) -> module
-
-
-def _register() -> dict[str, VisionModel]:
-    reg: dict[str, VisionModel] = {}
+# ----------------------------------------------------------------------------- builders
+def _builders() -> dict[str, Callable[[int, int], nn.Module]]:
+    """(classes, image size) -> module, for every id of synsym.imagenet.registry."""
     res = {18: (_Basic, [2, 2, 2, 2]), 34: (_Basic, [3, 4, 6, 3]), 50: (_Bottleneck, [3, 4, 6, 3]),
            101: (_Bottleneck, [3, 4, 23, 3]), 152: (_Bottleneck, [3, 8, 36, 3]), 200: (_Bottleneck, [3, 24, 36, 3])}
-    for n, (blk, layers) in res.items():
-        reg[f"resnet{n}"] = VisionModel(f"resnet{n}", "resnet", 224, lambda c, s, b=blk, ls=layers: resnet(b, ls, c))
-    # Mixer-S/16 is the paper's "small Mixer" (patches 16x16x3, Sec. 6.2); B/16 for reference.
-    reg["mixer_s16"] = VisionModel("mixer_s16", "mixer", 224, lambda c, s: Mixer(16, 512, 8, 256, 2048, c, s))
-    reg["mixer_b16"] = VisionModel("mixer_b16", "mixer", 224, lambda c, s: Mixer(16, 768, 12, 384, 3072, c, s))
-    for b, (_, _, r, _) in EFFNET_SCALES.items():
-        reg[f"efficientnet_b{b}"] = VisionModel(f"efficientnet_b{b}", "efficientnet", r,
-                                                lambda c, s, b=b: efficientnet(b, c))
-    # CPU test sizes: same code, a few thousand parameters, any resolution divisible by 8.
-    reg["resnet_tiny"] = VisionModel("resnet_tiny", "resnet", 32, lambda c, s: resnet(_Basic, [1, 1], c, stem=8))
-    reg["mixer_tiny"] = VisionModel("mixer_tiny", "mixer", 32, lambda c, s: Mixer(8, 16, 2, 8, 32, c, s))
+    reg: dict[str, Callable[[int, int], nn.Module]] = {
+        f"resnet{n}": (lambda c, s, b=blk, ls=layers: resnet(b, ls, c)) for n, (blk, layers) in res.items()}
+    reg["mixer_s16"] = lambda c, s: Mixer(16, 512, 8, 256, 2048, c, s)
+    reg["mixer_b16"] = lambda c, s: Mixer(16, 768, 12, 384, 3072, c, s)
+    for b in EFFNET_SCALES:
+        reg[f"efficientnet_b{b}"] = lambda c, s, b=b: efficientnet(b, c)
+    reg["resnet_tiny"] = lambda c, s: resnet(_Basic, [1, 1], c, stem=8)
+    reg["mixer_tiny"] = lambda c, s: Mixer(8, 16, 2, 8, 32, c, s)
     return reg
 
 
-MODELS: dict[str, VisionModel] = _register()
-
-
-def get(model_id: str) -> VisionModel:
-    """The model with this id, or one line naming the allowed ids."""
-    if model_id not in MODELS:
-        raise ValueError(f"unknown model {model_id!r}; allowed: {', '.join(MODELS)}")
-    return MODELS[model_id]
+BUILDERS = _builders()
 
 
 def build(model_id: str, classes: int, image_size: int | None = None) -> nn.Module:
     """A freshly initialised model (torch's global RNG: seed it first). Only the Mixer's
     token count depends on ``image_size`` (default: the model's native resolution)."""
     m = get(model_id)
-    return m.build(classes, image_size or m.resolution)
+    return BUILDERS[m.id](classes, image_size or m.resolution)
 
 
 def forward_macs(model: nn.Module, image_size: int) -> int:

@@ -1,6 +1,5 @@
-"""The ImageNet half of the study (paper Sec. 6.2, App. B.2, App. F): the folder tree,
-the subsets m_i, augmentation, the symmetry transform of a batch, the studies' cells
-and their cost.
+"""The ImageNet half's data (paper Sec. 6.2, App. B.2, App. F): the folder tree,
+the subsets m_i, augmentation, and the symmetry transform of a batch.
 
 Off unless config ``imagenet.root`` names a local ImageNet in the standard layout
 (``train/<class>/*`` and ``val/<class>/*``, one folder per class). A cell is
@@ -11,50 +10,26 @@ group element drawn for (global seed, seed) as in the CIFAR half (App. B.3).
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
-from synsym import transforms as T
-from synsym.seeding import rng
+from synsym.core import transforms as T
+from synsym.core.seeding import rng
+from synsym.imagenet.registry import check_transform
 
-# torch and synsym.vision are imported where used: this module is read at every DAG build.
+# torch and PIL are imported where used.
 
 IMAGE_EXTS = (".jpeg", ".jpg", ".png", ".bmp", ".ppm", ".webp")
-# Transforms that act on a 224x224x3 tensor; O(3d) would be a 150528^2 dense matrix (180 GB).
-TRANSFORMS = ("identity", "o3_shared", "o3_per_pixel", "perm_3d")
+IMAGE_EXTS = (".jpeg", ".jpg", ".png", ".bmp", ".ppm", ".webp")
 # The FLAX example's normalisation (ImageNet channel statistics, RGB, of pixels in [0, 1]).
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
 CROP_PADDING = 32  # eval: center crop size/(size + 32) of the shorter side, as the FLAX example
-# The studies, each a figure (Sec. 6.2 and App. F); figS7_samples needs no training.
-STUDIES = ("fig5_curves", "fig5_families", "figS3_scaling", "figS4_dynamics")
-# The merged tables (imagenet_tables rule), in the order `imagenet tables` writes them.
-TABLES = ("imagenet_epochs", "imagenet_final", "imagenet_fits")
-FIGURES = {
-    "fig5_learning_curves": ["imagenet_final", "imagenet_fits"],
-    "fig5_rotated_vs_clean": ["imagenet_final"],
-    "figS3_scaling_vs_rotation": ["imagenet_final", "imagenet_fits"],
-    "figS4_dynamics": ["imagenet_epochs"],
-}
-
-
 class TreeError(ValueError):
     """A problem with the ImageNet folder tree (one line)."""
-
-
-def enabled(config: dict) -> bool:
-    return bool(config.get("imagenet", {}).get("root"))
-
-
-def check_transform(transform_id: str) -> str:
-    if transform_id not in TRANSFORMS:
-        raise ValueError(f"imagenet: unknown transform {transform_id!r}; allowed: {', '.join(TRANSFORMS)}")
-    return transform_id
 
 
 def _class_dirs(split_dir: Path) -> list[str]:
@@ -110,10 +85,10 @@ def subset_size(m: int, i: int) -> int:
 
 
 def subset_order(labels: np.ndarray, global_seed: int) -> np.ndarray:
-    """An ordering of the training images whose every prefix is class-balanced (synsym.data's
+    """An ordering of the training images whose every prefix is class-balanced (synsym.core.data's
     balanced_order, as the CIFAR split), so the subsets m_0 > m_1 > ... are nested prefixes of
     one list. Keyed by the global seed only: every model, transform and seed sees the same subsets."""
-    from synsym.data import balanced_order
+    from synsym.core.data import balanced_order
 
     return balanced_order(np.asarray(labels), rng(global_seed, "imagenet-subset"))
 
@@ -192,7 +167,7 @@ class FolderDataset:
 
 
 class BatchTransform:
-    """One group element tau (synsym.transforms, drawn for (global seed, seed)) applied to an
+    """One group element tau (synsym.core.transforms, drawn for (global seed, seed)) applied to an
     (N, 3, H, W) batch on its device: per-pixel 3x3 matrices, or a permutation of the
     flattened HWC vector."""
 
@@ -213,145 +188,6 @@ class BatchTransform:
             flat = x.permute(0, 2, 3, 1).reshape(n, h * w * c)[:, self.perm]
             return flat.reshape(n, h, w, c).permute(0, 3, 1, 2).contiguous()
         return x
-
-
-# ----------------------------------------------------------------------------- studies
-def image_size(cfg: dict, model: str) -> int:
-    """The training resolution: imagenet.image_size, or the model's native one."""
-    from synsym import vision as V
-
-    return cfg["image_size"] or V.get(model).resolution
-
-
-def study_cells(cfg: dict, study: str) -> list[tuple[str, str, int, int]]:
-    """(model, transform, size index, seed) of one study; full data is i = 0."""
-    s = cfg["studies"][study]
-    sizes = s.get("size_indices", [0])
-    return [(m, t, i, seed) for m in s["models"] for t in s["transforms"] for i in sizes for seed in s["seeds"]]
-
-
-def cells(cfg: dict) -> list[tuple[str, str, int, int]]:
-    """Every distinct training job of the enabled studies (studies share cells)."""
-    seen: dict = {}
-    for st in STUDIES:
-        for c in study_cells(cfg, st):
-            seen.setdefault(c, None)
-    return list(seen)
-
-
-def cell_path(run_dir: str, model: str, transform: str, i: int, seed: int, ext: str = "parquet") -> str:
-    return f"{run_dir}/imagenet/cells/{model}/{transform}/i{i}/s{seed}.{ext}"
-
-
-def launcher(cfg: dict, cuda: bool) -> str:
-    """What starts a training job: one process on a CPU or a single GPU; torchrun with one
-    process per GPU otherwise (srun and a c10d rendezvous across nodes)."""
-    gpus, nodes = cfg["gpus"], cfg["nodes"]
-    if not cuda or gpus * nodes == 1:
-        return "python"
-    if nodes == 1:
-        return f"torchrun --standalone --nproc-per-node {gpus}"
-    return (f"srun --ntasks-per-node 1 torchrun --nnodes {nodes} --nproc-per-node {gpus} --rdzv-backend c10d "
-            "--rdzv-id $SLURM_JOB_ID --rdzv-endpoint $(scontrol show hostnames $SLURM_JOB_NODELIST | head -n1):29500")
-
-
-def validate(cfg: dict) -> None:
-    """Checks the schema cannot express (ids live in synsym.vision and here)."""
-    from synsym import vision as V
-
-    for st in STUDIES:
-        s = cfg["studies"][st]
-        for m in s["models"]:
-            try:
-                V.get(m)
-            except ValueError as e:
-                raise ValueError(f"imagenet.studies.{st}.models: {e}") from None
-        for t in s["transforms"]:
-            try:
-                check_transform(t)
-            except ValueError as e:
-                raise ValueError(f"imagenet.studies.{st}.transforms: {e}") from None
-    if cfg["batch_size"] % (cfg["gpus"] * cfg["nodes"]):
-        raise ValueError(f"imagenet.batch_size = {cfg['batch_size']} is not divisible by gpus x nodes = "
-                         f"{cfg['gpus'] * cfg['nodes']}; allowed: a multiple of it")
-
-
-# ----------------------------------------------------------------------------- cost
-def cost_table(cfg: dict, m_full: int = 1_281_167, n_val: int = 50_000, peak_tflops: float = 989.0) -> list[dict]:
-    """GPU-hours per study, and for the distinct jobs of all studies (studies share cells), from
-    the recipe: per epoch (3 x m_i training images + n_val evaluated) x 2 x forward
-    multiply-accumulates, x epochs. At ``peak_tflops`` (an H100 SXM's dense BF16 data-sheet peak)
-    it is a floor; the 40% column assumes a utilisation typical of well-fed convnet training."""
-    from synsym import vision as V
-
-    macs: dict[str, int] = {}
-
-    def flops(cell: tuple) -> float:
-        model, _, i, _ = cell
-        if model not in macs:
-            macs[model] = V.forward_macs(V.build(model, 1000), image_size(cfg, model))
-        return 2.0 * macs[model] * (3 * subset_size(m_full, i) + n_val) * cfg["epochs"]
-
-    groups = [(st, study_cells(cfg, st)) for st in STUDIES] + [("all (distinct jobs)", cells(cfg))]
-    rows = []
-    for name, cs in groups:
-        total = sum(flops(c) for c in cs)
-        hours = total / (peak_tflops * 1e12) / 3600
-        rows.append({"study": name, "jobs": len(cs), "pflop": total / 1e15, "gpu_h_at_peak": hours,
-                     "gpu_h_at_40pct": hours / 0.4})
-    return rows
-
-
-def write_json(obj, path: str | Path) -> None:
-    from synsym.io import atomic_path
-
-    with atomic_path(path) as tmp:
-        Path(tmp).write_text(json.dumps(obj))
-
-
-# ----------------------------------------------------------------------------- tables
-CELL_COLS = ["model", "family", "transform", "size_index", "m", "seed"]
-
-
-def read_runs(paths: list[str]) -> pd.DataFrame:
-    """Every epoch row of every cell file (the schema of synsym.imagenet_training)."""
-    import pyarrow.parquet as pq
-
-    from synsym.imagenet_training import SCHEMA
-
-    frames = []
-    for p in paths:
-        t = pq.read_table(p)
-        if not t.schema.remove_metadata().equals(SCHEMA):
-            raise ValueError(f"{p}: schema differs from the ImageNet cell schema")
-        frames.append(t.to_pandas())
-    return pd.concat(frames, ignore_index=True) if frames else SCHEMA.empty_table().to_pandas()
-
-
-def final_table(epochs: pd.DataFrame) -> pd.DataFrame:
-    """The last epoch of each cell, with top-1 error."""
-    last = epochs.sort_values("epoch").groupby(CELL_COLS, as_index=False).tail(1).reset_index(drop=True)
-    return last.assign(val_error=1.0 - last["val_top1"])
-
-
-def two_segment_fits(final: pd.DataFrame, cusp_index: int = 6) -> pd.DataFrame:
-    """Power-law slopes of top-1 error vs m on the small-data points (i >= cusp_index) and
-    the large-data points (i < cusp_index), per (model, transform), seeds averaged (Fig. 5 left)."""
-    from synsym.metrics import power_law_fit
-
-    rows = []
-    curves = final.groupby(["model", "transform", "size_index", "m"], as_index=False)["val_error"].mean()
-    for (model, t), g in curves.groupby(["model", "transform"]):
-        if g["size_index"].nunique() < 2:
-            continue
-        row = {"model": model, "transform": t, "cusp_index": cusp_index}
-        for seg, sel in (("small", g["size_index"] >= cusp_index), ("large", g["size_index"] < cusp_index)):
-            alpha, se = power_law_fit(g.loc[sel, "m"].to_numpy(), g.loc[sel, "val_error"].to_numpy())
-            row.update({f"alpha_{seg}": alpha, f"alpha_{seg}_se": se, f"points_{seg}": int(sel.sum())})
-        rows.append(row)
-    cols = ["model", "transform", "cusp_index"] + [c.format(s) for s in ("small", "large")
-                                                   for c in ("alpha_{}", "alpha_{}_se", "points_{}")]
-    return pd.DataFrame(rows, columns=cols)
 
 
 def samples(index: dict, cfg: dict, global_seed: int) -> dict[str, np.ndarray]:

@@ -3,7 +3,7 @@
 Parameters are a dict of tensors whose leading axis indexes seeds, and
 ``apply`` maps images (S, B, H, W, 3) to logits (S, B, 10): every seed trains
 in the same kernels (grouped convolutions, batched einsums) instead of one
-process per seed. The hyperparameters come from :mod:`synsym.architectures`,
+process per seed. The hyperparameters come from :mod:`synsym.core.architectures`,
 the same table the kernels read.
 
 NTK parameterization: a layer computes sigma_w / sqrt(fan_in) * (x . w) +
@@ -18,9 +18,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from synsym.architectures import FILTER, N_CLASSES, SIGMA_B2, SIGMA_W2, ArchSpec, readout_positions
-from synsym.seeding import rng
-from synsym.transforms import Transform
+from synsym.core.architectures import FILTER, N_CLASSES, SIGMA_B2, SIGMA_W2, ArchSpec, readout_positions
+from synsym.core.seeding import rng
+from synsym.core.transforms import Transform
 
 SW, SB = math.sqrt(SIGMA_W2), math.sqrt(SIGMA_B2)
 K2 = FILTER * FILTER
@@ -83,9 +83,8 @@ def init_params(
 class _CircularPad(torch.autograd.Function):
     """Wrap-around padding by one pixel of the last two axes, with a hand-written backward.
 
-    ``F.pad(mode="circular")`` costs ~4x more forward + backward on CPU (1.7 vs
-    0.4 ms for a (40, 120, 8, 8) batch): its backward goes through many strided
-    slice copies. Here the forward is five slice copies and the backward copies
+    ``F.pad(mode="circular")`` is several times slower forward + backward on CPU
+    (README has the measurement): its backward goes through many strided slice copies. Here the forward is five slice copies and the backward copies
     the interior once and adds the wrapped borders and corners to it, in a fixed
     order (deterministic). Linear, so its jvp is itself
     (``torch.func.jvp`` in the lambda_max power iteration)."""
@@ -112,7 +111,7 @@ class _CircularPad(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         # A contiguous result: a strided view here made the ReLU backward that
-        # consumes it ~10x slower (11% of a training step).
+        # consumes it much slower.
         out = g[..., 1:-1, 1:-1].contiguous()
         out[..., 0, :] += g[..., -1, 1:-1]  # bottom pad row wraps to row 0
         out[..., -1, :] += g[..., 0, 1:-1]  # top pad row wraps to the last row
@@ -157,8 +156,8 @@ def neighbours(image_size: int, device: torch.device | str = "cpu") -> torch.Ten
 
 def _patch_rows(n_seeds: int, image_size: int, device: torch.device) -> torch.Tensor:
     """Row index into (seed, position)-flattened activations that gathers every patch:
-    one index_select over that axis (on a middle axis it was ~2x slower per seed with
-    5 seeds than with 1). Built once per forward, shared by all layers."""
+    one index_select over that axis (on a middle axis its cost per seed grew with the
+    number of seeds). Built once per forward, shared by all layers."""
     nbr = neighbours(image_size, device)
     return (torch.arange(n_seeds, device=device)[:, None] * nbr.shape[0] + nbr.reshape(1, -1)).reshape(-1)
 

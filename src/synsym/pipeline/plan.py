@@ -30,9 +30,9 @@ from pathlib import Path
 
 import numpy as np
 
-from synsym import architectures as A
-from synsym.config import step_cap
-from synsym.jobs import Job, jobs, train_seeds
+from synsym.core import architectures as A
+from synsym.finite.recipe import step_cap
+from synsym.pipeline.jobs import Job, jobs, read_benchmarks, train_seeds
 
 VERSION = 2
 CIFAR_BYTES = 170e6  # the official archive: prepare reads it ~3 times (md5, extraction, unpickling)
@@ -61,7 +61,7 @@ def train_key(config: dict, arch: str, width: int, n_seeds: int) -> str:
 
 
 def _block(config: dict, family: str) -> int:
-    from synsym.kernels import block_size_for
+    from synsym.ntk.kernels import block_size_for
 
     k = config["kernels"]
     return block_size_for(family, _image_size(config), k["max_memory_gb"], k["block_size"])
@@ -116,7 +116,7 @@ def _overheads(config: dict) -> dict:
     is a few milliseconds. Also the peak RSS of those jobs."""
     import tempfile
 
-    from synsym.data import Split
+    from synsym.core.data import Split
 
     s, depth = _image_size(config), config["model"]["depth"]
     rng = np.random.default_rng(0)
@@ -140,7 +140,7 @@ def _overheads(config: dict) -> dict:
                            "--study", "grid", "--inference", "nn", "--arch", "fcn", "--transform", "o3_per_pixel",
                            "--width", "8", "--m", "40", "--split", f"{d}/split.npz", "--out", f"{d}/c.parquet"],
         }
-        cmds["prepare"] = ["-c", "import synsym.cli, synsym.cells"]
+        cmds["prepare"] = ["-c", "import synsym.cli, synsym.study.cells"]
         rss = {}
         for rule, args in cmds.items():
             best, rss[rule] = float("inf"), float("inf")
@@ -186,7 +186,7 @@ def _linalg() -> dict:
 
 def _kernel(config: dict, family: str, device: str) -> dict:
     """Seconds per computed kernel entry, warm, and the first call's extra (builds, JIT)."""
-    from synsym.kernels import compute_family
+    from synsym.ntk.kernels import compute_family
 
     b = _block(config, family)
     s, depth = _image_size(config), config["model"]["depth"]
@@ -211,7 +211,7 @@ def _train(config: dict, arch: str, width: int, n_seeds: int, device: str) -> di
     time is linear in the images they process."""
     import torch
 
-    from synsym import models, training
+    from synsym.finite import models, training
 
     spec, s, depth = A.get(arch), _image_size(config), config["model"]["depth"]
     tc = config["training"]
@@ -263,8 +263,8 @@ def calibrate(config: dict, path: str | Path | None = None, log=None) -> dict:
     """Measure what ``config`` needs and is not yet in the calibration file; save it (atomically)."""
     import torch
 
-    from synsym.io import atomic_path
-    from synsym.training import resolve_device
+    from synsym.core.io import atomic_path
+    from synsym.core.device import resolve_device
 
     log = log or (lambda s: print(s, file=sys.stderr, flush=True))
     device = resolve_device(config["device"]).type
@@ -347,14 +347,14 @@ def kernel_entries(config: dict, family: str) -> int:
 
 def kernel_flops(config: dict) -> float:
     """float64 FLOPs of every conv-family kernel job of the study (engine.flops_per_entry per entry)."""
-    from synsym.engine import flops_per_entry
+    from synsym.ntk.engine import flops_per_entry
 
     n = sum(1 for j in jobs(config) if j.rule == "kernel" and j.wildcards["family"] == "conv")
     return n * kernel_entries(config, "conv") * flops_per_entry(_image_size(config), config["model"]["depth"])
 
 
 def _members(family: str) -> int:
-    from synsym.kernels import FAMILY_MEMBERS
+    from synsym.ntk.kernels import FAMILY_MEMBERS
 
     return len(FAMILY_MEMBERS[family])
 
@@ -400,7 +400,7 @@ def predict(job: Job, config: dict, cal: dict) -> tuple[float, float]:
         k = cal["kernel"][kernel_key(config, fam)]
         file_b = _kernel_file_bytes(config, fam)
         secs = base_s + k["cold_extra_s"] + kernel_entries(config, fam) * k["s_per_entry"] + file_b / cal["io_bytes_s"]
-        from synsym.kernels import BYTES_PER_ENTRY
+        from synsym.ntk.kernels import BYTES_PER_ENTRY
 
         b = _block(config, fam)
         block_mb = b * b * (_image_size(config) ** 4 if fam == "conv" else 1) * BYTES_PER_ENTRY / 2**20
@@ -515,31 +515,8 @@ def _dur(s: float) -> str:
 
 def measured(run: str | Path) -> dict[str, tuple[float, float]]:
     """(seconds, peak RSS in MB) per job from Snakemake's benchmark TSVs under results/<run>/benchmarks,
-    keyed like Job.name."""
-    out = {}
-    root = Path(run) / "benchmarks"
-    for tsv in root.rglob("*.tsv"):
-        rel = tsv.relative_to(root).with_suffix("").parts
-        with open(tsv) as f:
-            cols = f.readline().rstrip("\n").split("\t")
-            vals = dict(zip(cols, f.readline().rstrip("\n").split("\t")))
-        secs, rss = float(vals["s"]), float(vals["max_rss"]) if vals.get("max_rss", "NA") != "NA" else float("nan")
-        if rel[0] == "prepare":
-            job = Job("prepare", {})
-        elif rel[0] == "kernel":
-            job = Job("kernel", {"family": rel[1], "transform": rel[2], "seed": rel[3][1:]})
-        elif rel[0] == "cells" and rel[2] in A.FINITE_INFERENCES:
-            wpart, mpart = rel[5].split("_m")
-            job = Job("train_cell", {"study": rel[1], "finite": rel[2], "arch": rel[3], "transform": rel[4],
-                                     "width": wpart[1:], "m": mpart})
-        elif rel[0] == "cells" and rel[1] == "scaling":
-            job = Job("scaling_cells", {"arch": rel[2], "transform": rel[3]})
-        elif rel[0] == "cells":
-            job = Job("kernel_cell", {"study": rel[1], "arch": rel[3], "transform": rel[4], "m": rel[5].split("_m")[1]})
-        else:
-            continue
-        out[job.name] = (secs, rss)
-    return out
+    keyed like Job.name (synsym.pipeline.jobs reads them, from the rules' own patterns)."""
+    return {job.name: v for job, v in read_benchmarks(run).items()}
 
 
 def compare(rows: list[dict], meas: dict[str, tuple[float, float]]) -> str:

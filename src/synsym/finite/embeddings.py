@@ -2,7 +2,7 @@
 
 Each function maps the (stacked) parameters of the smaller network to
 parameters of the larger one that compute exactly the same function, in
-the NTK parameterization of :mod:`synsym.models` (so fan-in factors appear
+the NTK parameterization of :mod:`synsym.finite.models` (so fan-in factors appear
 where widths differ). Tests check equal outputs on random inputs.
 """
 
@@ -12,7 +12,7 @@ import math
 
 import torch
 
-from synsym.models import FILTER, K2, neighbours
+from synsym.finite.models import FILTER, K2, neighbours
 
 
 def _local_taps(w: torch.Tensor, s_img: int):

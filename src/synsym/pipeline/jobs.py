@@ -1,5 +1,5 @@
 """Which cells and jobs a config implies: the one enumeration that the Snakemake rules
-(workflow/rules/common.smk) and the cost planner (synsym.plan) both read.
+(workflow/rules/common.smk) and the cost planner (synsym.pipeline.plan) both read.
 
 A cell key is (study, inference, architecture, transform, width, n_train); width
 is None for the infinite-width (kernel) inferences.
@@ -8,11 +8,13 @@ is None for the infinite-width (kernel) inferences.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from synsym import architectures as A
-from synsym import transforms as T
+from synsym.core import architectures as A
+from synsym.core import transforms as T
 
 CellKey = tuple
 
@@ -169,4 +171,72 @@ def jobs(config: dict) -> list[Job]:
     kernels.update({(f, t): None for f in A.KERNEL_FAMILIES for t in config["grid"]["transforms"]})
     out += [Job("kernel", {"family": f, "transform": t, "seed": str(s)})
             for f, t in kernels for s in config["kernel_seeds"]]
+    return out
+
+
+# What each wildcard may match: the workflow's global wildcard_constraints (common.smk) and the
+# benchmark parser below read these, so a path means one job to both.
+WILDCARDS = {
+    "study": "[a-z_0-9]+",
+    "arch": "|".join(A.ARCHITECTURES),
+    "family": "|".join(A.KERNEL_FAMILIES),
+    "finite": "|".join(A.FINITE_INFERENCES),
+    "transform": "[a-z0-9_.-]+",
+    "width": r"\d+",
+    "m": r"\d+",
+    "seed": r"\d+",
+    "i": r"\d+",
+    "model": "[a-z0-9_]+",
+}
+# Each rule's benchmark file under the run directory: the rules' ``benchmark:`` directives are
+# built from these (benchmark()), and measured() reads them back (parse_benchmark()).
+BENCHMARKS = {
+    "prepare": "benchmarks/prepare.tsv",
+    "kernel": "benchmarks/kernel/{family}/{transform}/s{seed}.tsv",
+    "kernel_cell": "benchmarks/cells/{study}/ntk/{arch}/{transform}/winf_m{m}.tsv",
+    "scaling_cells": "benchmarks/cells/scaling/{arch}/{transform}.tsv",
+    "train_cell": "benchmarks/cells/{study}/{finite}/{arch}/{transform}/w{width}_m{m}.tsv",
+    "imagenet_train": "benchmarks/imagenet/{model}/{transform}/i{i}/s{seed}.tsv",
+}
+
+
+def benchmark(run_dir: str, rule: str) -> str:
+    """A rule's benchmark pattern under ``run_dir``, with Snakemake's {wildcards}."""
+    return f"{run_dir}/{BENCHMARKS[rule]}"
+
+
+def _pattern(template: str) -> re.Pattern:
+    parts = re.split(r"\{(\w+)\}", template)
+    rx = "".join(re.escape(p) if k % 2 == 0 else f"(?P<{p}>{WILDCARDS[p]})" for k, p in enumerate(parts))
+    return re.compile(rx)
+
+
+_PATTERNS = {rule: _pattern(t) for rule, t in BENCHMARKS.items()}
+
+
+def parse_benchmark(path: str | Path, run_dir: str | Path) -> Job | None:
+    """The job whose benchmark file ``path`` is (a path under ``run_dir``), or None for a file no
+    rule writes. Each pattern's wildcards keep their constraints, so a kernel cell's
+    ``.../ntk/.../winf_m*`` is never read as a training cell."""
+    rel = Path(path).relative_to(run_dir).as_posix()
+    for rule, rx in _PATTERNS.items():
+        m = rx.fullmatch(rel)
+        if m:
+            return Job(rule, m.groupdict())
+    return None
+
+
+def read_benchmarks(run_dir: str | Path) -> dict[Job, tuple[float, float]]:
+    """(seconds, peak RSS in MB; NaN where Snakemake could not measure it) of every job with a
+    benchmark file under ``run_dir``, keyed by its Job; the last row counts (a rerun appends)."""
+    out = {}
+    for tsv in sorted((Path(run_dir) / "benchmarks").rglob("*.tsv")):
+        job = parse_benchmark(tsv, run_dir)
+        if job is None:
+            continue
+        lines = tsv.read_text().splitlines()
+        cols, vals = lines[0].split("\t"), lines[-1].split("\t")
+        row = dict(zip(cols, vals))
+        rss = row.get("max_rss", "NA")
+        out[job] = (float(row["s"]), float(rss) if rss not in ("NA", "-") else float("nan"))
     return out

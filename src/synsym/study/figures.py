@@ -12,9 +12,9 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from synsym.architectures import ARCHITECTURES, INFERENCE_LABELS  # noqa: E402
-from synsym.io import atomic_path  # noqa: E402
-from synsym.transforms import ORDER, TRANSFORMS  # noqa: E402
+from synsym.core.architectures import ARCHITECTURES, INFERENCE_LABELS  # noqa: E402
+from synsym.core.io import atomic_path  # noqa: E402
+from synsym.core.transforms import ORDER, TRANSFORMS  # noqa: E402
 
 ARCH_ORDER = list(ARCHITECTURES)
 ARCH_LABELS = {a: s.label for a, s in ARCHITECTURES.items()}

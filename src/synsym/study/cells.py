@@ -12,9 +12,12 @@ import time
 
 import numpy as np
 
-from synsym import architectures, kernels, transforms
-from synsym.data import Split, download, make_split, training_subset
-from synsym.io import atomic_path, code_version, pred_path, write_cell
+from synsym.core import architectures, transforms
+from synsym.core.data import Split, download, make_split, training_subset
+from synsym.core.device import resolve_device
+from synsym.core.io import atomic_path, code_version, pred_path, write_cell
+from synsym.finite.recipe import INFERENCE_SETTINGS
+from synsym.ntk import kernels, regression
 
 
 def log(msg: str) -> None:
@@ -64,8 +67,6 @@ def _kernel_device(device: str) -> str:
     """Where the fast engine runs: the training device setting, checked the same way."""
     if device == "cpu":
         return "cpu"
-    from synsym.training import resolve_device
-
     return str(resolve_device(device))
 
 
@@ -93,7 +94,7 @@ def kernel_cell(
             rows, preds = [], []
             for seed, kern in zip(seeds, kerns):
                 t0 = time.time()
-                r = kernels.regress(kern, arch, kind, split.y_train, split.y_val, split.y_test, spec["ridges"], m)
+                r = regression.regress(kern, arch, kind, split.y_train, split.y_val, split.y_test, spec["ridges"], m)
                 row = _base_row(spec, study, kind, arch, transform_id, None, m, split)
                 row.update(
                     seed=seed, train_acc=r["train_acc"], val_acc=r["val_acc"], test_acc=r["test_acc"],
@@ -121,11 +122,11 @@ def train_cell(
     """Train every seed of one finite-width cell together and write its table."""
     import torch  # only training jobs pay for importing torch
 
-    from synsym import models, training
+    from synsym.finite import models, training
 
     a = architectures.get(arch)
     architectures.check_inference(inference, architectures.FINITE_INFERENCES)
-    device = training.resolve_device(spec["device"])
+    device = resolve_device(spec["device"])
     split = Split.load(split_path)
     architectures.check_image_size(a, split.x_train.shape[1])
     seeds, g = spec["seeds"], spec["global_seed"]
@@ -142,7 +143,7 @@ def train_cell(
     k = min(tc.eta0_samples, n)
     lam = training.estimate_lambda_max(a, params, x_train[:, :k], spec["depth"])
     eta0 = training.eta0_from_lambda(lam, k, tc.momentum)
-    factor, l2 = training.INFERENCE_SETTINGS[inference]
+    factor, l2 = INFERENCE_SETTINGS[inference]
     lr = factor * eta0
     log(f"{inference} {arch} w={width} {transform_id} m={n} seeds {seeds} on {device}: "
         f"{models.n_params(params)} params/seed, lambda_max {lam.tolist()} eta0 {eta0.tolist()}")

@@ -1,4 +1,4 @@
-"""Fused GPU kernel (Triton) for the conv-family NNGP/NTK recursion of synsym.engine.
+"""Fused GPU kernel (Triton) for the conv-family NNGP/NTK recursion of synsym.ntk.engine.
 
 Same idea as the fused CPU kernel (fused_cpu.cpp): in the K[pair, delta, a]
 layout (b = a + delta, circular) every (image pair, delta) slice of s x s values

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.linalg import expm
 
-from synsym.seeding import rng
+from synsym.core.seeding import rng
 
 # id -> (group in the paper's notation, what the element is)
 TRANSFORMS: dict[str, tuple[str, str]] = {

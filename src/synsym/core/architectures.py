@@ -1,7 +1,7 @@
 """The six architectures of the study, described once.
 
-Both the finite torch networks (:mod:`synsym.models`) and the infinite-width
-kernels (:mod:`synsym.kernels`) are built from the same :class:`ArchSpec`, so
+Both the finite torch networks (:mod:`synsym.finite.models`) and the infinite-width
+kernels (:mod:`synsym.ntk.kernels`) are built from the same :class:`ArchSpec`, so
 they cannot disagree on a hyperparameter: like neural-tangents' ``stax``, a
 model is a small description from which init, apply and kernel follow.
 
@@ -41,7 +41,7 @@ class ArchSpec:
     pool: int
     kernel_family: str
     paper_width: int
-    # Group id (see synsym.transforms) of the largest transform group under
+    # Group id (see synsym.core.transforms) of the largest transform group under
     # which Theorem 4.1 makes the finite / infinite network invariant.
     finite_invariance: str
     infinite_invariance: str
@@ -60,6 +60,9 @@ ARCHITECTURES: dict[str, ArchSpec] = {
 }
 
 KERNEL_FAMILIES = ("fcn", "conv")
+# Architectures whose kernel a family job writes, in its readout order (LCN reads VEC's:
+# LCN_inf == VEC_inf).
+FAMILY_MEMBERS = {"fcn": ("fcn",), "conv": ("vec", "gap", "lap4", "lap8")}
 
 # Inference algorithms. ``nngp`` rides along with ``ntk`` (same kernel job).
 INFERENCES = ("ntk", "nn", "nn_plus")
@@ -109,7 +112,7 @@ def predicts_invariance(arch_id: str, transform_id: str, infinite: bool) -> bool
     FCN is O(3d)-invariant (hence P(3d) too), LCN_n / LCN_inf / VEC_inf are
     O(3)^d-invariant, VEC_n and GAP / LAP are O(3)⊗I_d-invariant.
     """
-    from synsym.transforms import SUBGROUPS
+    from synsym.core.transforms import SUBGROUPS
 
     spec = get(arch_id)
     group = spec.infinite_invariance if infinite else spec.finite_invariance

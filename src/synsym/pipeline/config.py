@@ -9,9 +9,10 @@ from pathlib import Path
 
 import yaml
 
-from synsym.architectures import ARCHITECTURES
+from synsym.core.architectures import ARCHITECTURES
+from synsym.imagenet import registry as imagenet_registry
 
-SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+SCHEMA = Path(__file__).resolve().parents[3] / "workflow" / "schemas" / "config.schema.yaml"
 
 
 class ConfigError(ValueError):
@@ -29,18 +30,11 @@ def _allowed(err) -> str:
     return f"must satisfy {err.validator}={err.validator_value!r}"
 
 
-def step_cap(training: dict, inference: str) -> int:
-    """A cell's SGD step cap: NN may have its own, larger one (training.max_steps_nn), since at
-    1/8 of NN+'s learning rate it needs more steps to fit (bench/convergence.py)."""
-    nn_cap = training.get("max_steps_nn")
-    return nn_cap if inference == "nn" and nn_cap else training["max_steps"]
-
-
 def load_config(configfiles: list[str]) -> dict:
     """config.yaml with presets merged on top, as ``snakemake --configfile`` does; validated."""
     from snakemake.utils import update_config
 
-    config = yaml.safe_load((SCHEMA.parents[2] / "config.yaml").read_text())
+    config = yaml.safe_load((SCHEMA.parents[2] / "config" / "config.yaml").read_text())
     for f in configfiles:
         update_config(config, yaml.safe_load(Path(f).read_text()))
     return validate(config)
@@ -65,11 +59,9 @@ def validate(config: dict, schema_path: str | Path = SCHEMA) -> dict:
     for a in ARCHITECTURES.values():
         if a.readout == "lap" and d["image_size"] % a.pool:
             raise ConfigError(f"config: data.image_size = {d['image_size']} is not a multiple of {a.pool} ({a.id})")
-    if config["imagenet"]["root"]:  # model ids live in synsym.vision (torch): checked when the half is on
-        from synsym import imagenet
-
+    if config["imagenet"]["root"]:  # the ImageNet section is checked when the half is on
         try:
-            imagenet.validate(config["imagenet"])
+            imagenet_registry.validate(config["imagenet"])
         except ValueError as e:
             raise ConfigError(f"config: {e}") from None
     too_big = [m for m in config["curves"]["sizes"] if m > d["n_train"]]

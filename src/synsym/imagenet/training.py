@@ -29,20 +29,14 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from synsym import imagenet as I
-from synsym import vision as V
-from synsym.io import atomic_path, code_version
-from synsym.seeding import rng, seed_int
-from synsym.training import resolve_device
-
-SCHEMA = pa.schema([
-    ("run", pa.string()), ("model", pa.string()), ("family", pa.string()), ("transform", pa.string()),
-    ("size_index", pa.int64()), ("m", pa.int64()), ("seed", pa.int64()), ("epoch", pa.int64()),
-    ("epochs", pa.int64()), ("image_size", pa.int64()), ("batch_size", pa.int64()), ("lr", pa.float64()),
-    ("train_loss", pa.float64()), ("train_top1", pa.float64()), ("val_loss", pa.float64()),
-    ("val_top1", pa.float64()), ("val_top5", pa.float64()), ("images_per_s", pa.float64()),
-    ("world_size", pa.int64()), ("device", pa.string()), ("precision", pa.string()), ("code_version", pa.string()),
-])
+from synsym.core.device import resolve_device
+from synsym.core.io import atomic_path, code_version
+from synsym.core.seeding import rng, seed_int
+from synsym.imagenet import data as I
+from synsym.imagenet import models as V
+from synsym.imagenet.cells import image_size
+from synsym.imagenet.registry import check_transform, get
+from synsym.imagenet.tables import SCHEMA
 
 
 def _dist() -> tuple[int, int, int]:
@@ -52,7 +46,7 @@ def _dist() -> tuple[int, int, int]:
 
 
 def pick_device(requested: str, local_rank: int) -> torch.device:
-    """synsym.training's device rule (cpu, cuda, auto; cuda without a GPU fails in one line),
+    """synsym.core.device's rule (cpu, cuda, auto; cuda without a GPU fails in one line),
     then this process's own GPU under torchrun."""
     device = resolve_device(requested)
     if device.type != "cuda":
@@ -97,7 +91,7 @@ def evaluate(net, loader, tau, device, world: int) -> tuple[float, float, float]
 def train_cell(spec: dict, model_id: str, transform: str, i: int, seed: int, index_path: str, out: str,
                checkpoint: str, kill_after_epoch: int | None = None) -> None:
     cfg, gs = spec["imagenet"], spec["global_seed"]
-    V.get(model_id), I.check_transform(transform)
+    get(model_id), check_transform(transform)
     rank, world, local = _dist()
     device = pick_device(spec["device"], local)
     if world > 1:
@@ -111,7 +105,7 @@ def train_cell(spec: dict, model_id: str, transform: str, i: int, seed: int, ind
         raise ValueError(f"imagenet: m_{i} = {m} images with batch_size = {batch} on {world} processes; "
                          f"allowed: m_i >= batch_size, batch_size a multiple of the process count")
     subset = np.sort(I.subset_order(labels, gs)[:m])
-    size = I.image_size(cfg, model_id)
+    size = image_size(cfg, model_id)
     key = (gs, "imagenet", model_id, transform, i, seed)
     torch.manual_seed(seed_int(*key, "init"))
     net = V.build(model_id, len(index["classes"]), size).to(device)
@@ -184,7 +178,7 @@ def train_cell(spec: dict, model_id: str, transform: str, i: int, seed: int, ind
         if kill_after_epoch is not None and epoch + 1 == kill_after_epoch:
             os.kill(os.getpid(), signal.SIGKILL)  # test hook: a real kill, no cleanup
     if rank == 0:
-        fixed = {"run": spec["run_name"], "model": model_id, "family": V.get(model_id).family,
+        fixed = {"run": spec["run_name"], "model": model_id, "family": get(model_id).family,
                  "transform": transform, "size_index": i, "m": m, "seed": seed, "epochs": cfg["epochs"],
                  "image_size": size, "batch_size": batch, "world_size": world, "device": device.type,
                  "precision": "bf16-autocast" if amp else "fp32", "code_version": code_version()}

@@ -1,0 +1,69 @@
+"""The ImageNet studies' cells: which (model, transform, size index, seed) jobs a config
+implies, where each writes, what launches it, and what the whole plan costs."""
+
+from __future__ import annotations
+
+from synsym.imagenet.data import subset_size
+from synsym.imagenet.registry import STUDIES, get
+
+
+def image_size(cfg: dict, model: str) -> int:
+    """The training resolution: imagenet.image_size, or the model's native one."""
+    return cfg["image_size"] or get(model).resolution
+
+
+def study_cells(cfg: dict, study: str) -> list[tuple[str, str, int, int]]:
+    """(model, transform, size index, seed) of one study; full data is i = 0."""
+    s = cfg["studies"][study]
+    sizes = s.get("size_indices", [0])
+    return [(m, t, i, seed) for m in s["models"] for t in s["transforms"] for i in sizes for seed in s["seeds"]]
+
+
+def cells(cfg: dict) -> list[tuple[str, str, int, int]]:
+    """Every distinct training job of the enabled studies (studies share cells)."""
+    seen: dict = {}
+    for st in STUDIES:
+        for c in study_cells(cfg, st):
+            seen.setdefault(c, None)
+    return list(seen)
+
+
+def cell_path(run_dir: str, model: str, transform: str, i: int, seed: int, ext: str = "parquet") -> str:
+    return f"{run_dir}/imagenet/cells/{model}/{transform}/i{i}/s{seed}.{ext}"
+
+
+def launcher(cfg: dict, cuda: bool) -> str:
+    """What starts a training job: one process on a CPU or a single GPU; torchrun with one
+    process per GPU otherwise (srun and a c10d rendezvous across nodes)."""
+    gpus, nodes = cfg["gpus"], cfg["nodes"]
+    if not cuda or gpus * nodes == 1:
+        return "python"
+    if nodes == 1:
+        return f"torchrun --standalone --nproc-per-node {gpus}"
+    return (f"srun --ntasks-per-node 1 torchrun --nnodes {nodes} --nproc-per-node {gpus} --rdzv-backend c10d "
+            "--rdzv-id $SLURM_JOB_ID --rdzv-endpoint $(scontrol show hostnames $SLURM_JOB_NODELIST | head -n1):29500")
+
+
+def cost_table(cfg: dict, m_full: int = 1_281_167, n_val: int = 50_000, peak_tflops: float = 989.0) -> list[dict]:
+    """GPU-hours per study, and for the distinct jobs of all studies (studies share cells), from
+    the recipe: per epoch (3 x m_i training images + n_val evaluated) x 2 x forward
+    multiply-accumulates, x epochs. At ``peak_tflops`` (an H100 SXM's dense BF16 data-sheet peak)
+    it is a floor; the 40% column assumes a utilisation typical of well-fed convnet training."""
+    from synsym.imagenet import models as V
+
+    macs: dict[str, int] = {}
+
+    def flops(cell: tuple) -> float:
+        model, _, i, _ = cell
+        if model not in macs:
+            macs[model] = V.forward_macs(V.build(model, 1000), image_size(cfg, model))
+        return 2.0 * macs[model] * (3 * subset_size(m_full, i) + n_val) * cfg["epochs"]
+
+    groups = [(st, study_cells(cfg, st)) for st in STUDIES] + [("all (distinct jobs)", cells(cfg))]
+    rows = []
+    for name, cs in groups:
+        total = sum(flops(c) for c in cs)
+        hours = total / (peak_tflops * 1e12) / 3600
+        rows.append({"study": name, "jobs": len(cs), "pflop": total / 1e15, "gpu_h_at_peak": hours,
+                     "gpu_h_at_40pct": hours / 0.4})
+    return rows
