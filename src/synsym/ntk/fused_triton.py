@@ -14,6 +14,8 @@ readouts (vec, gap, lap4, lap8): a few numbers per program instead of the
   [0, 0.5] and the half-angle identity outside), because Triton's interpreter
   has no libdevice acos; the same code runs compiled on a GPU and interpreted
   on CPU tensors (``TRITON_INTERPRET=1``), which is how CI tests it.
+- Float scalars (the weight and bias variances) are ``tl.constexpr``: compiled Triton passes a
+  float runtime argument as float32 (4e-8 off in float64 on a GPU), the interpreter does not.
 - The exact diagonal: for K(x, x) at delta = 0 the correlation is set to
   exactly 1, as in the other two implementations.
 - Each program writes its partial readouts to its own row; the host sums
@@ -73,11 +75,15 @@ def _box(x, up, dn, lf, rt, scale, add):
 @triton.jit
 def _conv_stack_kernel(
     f1_ptr, f2_ptr, sv1_ptr, sv2_ptr, w_ptr, pk_ptr, pt_ptr,
-    n1, n2, scale, sb2,
+    n1, n2,
+    SCALE: tl.constexpr, SB2: tl.constexpr,
     S: tl.constexpr, C: tl.constexpr, L: tl.constexpr, R: tl.constexpr,
     AP: tl.constexpr, BD: tl.constexpr, SYM: tl.constexpr,
 ):
-    """One program: image pair (i, j), offsets delta in [db * BD, db * BD + BD), all L layers."""
+    """One program: image pair (i, j), offsets delta in [db * BD, db * BD + BD), all L layers.
+
+    SCALE (sigma_w^2 / 9) and SB2 (sigma_b^2) are constexpr: compiled Triton passes a float
+    runtime argument as float32, a constexpr becomes a float64 literal in a float64 kernel."""
     A: tl.constexpr = S * S
     pid, db = tl.program_id(0), tl.program_id(1)
     nb = tl.num_programs(1)
@@ -102,8 +108,8 @@ def _conv_stack_kernel(
     ntk = tl.zeros_like(k)
     exact = (delta == 0) & (i == j) & SYM
     for layer in tl.static_range(L):
-        kb = _box(k, up, dn, lf, rt, scale, sb2)
-        ntk = _box(ntk, up, dn, lf, rt, scale, kb)
+        kb = _box(k, up, dn, lf, rt, SCALE, SB2)
+        ntk = _box(ntk, up, dn, lf, rt, SCALE, kb)
         q = tl.load(sv1_ptr + (layer * n1 + i) * A + a, mask=a < A, other=1.0) * tl.load(
             sv2_ptr + (layer * n2 + j) * A + b, mask=ok, other=1.0)
         c = tl.minimum(tl.maximum(kb / q, -1.0), 1.0)
@@ -156,7 +162,7 @@ def conv_stack(
     pk = torch.empty(n1 * n2, nb, R, dtype=dt, device=f1.device)
     pt = torch.empty_like(pk)
     _conv_stack_kernel[(n1 * n2, nb)](
-        f1, f2, sv1, sv2, w, pk, pt, n1, n2, sw2 / 9.0, sb2,
+        f1, f2, sv1, sv2, w, pk, pt, n1, n2, SCALE=sw2 / 9.0, SB2=float(sb2),
         S=s, C=C, L=L, R=R, AP=ap, BD=bd, SYM=bool(sym),
     )
     return pk.sum(1), pt.sum(1)
