@@ -58,7 +58,7 @@ def test_bench_preset_files_each_job_under_its_rule(tmp_path):
     sys.path.insert(0, str(ROOT / "bench"))
     import preset
 
-    rows = {"prepare.tsv": 1.0, "kernel/conv/identity/s0.tsv": 2.0, "cells/grid/ntk/gap/o_3d/winf_m8.tsv": 3.0,
+    rows = {"prepare.tsv": 1.0, "kernel/conv/identity/s0/shard1.tsv": 2.0, "cells/grid/ntk/gap/o_3d/winf_m8.tsv": 3.0,
             "cells/scaling/gap/o_3d.tsv": 4.0, "cells/grid/nn/gap/o_3d/w8_m8.tsv": 5.0}
     for rel, s in rows.items():
         f = tmp_path / "benchmarks" / rel

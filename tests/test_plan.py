@@ -102,11 +102,17 @@ def test_predictions_by_hand():
     cfg["data"].update(n_train=1024, n_val=128, n_test=512)
     cfg["training"].update(max_steps=500, max_steps_nn=None, eval_every=100)
     cal = fake_calibration(cfg)
-    s, _ = P.predict(J.Job("kernel", {"family": "conv", "transform": "identity", "seed": "0"}), cfg, cal)
+    s, _ = P.predict(J.Job("kernel", {"family": "conv", "transform": "identity", "seed": "0", "shard": "0"}), cfg, cal)
     entries = (32 * 33 // 2 + (4 + 16) * 32) * 32 * 32
-    file_bytes = 8 * 2 * 4 * 1024 * (1024 + 128 + 512)
-    assert entries == P.kernel_entries(cfg, "conv")
+    file_bytes = 8 * 2 * 4 * 1024 * (1024 + 128 + 512)  # the shard's stripes: every row, 4 readouts x 2 kinds
+    assert entries == P.kernel_entries(cfg, "conv") == P.kernel_entries(cfg, "conv", 0)
     assert s == pytest.approx(2.0 + 1.0 + entries * 1e-4 + file_bytes / 1e9)
+    # in 3 shards: 52 row blocks (32 train, 4 val, 16 test) of 32 images, split by block calls
+    # (train block i: 32 - i calls; val, test: 32 each): 528 + 640 = 1,168 calls, 389-390 per shard
+    cfg["kernels"]["shards"]["conv"] = 3
+    calls = [P.kernel_entries(cfg, "conv", k) // (32 * 32) for k in range(3)]
+    assert sum(calls) == 528 + 640 and max(calls) - min(calls) <= 32, calls
+    cfg["kernels"]["shards"]["conv"] = 1
     job = J.Job("train_cell", {"study": "grid", "finite": "nn", "arch": "vec", "transform": "identity",
                                "width": "24", "m": "1024"})
     s, _ = P.predict(job, cfg, cal)

@@ -77,11 +77,12 @@ def test_curves_through_slurm_then_rerun_one_cell(tmp_path, mini_archive):
     out = p.stdout + p.stderr
     fig = tmp_path / "results/smoke/figures/fig4_learning_curves.png"
     assert fig.stat().st_size > 1000
-    # prepare + conv kernel + 1 group of 2 NTK regressions (ntk/nngp ride along) + 3 curve cells x 3 sizes
-    # (those at n_train as grid cells); merge/figure are local
+    # prepare + the conv kernel in its 2 shard jobs (kernels.shards.conv in the smoke preset) + 1 group of
+    # 2 NTK regressions (ntk/nngp ride along) + 3 curve cells x 3 sizes (those at n_train as grid cells);
+    # merge/figure are local
     subs = submissions(out)
-    assert submitted(out) == len(subs) == 1 + 1 + 1 + 9, out[-3000:]
-    assert sum(r == "regress" for _, r in subs) == 1
+    assert submitted(out) == len(subs) == 1 + 2 + 1 + 9, out[-3000:]
+    assert sum(r == "regress" for _, r in subs) == 1 and sum(r == "kernel" for _, r in subs) == 2
     # every single job asked Slurm for its planned time: plan.request(plan.predict(job)), per rule as multisets
     limits = time_limits([j for j, _ in subs])
     planned = {}

@@ -36,7 +36,8 @@ def expected_counts(cfg: dict) -> dict[str, int]:
     train -= shared_with_grid(cfg)
     kcells += len(sd["ts"])  # VEC_inf on each point of the path
     transforms_needed |= {("conv", f"so3_path-t{t:g}") for t in sd["ts"]}
-    return {"prepare": 1, "kernel": len(transforms_needed) * len(cfg["kernel_seeds"]), "train_cell": train,
+    kernel = sum(cfg["kernels"]["shards"][fam] for fam, _ in transforms_needed) * len(cfg["kernel_seeds"])
+    return {"prepare": 1, "kernel": kernel, "train_cell": train,
             "kernel_cell": kcells, "scaling_cells": len(g["architectures"]) * len(g["transforms"]),
             "merge": 6, "fits": 2, "sdist_table": 1, "symmetry_report": 1, "figure": 7, "all": 1}
 
@@ -61,8 +62,9 @@ def test_paper_dag_has_exact_job_counts():
     assert got == want
     # 2 x 6 x 5 finite grid cells, 2 x 2 x 8 width cells, 3 x (8 + flips) curve cells, 6 uniform init,
     # 2 x 4 widths x 5 path points, less the grid's cells: VEC width 128 (2 inferences x 2 transforms)
-    # and the 3 finite curves at 45,000; kernels: 2 families x 5 transforms + 5 path points
-    assert want["train_cell"] == 60 + 32 + 27 + 6 + 40 - 4 - 3 and want["kernel"] == 15
+    # and the 3 finite curves at 45,000; kernels: 2 fcn shards x 5 transforms + 14 conv shards x (5
+    # transforms + 5 path points)
+    assert want["train_cell"] == 60 + 32 + 27 + 6 + 40 - 4 - 3 and want["kernel"] == 2 * 5 + 14 * 10
 
 
 def test_default_dag_counts():

@@ -29,8 +29,9 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--family", required=True)
     c.add_argument("--transform", required=True)
     c.add_argument("--seed", type=int, required=True)
+    c.add_argument("--shard", type=int, default=0, help="which of kernels.shards.<family> row-block shards")
     c.add_argument("--split", required=True)
-    c.add_argument("--out", required=True)
+    c.add_argument("--out", required=True, help="the shard's folder")
 
     c = sub.add_parser("kernel-cell")
     c.add_argument("--spec", type=_spec, required=True)
@@ -39,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--transform", required=True)
     c.add_argument("--m", type=int, nargs="+", required=True, help="training sizes (sub-matrices of one kernel)")
     c.add_argument("--split", required=True)
-    c.add_argument("--kernels", nargs="+", required=True)
+    c.add_argument("--kernels", nargs="+", required=True, help="every shard folder of every kernel seed")
     c.add_argument("--out-ntk", nargs="+", required=True, help="one per --m")
     c.add_argument("--out-nngp", nargs="+", required=True, help="one per --m")
 
@@ -118,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         if a.cmd == "prepare":
             cells.prepare(a.spec, a.out)
         elif a.cmd == "kernel":
-            cells.kernel_job(a.spec, a.family, a.transform, a.seed, a.split, a.out)
+            cells.kernel_job(a.spec, a.family, a.transform, a.seed, a.shard, a.split, a.out)
         elif a.cmd == "kernel-cell":
             if not len(a.m) == len(a.out_ntk) == len(a.out_nngp):
                 raise ValueError("kernel-cell: give one --out-ntk and one --out-nngp per --m")
@@ -191,6 +192,13 @@ def plan_cmd(a) -> int:
           f"max_steps_nn = {config['training'].get('max_steps_nn')}); "
           f"requests = prediction x {config['plan']['safety_factor']}")
     print(plan.summary(rows, unit))
+    p, over = config["plan"], plan.over_limits(rows, config)
+    by_rule = {r: sum(1 for o in over if o["rule"] == r) for r in dict.fromkeys(o["rule"] for o in over)}
+    print(f"# jobs over plan.max_job_hours = {p['max_job_hours']:g} h or plan.max_job_mem_gb = {p['max_job_mem_gb']:g} GB: "
+          + (", ".join(f"{r} {n}" for r, n in by_rule.items()) if over else "none"))
+    need = {f: plan.shards_needed(config, cal, f) for f in config["kernels"]["shards"]}
+    print("# kernels.shards: " + ", ".join(f"{f} = {config['kernels']['shards'][f]} (fits the limits from {need[f]})"
+                                          for f in need))
     print(f"# conv-family kernels: {plan.kernel_flops(config):.3g} float64 FLOPs in all "
           "(47 per element and layer, synsym.ntk.engine.flops_per_entry): divide by a device's float64 rate for a floor")
     if a.jobs:
@@ -244,7 +252,9 @@ def _symmetry(a):
     from synsym.ntk.kernels import FAMILY_MEMBERS, load_kernels
     from synsym.study.tables import kernel_invariance, symmetry_report
 
-    files = {(Path(k).parts[-3], Path(k).parts[-2]): k for k in a.kernels}  # (family, transform) -> path
+    files: dict[tuple[str, str], list[str]] = {}  # (family, transform) -> shard folders (.../{fam}/{t}/s{seed}/shard{k})
+    for k in a.kernels:
+        files.setdefault((Path(k).parts[-4], Path(k).parts[-3]), []).append(k)
     diffs = {}
     for fam in {A.get(arch).kernel_family for arch in a.archs}:
         if (fam, "identity") not in files:

@@ -70,9 +70,8 @@ def study_cells(study):
 
 
 def kernel_inputs(wc):
-    """The kernel files (one per kernel seed) an NTK/NNGP cell regresses on."""
-    fam = A.get(wc.arch).kernel_family
-    return [f"{R}/kernels/{fam}/{wc.transform}/s{s}.npz" for s in config["kernel_seeds"]]
+    """The kernel shard folders (every shard of every kernel seed) an NTK/NNGP cell regresses on."""
+    return J.kernel_shards(config, A.get(wc.arch).kernel_family, wc.transform, config["kernel_seeds"])
 
 
 # Each figure and the tables it is drawn from.

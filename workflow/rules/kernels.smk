@@ -1,19 +1,20 @@
 rule kernel:
-    """NNGP and NTK of one kernel family (fcn, or the whole conv family at once)."""
+    """One shard (a run of row blocks) of the NNGP and NTK of one kernel family (fcn, or the
+    whole conv family at once): a folder of memory-mappable .npy files, one per readout and kind."""
     input:
         split=f"{R}/data/split.npz",
     output:
-        f"{R}/kernels/{{family}}/{{transform}}/s{{seed}}.npz",
+        directory(J.KERNEL_SHARD.format(run_dir=R, family="{family}", transform="{transform}", seed="{seed}", shard="{shard}")),
     params:
-        # the kernel itself: engine and blocking, not the regression's ridges (kernel_cell uses those)
+        # the kernel itself: engine, blocking and sharding, not the regression's ridges (kernel_cell uses those)
         spec=lambda wc: spec_json(
-            kernels={k: config["kernels"][k] for k in ("engine", "block_size", "max_memory_gb")},
+            kernels={k: config["kernels"][k] for k in ("engine", "block_size", "max_memory_gb", "shards")},
             device=config["device"],
         ),
     conda:
         "../envs/study.yaml"
     log:
-        f"{R}/logs/kernel/{{family}}/{{transform}}/s{{seed}}.log",
+        f"{R}/logs/kernel/{{family}}/{{transform}}/s{{seed}}/shard{{shard}}.log",
     benchmark:
         J.benchmark(R, "kernel")
     threads: 1
@@ -23,7 +24,8 @@ rule kernel:
         **gpu_resources(),
     shell:
         "OMP_NUM_THREADS={threads} python -m synsym.cli kernel --spec {params.spec:q} --family {wildcards.family} "
-        "--transform {wildcards.transform} --seed {wildcards.seed} --split {input.split} --out {output} > {log} 2>&1"
+        "--transform {wildcards.transform} --seed {wildcards.seed} --shard {wildcards.shard} --split {input.split} "
+        "--out {output} > {log} 2>&1"
 
 
 rule kernel_cell:
@@ -39,7 +41,7 @@ rule kernel_cell:
         ntk_pred=f"{R}/cells/{{study}}/ntk/{{arch}}/{{transform}}/winf_m{{m}}.pred.npz",
         nngp_pred=f"{R}/cells/{{study}}/nngp/{{arch}}/{{transform}}/winf_m{{m}}.pred.npz",
     params:
-        spec=lambda wc: spec_json(ridges=config["kernels"]["ridges"], seeds=config["kernel_seeds"]),
+        spec=lambda wc: spec_json(ridges=config["kernels"]["ridges"], seeds=config["kernel_seeds"], device=config["device"]),
     conda:
         "../envs/study.yaml"
     log:
@@ -50,6 +52,7 @@ rule kernel_cell:
         "regress"
     resources:
         **planned("kernel_cell", 30, 4000),
+        **gpu_resources(),
     shell:
         "python -m synsym.cli kernel-cell --spec {params.spec:q} --study {wildcards.study} --arch {wildcards.arch} "
         "--transform {wildcards.transform} --m {wildcards.m} --split {input.split} --kernels {input.kernels} "
@@ -70,7 +73,7 @@ rule scaling_cells:
             for m in config["curves"]["sizes"]
         ],
     params:
-        spec=lambda wc: spec_json(ridges=config["kernels"]["ridges"], seeds=config["kernel_seeds"]),
+        spec=lambda wc: spec_json(ridges=config["kernels"]["ridges"], seeds=config["kernel_seeds"], device=config["device"]),
         sizes=" ".join(map(str, config["curves"]["sizes"])),
     conda:
         "../envs/study.yaml"
@@ -82,6 +85,7 @@ rule scaling_cells:
         "regress"
     resources:
         **planned("scaling_cells", 30, 4000),
+        **gpu_resources(),
     shell:
         "python -m synsym.cli kernel-cell --spec {params.spec:q} --study scaling --arch {wildcards.arch} "
         "--transform {wildcards.transform} --m {params.sizes} --split {input.split} --kernels {input.kernels} "

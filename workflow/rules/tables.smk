@@ -79,9 +79,10 @@ rule symmetry_report:
     input:
         grid=f"{R}/tables/grid.parquet",
         kernels=lambda wc: [
-            f"{R}/kernels/{fam}/{t}/s{config['kernel_seeds'][0]}.npz"
+            d
             for fam in A.KERNEL_FAMILIES
             for t in config["grid"]["transforms"]
+            for d in J.kernel_shards(config, fam, t, config["kernel_seeds"][:1])
         ],
     output:
         table=report(f"{R}/tables/symmetry_report.parquet", category="Tables", caption="../report/table.rst"),

@@ -32,6 +32,25 @@ def atomic_path(path: str | Path) -> Iterator[str]:
             os.unlink(tmp)
 
 
+@contextlib.contextmanager
+def atomic_dir(path: str | Path) -> Iterator[Path]:
+    """Yield a temp folder beside ``path``; it becomes ``path`` (replacing an older one) only on
+    success, so a killed job leaves at most a hidden ``.tmp-*`` folder."""
+    import shutil
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".tmp-{path.name}-"))
+    try:
+        yield tmp
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+
+
 # One row per seed of a cell. Kernel cells leave training-only columns null.
 CELL_SCHEMA = pa.schema(
     [

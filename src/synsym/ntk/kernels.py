@@ -5,10 +5,12 @@ train-train blocks for the upper triangle only, every conv-family readout from o
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from pathlib import Path
 
 import numpy as np
 
@@ -49,6 +51,84 @@ def _pad(x: np.ndarray, b: int) -> np.ndarray:
     return np.concatenate([x, np.repeat(x[:1], b - len(x), axis=0)])
 
 
+def block_fn_for(family: str, depth: int, image_size: int, engine: str, device: str, log: Callable[[str], None]) -> Callable:
+    """The (x1, x2=None) -> {arch: (nngp, ntk)} function of one engine: ``fast`` (synsym.ntk.engine)
+    or ``neural_tangents`` (the reference)."""
+    if engine == "fast":
+        from synsym.ntk.engine import backend, block_fn
+
+        if family == "conv":
+            log(f"[kernel {family}] engine fast: {backend(device)}")
+        return block_fn(family, depth, image_size, device)
+    if engine == "neural_tangents":
+        from synsym.ntk.reference import family_block_fn
+
+        return family_block_fn(family, depth, image_size)
+    raise ValueError(f"unknown kernel engine {engine!r}; allowed: fast, neural_tangents")
+
+
+# A row block of the stacked (train; val; test) x train matrix: (split, first row, end row).
+RowBlock = tuple[str, int, int]
+SPLITS = ("train", "val", "test")
+
+
+def row_blocks(sizes: dict[str, int], b: int) -> list[RowBlock]:
+    """The row blocks of every split, in order: the unit a shard is made of."""
+    return [(split, i0, i1) for split in SPLITS if split in sizes for i0, i1 in _blocks(sizes[split], b)]
+
+
+def block_calls(block: RowBlock, n_train: int, b: int) -> int:
+    """Block evaluations of one row block: train rows only from the diagonal block on (the upper
+    triangle; the rest is its mirror), val and test rows across every train column block."""
+    split, i0, _ = block
+    cols = -(-n_train // b)
+    return cols - i0 // b if split == "train" else cols
+
+
+def shard_rows(sizes: dict[str, int], b: int, shards: int) -> list[list[RowBlock]]:
+    """Contiguous runs of row blocks, ``shards`` of them, with about equal numbers of block calls
+    each (a shard's runtime); a function of the sizes, the block and the count alone."""
+    blocks = row_blocks(sizes, b)
+    if not 1 <= shards <= len(blocks):
+        raise ValueError(f"kernels.shards = {shards} for {len(blocks)} row blocks of {b} images; allowed: 1 to {len(blocks)}")
+    cost = [block_calls(blk, sizes["train"], b) for blk in blocks]
+    total, out, cum, k = sum(cost), [[] for _ in range(shards)], 0, 0
+    for i, (blk, c) in enumerate(zip(blocks, cost)):
+        left = len(blocks) - i  # every later shard keeps at least one block
+        if out[k] and (cum >= (k + 1) * total / shards or left <= shards - 1 - k):
+            k += 1
+        out[k].append(blk)
+        cum += c
+    return out
+
+
+def evaluate_rows(
+    fn: Callable, xs: dict[str, np.ndarray], rows: list[RowBlock], b: int, members: tuple[str, ...],
+    put: Callable[[RowBlock, int, int, str, str, np.ndarray], None], log: Callable[[str], None], tag: str,
+) -> None:
+    """Every block call of the given row blocks (train rows: upper triangle only, the diagonal
+    block with x2=None so its diagonal is exact); ``put(row_block, j0, j1, arch, kind, block)``
+    stores each result."""
+    x_train, n = xs["train"], len(xs["train"])
+    total = sum(block_calls(r, n, b) for r in rows)
+    done, t0 = 0, time.time()
+    for blk in rows:
+        split, i0, i1 = blk
+        xa = xs[split]
+        for j0, j1 in _blocks(n, b):
+            if split == "train" and j0 < i0:
+                continue
+            diag = split == "train" and i0 == j0
+            res = fn(_pad(xa[i0:i1], b), None if diag else _pad(x_train[j0:j1], b))
+            for arch in members:
+                for kind, val in zip(KINDS, res[arch]):
+                    put(blk, j0, j1, arch, kind, np.asarray(val)[: i1 - i0, : j1 - j0])
+            done += 1
+            if done % max(1, total // 20) == 0 or done == total:
+                el = time.time() - t0
+                log(f"[kernel {tag}] block {done}/{total} elapsed {el:.0f}s eta {el / done * (total - done):.0f}s")
+
+
 def compute_family(
     family: str,
     x_train: np.ndarray,
@@ -60,73 +140,129 @@ def compute_family(
     engine: str = "fast",
     device: str = "cpu",
 ) -> dict[str, np.ndarray]:
-    """All kernels of a family: ``{split}/{arch}/{kind}`` -> float64 matrix.
+    """All kernels of a family in memory: ``{split}_train/{arch}/{kind}`` -> float64 matrix.
 
-    ``others`` maps a split name (``val``, ``test``) to its images; the
-    result holds ``train_train`` and ``{split}_train`` for each. ``engine``
-    is ``fast`` (:mod:`synsym.ntk.engine`, torch) or ``neural_tangents`` (the
-    reference, nt's stax kernels with the shared stack).
+    ``others`` maps a split name (``val``, ``test``) to its images. ``engine`` is ``fast``
+    (:mod:`synsym.ntk.engine`, torch) or ``neural_tangents`` (the reference). The workflow's
+    jobs compute the same blocks in shards (:func:`compute_shard`).
     """
     log = log or (lambda s: print(s, file=sys.stderr, flush=True))
-    image_size = x_train.shape[1]
-    b = block_size_for(family, image_size, max_memory_gb, block_size)
-    if engine == "fast":
-        from synsym.ntk.engine import backend, block_fn
+    b = block_size_for(family, x_train.shape[1], max_memory_gb, block_size)
+    fn = block_fn_for(family, depth, x_train.shape[1], engine, device, log)
+    xs = {"train": x_train, **others}
+    out = {f"{split}_train/{arch}/{kind}": np.empty((len(x), len(x_train)))
+           for split, x in xs.items() for arch in FAMILY_MEMBERS[family] for kind in KINDS}
 
-        fn = block_fn(family, depth, image_size, device)
-        if family == "conv":
-            log(f"[kernel {family}] engine fast: {backend(device)}")
-    elif engine == "neural_tangents":
-        from synsym.ntk.reference import family_block_fn
+    def put(blk: RowBlock, j0: int, j1: int, arch: str, kind: str, val: np.ndarray) -> None:
+        split, i0, i1 = blk
+        m = out[f"{split}_train/{arch}/{kind}"]
+        m[i0:i1, j0:j1] = val
+        if split == "train":
+            m[j0:j1, i0:i1] = val.T
 
-        fn = family_block_fn(family, depth, image_size)
-    else:
-        raise ValueError(f"unknown kernel engine {engine!r}; allowed: fast, neural_tangents")
-    members = FAMILY_MEMBERS[family]
-    out: dict[str, np.ndarray] = {}
-    tasks = []  # (name, xa, rows, cols, symmetric)
-    tasks.append(("train_train", x_train, x_train, True))
-    for split, x in others.items():
-        tasks.append((f"{split}_train", x, x_train, False))
-    total = sum(
-        len(_blocks(len(xa), b)) * (len(_blocks(len(xb), b)) + 1) // 2 if sym else len(_blocks(len(xa), b)) * len(_blocks(len(xb), b))
-        for _, xa, xb, sym in tasks
-    )
-    done, t0 = 0, time.time()
-    for name, xa, xb, sym in tasks:
-        for arch in members:
-            for kind in KINDS:
-                out[f"{name}/{arch}/{kind}"] = np.empty((len(xa), len(xb)))
-        for i0, i1 in _blocks(len(xa), b):
-            for j0, j1 in _blocks(len(xb), b):
-                if sym and j0 < i0:
-                    continue
-                diag = sym and i0 == j0
-                res = fn(_pad(xa[i0:i1], b), None if diag else _pad(xb[j0:j1], b))
-                for arch in members:
-                    for kind, val in zip(KINDS, res[arch]):
-                        blk = np.asarray(val)[: i1 - i0, : j1 - j0]
-                        m = out[f"{name}/{arch}/{kind}"]
-                        m[i0:i1, j0:j1] = blk
-                        if sym:
-                            m[j0:j1, i0:i1] = blk.T
-                done += 1
-                if done % max(1, total // 20) == 0 or done == total:
-                    el = time.time() - t0
-                    log(f"[kernel {family}] block {done}/{total} elapsed {el:.0f}s eta {el / done * (total - done):.0f}s")
+    rows = [r for split in xs for r in row_blocks({split: len(xs[split])}, b)]
+    evaluate_rows(fn, xs, rows, b, FAMILY_MEMBERS[family], put, log, family)
     return out
 
 
-def save_kernels(kern: dict[str, np.ndarray], path: str, meta: dict) -> None:
-    from synsym.core.io import atomic_path
+# ---------------------------------------------------------------- the sharded store
+# A kernel job is one shard: a run of row blocks of the stacked (train; val; test) x train
+# matrix, written as one .npy per readout and kind (rows of the shard x n_train), plus rows.json.
+# Train rows hold their upper triangle only (block-wise); the reader mirrors it. No file is
+# ever one giant archive: a regression reads its architecture's stripes, memory-mapped.
 
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        np.savez(f, **{k.replace("/", "__"): v for k, v in kern.items()}, **{f"meta__{k}": np.asarray(v) for k, v in meta.items()})
+
+def compute_shard(
+    family: str, xs: dict[str, np.ndarray], depth: int, block_size: int, max_memory_gb: float, shard: int, shards: int,
+    out_dir: str | Path, meta: dict, log: Callable[[str], None] | None = None, engine: str = "fast", device: str = "cpu",
+) -> None:
+    """Shard ``shard`` of ``shards`` of one family's kernels, written atomically to ``out_dir``."""
+    from synsym.core.io import atomic_dir
+
+    log = log or (lambda s: print(s, file=sys.stderr, flush=True))
+    n, size = len(xs["train"]), xs["train"].shape[1]
+    b = block_size_for(family, size, max_memory_gb, block_size)
+    rows = shard_rows({k: len(v) for k, v in xs.items()}, b, shards)[shard]
+    fn = block_fn_for(family, depth, size, engine, device, log)
+    offset, r = {}, 0
+    for blk in rows:
+        offset[blk] = r
+        r += blk[2] - blk[1]
+    with atomic_dir(out_dir) as tmp:
+        arrays = {(a, k): np.lib.format.open_memmap(Path(tmp) / f"{a}__{k}.npy", mode="w+", dtype=np.float64, shape=(r, n))
+                  for a in FAMILY_MEMBERS[family] for k in KINDS}
+
+        def put(blk: RowBlock, j0: int, j1: int, arch: str, kind: str, val: np.ndarray) -> None:
+            o = offset[blk]
+            arrays[(arch, kind)][o : o + blk[2] - blk[1], j0:j1] = val
+
+        evaluate_rows(fn, xs, rows, b, FAMILY_MEMBERS[family], put, log, f"{family} shard {shard + 1}/{shards}")
+        for arr in arrays.values():
+            arr.flush()
+        arrays.clear()
+        info = {**meta, "family": family, "shard": shard, "shards": shards, "block": b, "n_train": n,
+                "rows": [list(blk) for blk in rows]}
+        (Path(tmp) / "rows.json").write_text(json.dumps(info))
 
 
-def load_kernels(path: str, arch: str | None = None) -> dict[str, np.ndarray]:
-    """A kernel file's matrices; with ``arch``, only that architecture's (a regression needs one
-    of the family's readouts: at paper scale the conv file holds 4 x 2 x 45k x 60k doubles, 173 GB)."""
-    with np.load(path) as z:
-        keep = [k for k in z.files if arch is None or f"__{kernel_key(arch)}__" in k or k.startswith("meta__")]
-        return {k.replace("__", "/"): z[k] for k in keep}
+class Kernels(Mapping):
+    """One kernel seed's matrices, read from its shard folders: ``kern["{split}_train/{arch}/{kind}"]``
+    as in compute_family's output, or ``kern.matrix(name, arch, kind, m)`` for the first m training
+    images only (what a regression needs, without assembling the rest). Train-train is mirrored
+    from the stored upper triangle; nothing is read before it is asked for."""
+
+    def __init__(self, shard_dirs: list[str | Path]):
+        self.stripes: dict[str, list[tuple[int, int, Path, int]]] = {s: [] for s in SPLITS}
+        members, self.meta = None, {}
+        for d in shard_dirs:
+            info = json.loads((Path(d) / "rows.json").read_text())
+            members = FAMILY_MEMBERS[info["family"]]
+            self.meta = {k: v for k, v in info.items() if k not in ("rows", "shard")}
+            r = 0
+            for split, i0, i1 in info["rows"]:
+                self.stripes[split].append((i0, i1, Path(d), r))
+                r += i1 - i0
+        counts = {json.loads((Path(d) / "rows.json").read_text())["shards"] for d in shard_dirs}
+        if len(counts) != 1 or len(shard_dirs) != counts.pop():
+            raise ValueError(f"kernel shards {', '.join(map(str, shard_dirs))}: not one complete set of shards")
+        self.n = self.meta["n_train"]
+        self.keys_ = [f"{s}_train/{a}/{k}" for s in SPLITS if self.stripes[s] for a in members for k in KINDS]
+
+    def __iter__(self):
+        return iter(self.keys_)
+
+    def __len__(self) -> int:
+        return len(self.keys_)
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        name, arch, kind = key.split("/")
+        return self.matrix(name, arch, kind)
+
+    def matrix(self, name: str, arch: str, kind: str, m: int | None = None) -> np.ndarray:
+        """``{split}_train`` of one readout and kind, restricted to the first m training images
+        (columns, and rows for train-train)."""
+        split = name.split("_")[0]
+        m = self.n if m is None else m
+        stripes = sorted(self.stripes[split])
+        rows = m if split == "train" else stripes[-1][1]
+        out = np.empty((rows, m))
+        for i0, i1, d, r in stripes:
+            if i0 >= rows:
+                break
+            i1 = min(i1, rows)
+            out[i0:i1] = np.load(d / f"{kernel_key(arch)}__{kind}.npy", mmap_mode="r")[r : r + i1 - i0, :m]
+        if split == "train":  # below the diagonal block: the mirror of the stored upper triangle
+            for i0, i1, _, _ in stripes:
+                if i0 >= rows:
+                    break
+                i1 = min(i1, rows)
+                out[i0:i1, :i0] = out[:i0, i0:i1].T
+                # a diagonal block as compute_family leaves it (its transpose: equal to rounding)
+                out[i0:i1, i0:i1] = out[i0:i1, i0:i1].T.copy()
+        return out
+
+
+def load_kernels(shard_dirs: list[str | Path], arch: str | None = None) -> Kernels:
+    """The kernel of one (family, transform, seed) from its shard folders."""
+    del arch  # every matrix is read on demand
+    return Kernels(shard_dirs)

@@ -33,6 +33,16 @@ def run_dir(config: dict) -> str:
     return f"results/{config['run_name']}"
 
 
+# One kernel job's output: a folder of .npy stripes (synsym.ntk.kernels.compute_shard).
+KERNEL_SHARD = "{run_dir}/kernels/{family}/{transform}/s{seed}/shard{shard}"
+
+
+def kernel_shards(config: dict, family: str, transform: str, seeds: list[int]) -> list[str]:
+    """Every shard folder of one family's kernel, for each kernel seed."""
+    return [KERNEL_SHARD.format(run_dir=run_dir(config), family=family, transform=transform, seed=s, shard=k)
+            for s in seeds for k in range(config["kernels"]["shards"][family])]
+
+
 def studies(config: dict) -> list[str]:
     return ["grid", "width", "curves", "uniform_init", "sdist"] + (["scaling"] if config["scaling"]["enabled"] else [])
 
@@ -169,8 +179,8 @@ def jobs(config: dict) -> list[Job]:
             out += [Job("scaling_cells", {"arch": a, "transform": t}) for a in g["architectures"] for t in g["transforms"]]
     # the symmetry report compares every family's kernels across the grid's transforms
     kernels.update({(f, t): None for f in A.KERNEL_FAMILIES for t in config["grid"]["transforms"]})
-    out += [Job("kernel", {"family": f, "transform": t, "seed": str(s)})
-            for f, t in kernels for s in config["kernel_seeds"]]
+    out += [Job("kernel", {"family": f, "transform": t, "seed": str(s), "shard": str(k)})
+            for f, t in kernels for s in config["kernel_seeds"] for k in range(config["kernels"]["shards"][f])]
     return out
 
 
@@ -185,6 +195,7 @@ WILDCARDS = {
     "width": r"\d+",
     "m": r"\d+",
     "seed": r"\d+",
+    "shard": r"\d+",
     "i": r"\d+",
     "model": "[a-z0-9_]+",
 }
@@ -192,7 +203,7 @@ WILDCARDS = {
 # built from these (benchmark()), and measured() reads them back (parse_benchmark()).
 BENCHMARKS = {
     "prepare": "benchmarks/prepare.tsv",
-    "kernel": "benchmarks/kernel/{family}/{transform}/s{seed}.tsv",
+    "kernel": "benchmarks/kernel/{family}/{transform}/s{seed}/shard{shard}.tsv",
     "kernel_cell": "benchmarks/cells/{study}/ntk/{arch}/{transform}/winf_m{m}.tsv",
     "scaling_cells": "benchmarks/cells/scaling/{arch}/{transform}.tsv",
     "train_cell": "benchmarks/cells/{study}/{finite}/{arch}/{transform}/w{width}_m{m}.tsv",

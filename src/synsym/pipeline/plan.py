@@ -127,14 +127,14 @@ def _overheads(config: dict) -> dict:
     out = {}
     with tempfile.TemporaryDirectory() as d:
         split.save(f"{d}/split.npz")
-        k = {"engine": config["kernels"]["engine"], "block_size": 40, "max_memory_gb": 2.0}
+        k = {"engine": config["kernels"]["engine"], "block_size": 40, "max_memory_gb": 2.0, "shards": {"fcn": 1, "conv": 1}}
         tc = dict(config["training"], max_steps=1, max_steps_nn=None, eval_every=1)
         cmds = {
             "kernel": ["kernel", "--spec", json.dumps({**base, "kernels": k, "device": "cpu"}), "--family", "fcn",
-                       "--transform", "o3_per_pixel", "--seed", "0", "--split", f"{d}/split.npz", "--out", f"{d}/k.npz"],
+                       "--transform", "o3_per_pixel", "--seed", "0", "--split", f"{d}/split.npz", "--out", f"{d}/k/s0/shard0"],
             "kernel_cell": ["kernel-cell", "--spec", json.dumps({**base, "ridges": config["kernels"]["ridges"], "seeds": [0]}),
                             "--study", "grid", "--arch", "fcn", "--transform", "o3_per_pixel", "--m", "40", "--split",
-                            f"{d}/split.npz", "--kernels", f"{d}/k.npz", "--out-ntk", f"{d}/a.parquet",
+                            f"{d}/split.npz", "--kernels", f"{d}/k/s0/shard0", "--out-ntk", f"{d}/a.parquet",
                             "--out-nngp", f"{d}/b.parquet"],
             "train_cell": ["train", "--spec", json.dumps({**base, "seeds": config["seeds"], "device": "cpu", "training": tc}),
                            "--study", "grid", "--inference", "nn", "--arch", "fcn", "--transform", "o3_per_pixel",
@@ -263,8 +263,8 @@ def calibrate(config: dict, path: str | Path | None = None, log=None) -> dict:
     """Measure what ``config`` needs and is not yet in the calibration file; save it (atomically)."""
     import torch
 
-    from synsym.core.io import atomic_path
     from synsym.core.device import resolve_device
+    from synsym.core.io import atomic_path
 
     log = log or (lambda s: print(s, file=sys.stderr, flush=True))
     device = resolve_device(config["device"]).type
@@ -336,13 +336,31 @@ def _blocks(n: int, b: int) -> int:
     return math.ceil(n / b)
 
 
-def kernel_entries(config: dict, family: str) -> int:
-    """Entries the engine computes for one kernel job: b x b per block call, upper triangle of
-    train-train plus the val- and test-train cross blocks (padding included)."""
-    d, b = config["data"], _block(config, family)
-    nt = _blocks(d["n_train"], b)
-    cross = (_blocks(d["n_val"], b) + _blocks(d["n_test"], b)) * nt
-    return (nt * (nt + 1) // 2 + cross) * b * b
+def _sizes(config: dict) -> dict[str, int]:
+    d = config["data"]
+    return {"train": d["n_train"], "val": d["n_val"], "test": d["n_test"]}
+
+
+def kernel_entries(config: dict, family: str, shard: int | None = None, shards: int | None = None) -> int:
+    """Entries the engine computes for one (family, transform, seed): b x b per block call, upper
+    triangle of train-train plus the val- and test-train cross blocks (padding included); with
+    ``shard``, that shard's part of ``shards`` (default kernels.shards.<family>)."""
+    from synsym.ntk.kernels import block_calls, shard_rows
+
+    b, n = _block(config, family), config["data"]["n_train"]
+    if shard is None:
+        nt = _blocks(n, b)
+        cross = (_blocks(config["data"]["n_val"], b) + _blocks(config["data"]["n_test"], b)) * nt
+        return (nt * (nt + 1) // 2 + cross) * b * b
+    rows = shard_rows(_sizes(config), b, shards or config["kernels"]["shards"][family])[shard]
+    return sum(block_calls(r, n, b) for r in rows) * b * b
+
+
+def _shard_row_count(config: dict, family: str, shard: int, shards: int | None = None) -> int:
+    from synsym.ntk.kernels import shard_rows
+
+    rows = shard_rows(_sizes(config), _block(config, family), shards or config["kernels"]["shards"][family])[shard]
+    return sum(i1 - i0 for _, i0, i1 in rows)
 
 
 def kernel_flops(config: dict) -> float:
@@ -350,6 +368,7 @@ def kernel_flops(config: dict) -> float:
     from synsym.ntk.engine import flops_per_entry
 
     n = sum(1 for j in jobs(config) if j.rule == "kernel" and j.wildcards["family"] == "conv")
+    n //= config["kernels"]["shards"]["conv"]  # the shards of one kernel add up to one kernel's entries
     return n * kernel_entries(config, "conv") * flops_per_entry(_image_size(config), config["model"]["depth"])
 
 
@@ -367,16 +386,19 @@ def _archive_bytes(config: dict) -> float:
     return CIFAR_BYTES
 
 
-def _kernel_file_bytes(config: dict, family: str) -> int:
+def _regression_read_bytes(config: dict, m: int) -> int:
+    """What one regression reads of one readout's stripes: train-train (m x m), val- and test-train (m columns)."""
     d = config["data"]
-    return 8 * 2 * _members(family) * d["n_train"] * (d["n_train"] + d["n_val"] + d["n_test"])
+    return 8 * m * (m + d["n_val"] + d["n_test"])
 
 
 def _regression_s(config: dict, cal: dict, m: int) -> float:
-    """(ridges + 2) Choleskys per kind and kernel seed: one per ridge on validation, then test and train."""
+    """One Cholesky per ridge per kind and kernel seed (its weights serve validation, then the best
+    ridge's test and train predictions), plus reading the stripes."""
     d, r = config["data"], len(config["kernels"]["ridges"])
-    flops = m**3 / 3 * (r + 2) + 2 * m * m * 10 * (r + 2) + 2 * m * 10 * (d["n_val"] * r + d["n_test"] + m)
-    return 2 * len(config["kernel_seeds"]) * flops / cal["chol_flops"]
+    flops = m**3 / 3 * r + 2 * m * m * 10 * r + 2 * m * 10 * (d["n_val"] * r + d["n_test"] + m)
+    per = flops / cal["chol_flops"] + _regression_read_bytes(config, m) / cal["io_bytes_s"]
+    return 2 * len(config["kernel_seeds"]) * per
 
 
 def _activation_mb(config: dict, arch: str, width: int, n_seeds: int, batch: int, train: bool = True) -> float:
@@ -396,22 +418,23 @@ def predict(job: Job, config: dict, cal: dict) -> tuple[float, float]:
     if job.rule == "prepare":
         return base_s + 3 * _archive_bytes(config) / cal["io_bytes_s"], base_mb + 200 + 2 * split_mb
     if job.rule == "kernel":
-        fam = w["family"]
+        fam, shard = w["family"], int(w.get("shard", 0))
         k = cal["kernel"][kernel_key(config, fam)]
-        file_b = _kernel_file_bytes(config, fam)
-        secs = base_s + k["cold_extra_s"] + kernel_entries(config, fam) * k["s_per_entry"] + file_b / cal["io_bytes_s"]
+        stripe_b = 8 * 2 * _members(fam) * d["n_train"] * _shard_row_count(config, fam, shard)  # the shard's .npy files
+        secs = (base_s + k["cold_extra_s"] + kernel_entries(config, fam, shard) * k["s_per_entry"]
+                + stripe_b / cal["io_bytes_s"])
         from synsym.ntk.kernels import BYTES_PER_ENTRY
 
         b = _block(config, fam)
         block_mb = b * b * (_image_size(config) ** 4 if fam == "conv" else 1) * BYTES_PER_ENTRY / 2**20
-        return secs, base_mb + 2 * split_mb + file_b / 2**20 + block_mb
+        row_block_mb = 8 * 2 * _members(fam) * d["n_train"] * b / 2**20  # written through memory maps
+        return secs, base_mb + 2 * split_mb + block_mb + row_block_mb
     if job.rule in ("kernel_cell", "scaling_cells"):
-        fam = A.get(w["arch"]).kernel_family
         sizes = [int(w["m"])] if job.rule == "kernel_cell" else list(config["curves"]["sizes"])
-        # one architecture's matrices of each kernel seed's file (kernels.load_kernels(path, arch))
-        file_b = _kernel_file_bytes(config, fam) / _members(fam) * len(config["kernel_seeds"])
-        secs = base_s + file_b / cal["io_bytes_s"] + sum(_regression_s(config, cal, m) for m in sizes)
-        return secs, base_mb + split_mb + file_b / 2**20 + 3 * 8 * max(sizes) ** 2 / 2**20
+        secs = base_s + sum(_regression_s(config, cal, m) for m in sizes)
+        # K_tt and its factor (m x m each), and one of val- / test-train at a time
+        m = max(sizes)
+        return secs, base_mb + split_mb + 8 * m * (2 * m + max(d["n_val"], d["n_test"]) + 20) / 2**20
     if job.rule == "train_cell":
         tc = config["training"]
         arch, width, m = w["arch"], int(w["width"]), int(w["m"])
@@ -487,6 +510,34 @@ def bill(config: dict, cal: dict) -> list[dict]:
         rt, mem = request(s, mb, config)
         rows.append({"rule": job.rule, "job": job.name, "pred_s": s, "pred_mb": mb, "req_min": rt, "req_mb": mem})
     return rows
+
+
+def over_limits(rows: list[dict], config: dict) -> list[dict]:
+    """The jobs predicted to run longer than plan.max_job_hours or to need more than plan.max_job_mem_gb."""
+    p = config["plan"]
+    return [r for r in rows if r["pred_s"] > 3600 * p["max_job_hours"] or r["pred_mb"] > 1024 * p["max_job_mem_gb"]]
+
+
+def shards_needed(config: dict, cal: dict, family: str) -> int | None:
+    """The fewest kernels.shards.<family> whose every shard fits plan.max_job_hours and
+    plan.max_job_mem_gb on the calibrated machine (None: not even one row block per shard fits)."""
+    import copy
+
+    from synsym.ntk.kernels import row_blocks
+
+    p, n_blocks = config["plan"], len(row_blocks(_sizes(config), _block(config, family)))
+    probe = copy.deepcopy(config)
+    job = lambda k: Job("kernel", {"family": family, "transform": "identity", "seed": "0", "shard": str(k)})  # noqa: E731
+    probe["kernels"]["shards"][family] = 1
+    whole_s = predict(job(0), probe, cal)[0]
+    shards = max(1, math.ceil(whole_s / (3600 * p["max_job_hours"])))
+    while shards <= n_blocks:
+        probe["kernels"]["shards"][family] = shards
+        worst = [predict(job(k), probe, cal) for k in range(shards)]
+        if max(s for s, _ in worst) <= 3600 * p["max_job_hours"] and max(mb for _, mb in worst) <= 1024 * p["max_job_mem_gb"]:
+            return shards
+        shards = max(shards + 1, math.ceil(shards * max(s for s, _ in worst) / (3600 * p["max_job_hours"])))
+    return None
 
 
 def summary(rows: list[dict], unit: str) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -48,19 +49,22 @@ def transformed(split: Split, transform_id: str, global_seed: int, seed: int, m:
     }
 
 
-def kernel_job(spec: dict, family: str, transform_id: str, seed: int, split_path: str, out: str) -> None:
-    """All NNGP/NTK kernels of one family on one transformed dataset."""
+def kernel_job(spec: dict, family: str, transform_id: str, seed: int, shard: int, split_path: str, out: str) -> None:
+    """One shard of the NNGP/NTK kernels of one family on one transformed dataset (a folder)."""
     split = Split.load(split_path)
     data = transformed(split, transform_id, spec["global_seed"], seed)
     k = spec["kernels"]
+    shards = k["shards"][family]
+    if not 0 <= shard < shards:
+        raise ValueError(f"kernel: shard {shard} of {family}; allowed: 0 to {shards - 1} (kernels.shards.{family} = {shards})")
     t0 = time.time()
-    kern = kernels.compute_family(
-        family, data["x_train"], {"val": data["x_val"], "test": data["x_test"]},
-        spec["depth"], k["block_size"], k["max_memory_gb"], log=log, engine=k["engine"],
+    xs = {"train": data["x_train"], "val": data["x_val"], "test": data["x_test"]}
+    kernels.compute_shard(
+        family, xs, spec["depth"], k["block_size"], k["max_memory_gb"], shard, shards, out,
+        {"transform": transform_id, "seed": seed}, log=log, engine=k["engine"],
         device=_kernel_device(spec.get("device", "cpu")),
     )
-    log(f"kernel {family}/{transform_id}/s{seed}: {time.time() - t0:.1f}s")
-    kernels.save_kernels(kern, out, {"family": family, "transform": transform_id, "seed": seed})
+    log(f"kernel {family}/{transform_id}/s{seed} shard {shard + 1}/{shards}: {time.time() - t0:.1f}s")
 
 
 def _kernel_device(device: str) -> str:
@@ -88,18 +92,19 @@ def kernel_cell(
     training size m in ``ms`` (the first m images: sub-matrices of one kernel)."""
     architectures.get(arch)
     split = Split.load(split_path)
-    kerns = [kernels.load_kernels(p, arch) for p in kernel_paths]
+    kerns = [kernels.load_kernels(dirs) for dirs in by_seed(kernel_paths, seeds)]
+    device = _kernel_device(spec.get("device", "cpu"))
     for i, m in enumerate(ms):
         for kind, paths in outs.items():
             rows, preds = [], []
             for seed, kern in zip(seeds, kerns):
                 t0 = time.time()
-                r = regression.regress(kern, arch, kind, split.y_train, split.y_val, split.y_test, spec["ridges"], m)
+                r = regression.regress(kern, arch, kind, split.y_train, split.y_val, split.y_test, spec["ridges"], m, device)
                 row = _base_row(spec, study, kind, arch, transform_id, None, m, split)
                 row.update(
                     seed=seed, train_acc=r["train_acc"], val_acc=r["val_acc"], test_acc=r["test_acc"],
                     test_acc_best=r["test_acc"], test_mse=r["test_mse"], accepted=True, ridge=r["ridge"],
-                    wall_s=time.time() - t0, device="cpu", status="ok",
+                    wall_s=time.time() - t0, device=device, status="ok",
                 )
                 rows.append(row)
                 preds.append(r["test_pred"])
@@ -107,6 +112,17 @@ def kernel_cell(
                     f"mse {r['test_mse']:.4f} ridge {r['ridge']:g}")
             write_cell(rows, paths[i])
             save_preds(paths[i], np.stack(preds), seeds)
+
+
+def by_seed(shard_dirs: list[str], seeds: list[int]) -> list[list[str]]:
+    """The shard folders (.../s{seed}/shard{k}) of each kernel seed, in the order of ``seeds``."""
+    groups: dict[str, list[str]] = {}
+    for d in shard_dirs:
+        groups.setdefault(Path(d).parent.name, []).append(d)
+    missing = [s for s in seeds if f"s{s}" not in groups]
+    if missing:
+        raise ValueError(f"kernel-cell: no kernel shards for seed {missing[0]}; got {', '.join(sorted(groups))}")
+    return [groups[f"s{s}"] for s in seeds]
 
 
 def save_preds(cell_path: str, preds: np.ndarray, seeds: list[int]) -> None:

@@ -1,0 +1,104 @@
+"""Kernel jobs a cluster accepts: row-block shards that equal the one-piece kernel, read back
+lazily, and regressions that factor K_tt once per ridge."""
+
+import json
+
+import numpy as np
+import pytest
+
+from synsym.ntk import kernels as K
+from synsym.ntk import regression as REG
+
+SIZES = {"train": 23, "val": 7, "test": 9}  # partial last blocks everywhere (block 4)
+
+
+@pytest.fixture(scope="module")
+def xs():
+    g = np.random.default_rng(0)
+    return {k: g.standard_normal((n, 8, 8, 3)) for k, n in SIZES.items()}
+
+
+@pytest.fixture(scope="module")
+def one_piece(xs):
+    return {fam: K.compute_family(fam, xs["train"], {"val": xs["val"], "test": xs["test"]}, 3, 4, 1.0,
+                                  log=lambda _: None) for fam in ("fcn", "conv")}
+
+
+def shards(xs, tmp_path, fam: str, n: int) -> list:
+    dirs = [tmp_path / fam / "s0" / f"shard{k}" for k in range(n)]
+    for k, d in enumerate(dirs):
+        K.compute_shard(fam, xs, 3, 4, 1.0, k, n, d, {"transform": "identity", "seed": 0}, log=lambda _: None)
+    return dirs
+
+
+@pytest.mark.parametrize("fam,n", [("conv", 3), ("conv", 1), ("fcn", 4)])
+def test_sharded_equals_one_piece(xs, one_piece, tmp_path, fam, n):
+    """Every readout, NNGP and NTK, train-train (triangle, mirrored) and val/test-train (cross)."""
+    kern = K.load_kernels(shards(xs, tmp_path, fam, n))
+    ref = one_piece[fam]
+    assert sorted(kern) == sorted(ref)
+    for key in ref:
+        np.testing.assert_allclose(kern[key], ref[key], rtol=1e-12, atol=0)
+        assert np.array_equal(kern[key], ref[key]), key  # the same block calls: bit for bit
+    m = 10  # a learning-curve size: the first m images, without assembling the rest
+    assert np.array_equal(kern.matrix("train_train", "fcn" if fam == "fcn" else "gap", "ntk", m),
+                          ref[f"train_train/{'fcn' if fam == 'fcn' else 'gap'}/ntk"][:m, :m])
+    assert np.array_equal(kern.matrix("test_train", "fcn" if fam == "fcn" else "lap4", "nngp", m),
+                          ref[f"test_train/{'fcn' if fam == 'fcn' else 'lap4'}/nngp"][:, :m])
+
+
+def test_shards_are_files_one_per_readout_and_kind(xs, tmp_path):
+    d = shards(xs, tmp_path, "conv", 2)
+    files = sorted(p.name for p in d[1].iterdir())
+    assert files == sorted([f"{a}__{k}.npy" for a in ("vec", "gap", "lap4", "lap8") for k in ("nngp", "ntk")] + ["rows.json"])
+    rows = json.loads((d[1] / "rows.json").read_text())["rows"]
+    assert np.load(d[1] / "gap__ntk.npy", mmap_mode="r").shape == (sum(i1 - i0 for _, i0, i1 in rows), SIZES["train"])
+
+
+def test_shard_rows_cover_every_block_once_and_balance_the_calls():
+    sizes, b = {"train": 1000, "val": 130, "test": 250}, 16
+    blocks = K.row_blocks(sizes, b)
+    for n in (1, 2, 7, len(blocks)):
+        parts = K.shard_rows(sizes, b, n)
+        assert len(parts) == n and all(parts) and [blk for p in parts for blk in p] == blocks
+        calls = [sum(K.block_calls(blk, 1000, b) for blk in p) for p in parts]
+        assert max(calls) - min(calls) <= 2 * 63, calls  # within two row blocks' worth (63 column blocks)
+    with pytest.raises(ValueError, match=f"allowed: 1 to {len(blocks)}"):
+        K.shard_rows(sizes, b, len(blocks) + 1)
+
+
+def test_an_incomplete_set_of_shards_is_refused(xs, tmp_path):
+    d = shards(xs, tmp_path, "conv", 3)
+    with pytest.raises(ValueError, match="not one complete set of shards"):
+        K.load_kernels(d[:2])
+
+
+def test_regression_on_shards_equals_regression_in_memory(xs, one_piece, tmp_path):
+    kern = K.load_kernels(shards(xs, tmp_path, "conv", 3))
+    g = np.random.default_rng(1)
+    y = {k: g.integers(0, 10, n) for k, n in SIZES.items()}
+    for m in (12, 23):
+        a = REG.regress(kern, "gap", "ntk", y["train"], y["val"], y["test"], [1e-6, 1e-3, 1e-1], m)
+        b = REG.regress(one_piece["conv"], "gap", "ntk", y["train"], y["val"], y["test"], [1e-6, 1e-3, 1e-1], m)
+        for k in a:
+            assert np.array_equal(a[k], b[k]), k
+
+
+def test_each_ridge_is_factored_once(one_piece, monkeypatch):
+    """The validation solve's factor also gives the test and train predictions."""
+    calls = []
+    real = REG._factor
+    monkeypatch.setattr(REG, "_factor", lambda *a, **k: calls.append(a[1]) or real(*a, **k))
+    y = np.arange(SIZES["train"]) % 10
+    r = REG.regress(one_piece["conv"], "vec", "nngp", y, np.arange(7) % 10, np.arange(9) % 10, [1e-4, 1e-2, 1e-1])
+    assert calls == [1e-4, 1e-2, 1e-1] and r["ridge"] in calls
+
+
+def test_gpu_cholesky_path_equals_lapack(one_piece):
+    """The torch path (what device: cuda runs) against LAPACK, here on CPU tensors."""
+    k = one_piece["conv"]["train_train/gap/ntk"]
+    y = np.eye(10)[np.arange(len(k)) % 10]
+    for ridge in (1e-6, 1e-2):
+        a = REG._weights(REG._factor(k, ridge), y)
+        b = REG._weights(REG._factor(k, ridge, lib="torch"), y)
+        np.testing.assert_allclose(b, a, rtol=1e-9, atol=1e-9 * np.abs(a).max())
