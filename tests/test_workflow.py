@@ -135,6 +135,10 @@ def test_plan_predicts_the_smoke_run(smoke, tmp_path):
     update_config(cfg, yaml.safe_load((wd / "data.yaml").read_text()))  # the mini archive: prepare reads its size
     cal = P.calibrate(cfg, tmp_path / "calibration.json", log=lambda _: None)
     meas = P.measured(wd / "results" / "smoke")
+    # every compute job left a benchmark, read back (synsym.pipeline.jobs) as that very job
+    from synsym.pipeline import jobs as J
+
+    assert set(meas) == {j.name for j in J.jobs(cfg)}
     ratios = P.rule_ratios(P.bill(cfg, cal), meas)
     assert set(ratios) == {"prepare", "kernel", "kernel_cell", "scaling_cells", "train_cell"}, sorted(meas)[:5]
     bad = {r: round(x, 2) for r, x in ratios.items() if not 1 / 3 <= x <= 3}
@@ -249,3 +253,19 @@ def test_cli_errors_are_one_line(tmp_path):
     assert p.returncode == 2
     assert p.stderr.strip().splitlines() == ["synsym train: error: unknown architecture 'resnet'; allowed: fcn, lcn, "
                                              "vec, gap, lap4, lap8"]
+
+
+@pytest.mark.slow
+def test_deleting_one_kernel_shard_reruns_that_shard_alone(smoke):
+    """The smoke preset's conv kernels come in 2 shard jobs: a deleted shard is the only kernel job
+    scheduled again (its regressions follow), and the rebuilt run is complete again."""
+    import shutil
+
+    wd, args = smoke
+    base = wd / "results/smoke/kernels/conv/identity/s0"
+    assert sorted(p.name for p in base.iterdir()) == ["shard0", "shard1"]
+    shutil.rmtree(base / "shard1")
+    counts = dry_counts(*args, cwd=wd)
+    assert counts["kernel"] == 1 and "train_cell" not in counts and counts["kernel_cell"] >= 1, counts
+    snakemake("--cores", "2", *args, cwd=wd, timeout=900)
+    assert (base / "shard1" / "rows.json").exists() and dry_counts(*args, cwd=wd) == {}

@@ -1,0 +1,187 @@
+"""Benchmark: every GPU number README cites, in one run (under 8 minutes on one H200).
+
+    python bench/gpu.py                       # on a GPU machine: writes docs/gpu-<device>.md
+    python bench/gpu.py --smoke --device cpu  # tiny sizes on a CPU (what the tests run)
+
+Sections, each measured side by side in this one process:
+  kernels   the fused Triton kernel vs the eager path on the same device: max relative
+            difference in float64 and float32, and ms per kernel entry (one image pair, every
+            conv readout, NNGP + NTK) at 8x8, 16x16 and 32x32, depth 8
+  training  ms per SGD step of the paper grid's stacked seeds (5; S-Dist 10), float32, 32x32
+            images, batch 40, depth 8, with TFLOP/s by the direct-convolution count
+  imagenet  training images/s of the ImageNet models (synthetic batches, bf16 autocast on a GPU)
+            and the CPU loader's images/s per worker (decode, Inception crop, flip, normalize)
+Each number is printed and written to the report with the device's name beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import sys
+import time
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+# Triton's LLVM must be loaded before anything that may bring TensorFlow's (synsym.ntk.reference)
+import torch  # noqa: E402
+
+from synsym.core import architectures as A  # noqa: E402
+from synsym.core.device import resolve_device  # noqa: E402
+
+FULL = {"kernel_sizes": [(8, 1024), (16, 256), (32, 64)], "depth": 8, "image": 32, "steps": 20,
+        "train": [("vec", 8, 5), ("vec", 128, 5), ("lcn", 32, 5), ("fcn", 1024, 5), ("gap", 128, 5),
+                  ("lap4", 128, 5), ("lap8", 128, 5), ("vec", 512, 10), ("gap", 512, 10)],
+        "imagenet": [("resnet50", 256, 224), ("mixer_s16", 256, 224), ("efficientnet_b0", 256, 224)], "loader": 256}
+SMOKE = {"kernel_sizes": [(4, 6), (8, 4)], "depth": 2, "image": 8, "steps": 2,
+         "train": [("vec", 4, 2), ("gap", 4, 2)], "imagenet": [("resnet_tiny", 4, 32)], "loader": 8}
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def timed(fn, device: torch.device, repeat: int = 3) -> float:
+    """Best of ``repeat`` warm runs (the first call compiles and is not timed)."""
+    fn()
+    best = float("inf")
+    for _ in range(repeat):
+        sync(device)
+        t0 = time.perf_counter()
+        fn()
+        sync(device)
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def kernels(device: torch.device, p: dict) -> list[dict]:
+    from synsym.ntk import engine as E
+
+    rows = []
+    for s, m in p["kernel_sizes"]:
+        for dt in (torch.float64, torch.float32):
+            x = torch.as_tensor(np.random.default_rng(0).standard_normal((m, s, s, 3)), dtype=dt, device=device)
+            w = E.readout_weights(s, dt, device)
+            out = {impl: E.conv_block(x, None, p["depth"], w, impl) for impl in ("triton", "eager")}
+            rel = max(((out["triton"][a][i] - out["eager"][a][i]).abs().max() / out["eager"][a][i].abs().max()).item()
+                      for a in E.CONV_MEMBERS if (A.get(a).pool or 0) <= s for i in range(2))
+            row = {"image": s, "m": m, "dtype": str(dt).split(".")[1], "rel_diff": rel}
+            for impl in ("triton", "eager"):
+                secs = timed(partial(E.conv_block, x, None, p["depth"], w, impl), device, 2)
+                row[f"{impl}_ms_per_entry"] = 1e3 * secs / (m * m)
+            row["tflops_triton"] = E.flops_per_entry(s, p["depth"]) / (row["triton_ms_per_entry"] * 1e-3) / 1e12
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    return rows
+
+
+def training(device: torch.device, p: dict) -> list[dict]:
+    from synsym.finite import models as M
+    from synsym.finite import training as TR
+
+    s, n, rows = p["image"], 200, []
+    x = torch.as_tensor(np.random.default_rng(0).standard_normal((n, s, s, 3)), dtype=torch.float32, device=device)
+    y = torch.as_tensor(np.random.default_rng(1).integers(0, 10, n), device=device)
+    for arch, width, n_seeds in p["train"]:
+        spec, seeds = A.get(arch), list(range(n_seeds))
+        params = M.init_params(spec, width, p["depth"], s, seeds, 0, torch.float32, device)
+        batches = np.stack([TR.batch_indices(0, sd, n, 40, p["steps"]) for sd in seeds])
+        data = {"x_train": x[None].expand(n_seeds, *x.shape), "y_train": y}
+        cfg = TR.TrainConfig(max_steps=p["steps"], eval_every=10**9, batch_size=40)
+        lr = torch.full((n_seeds,), 1e-4)
+        secs = timed(partial(TR.train, spec, params, data, p["depth"], lr, 0.0, batches, cfg, log=lambda _: None), device, 1)
+        ms = 1e3 * secs / p["steps"]
+        flops = 3 * M.forward_flops(spec, width, p["depth"], s) * 40 * n_seeds
+        rows.append({"arch": arch, "width": width, "seeds": n_seeds, "ms_per_step": ms, "tflops": flops / (ms * 1e-3) / 1e12})
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+def _sgd_step(net, opt, xb: torch.Tensor, yb: torch.Tensor, device: torch.device) -> None:
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        loss = torch.nn.functional.cross_entropy(net(xb), yb)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+
+
+def imagenet(device: torch.device, p: dict) -> list[dict]:
+    from synsym.imagenet import data as D
+    from synsym.imagenet import models as V
+
+    rows = []
+    for model, batch, size in p["imagenet"]:
+        torch.manual_seed(0)
+        net = V.build(model, 1000, size).to(device).train()
+        if device.type == "cuda":
+            net = net.to(memory_format=torch.channels_last)
+        opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, nesterov=True)
+        xb = torch.randn(batch, 3, size, size, device=device)
+        yb = torch.randint(0, 1000, (batch,), device=device)
+
+        secs = timed(partial(_sgd_step, net, opt, xb, yb, device), device, 3)
+        rows.append({"what": f"train step {model}", "batch": batch, "images_per_s": batch / secs})
+        print(json.dumps(rows[-1]), flush=True)
+    # the CPU loader (one worker's work): real JPEGs of ImageNet's typical size, decoded and augmented
+    from PIL import Image
+
+    g = np.random.default_rng(0)
+    jpegs = []
+    for _ in range(8):
+        buf = io.BytesIO()
+        Image.fromarray(g.integers(0, 255, (375, 500, 3), dtype=np.uint8)).save(buf, format="JPEG", quality=90)
+        jpegs.append(buf.getvalue())
+
+    def load(k: int):
+        im = Image.open(io.BytesIO(jpegs[k % len(jpegs)])).convert("RGB")
+        return D._to_tensor(D.random_resized_crop(im, 224, np.random.default_rng(k)))
+
+    t0 = time.perf_counter()
+    for k in range(p["loader"]):
+        load(k)
+    rows.append({"what": "CPU loader, one worker (JPEG 500x375 -> crop, flip, normalize 224)", "batch": 1,
+                 "images_per_s": p["loader"] / (time.perf_counter() - t0)})
+    print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+def report(name: str, res: dict, seconds: float) -> str:
+    lines = [f"# GPU numbers: {name}", "",
+             f"`python bench/gpu.py` ({seconds / 60:.1f} min; torch {torch.__version__}). Every number below is from this "
+             f"run on {name}.", "", "## Conv-family kernel: fused Triton vs eager (depth {d})".format(d=res["depth"]), "",
+             "| image | m | dtype | max rel. diff | Triton ms/entry | eager ms/entry | Triton TFLOP/s |",
+             "|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['image']}x{r['image']} | {r['m']} | {r['dtype']} | {r['rel_diff']:.1e} | {r['triton_ms_per_entry']:.4g} | "
+              f"{r['eager_ms_per_entry']:.4g} | {r['tflops_triton']:.2f} |" for r in res["kernels"]]
+    lines += ["", "## Training steps (float32, batch 40, stacked seeds)", "",
+              "| architecture | width | seeds | ms per step | TFLOP/s |", "|---|---|---|---|---|"]
+    lines += [f"| {r['arch']} | {r['width']} | {r['seeds']} | {r['ms_per_step']:.3g} | {r['tflops']:.2f} |" for r in res["training"]]
+    lines += ["", "## ImageNet", "", "| what | batch | images/s |", "|---|---|---|"]
+    lines += [f"| {r['what']} | {r['batch']} | {r['images_per_s']:.0f} |" for r in res["imagenet"]]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--device", default="cuda")
+    ap.add_argument("--smoke", action="store_true", help="tiny sizes (tests; any device)")
+    ap.add_argument("--out", help="the report (default docs/gpu-<device name>.md)")
+    a = ap.parse_args(argv)
+    device = resolve_device(a.device)
+    p = SMOKE if a.smoke else FULL
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({os.cpu_count()} cores)"
+    t0 = time.perf_counter()
+    res = {"depth": p["depth"], "kernels": kernels(device, p), "training": training(device, p), "imagenet": imagenet(device, p)}
+    out = Path(a.out) if a.out else ROOT / "docs" / f"gpu-{name.replace(' ', '-')}.md"
+    out.write_text(report(name, res, time.perf_counter() - t0))
+    print(f"wrote {out}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
