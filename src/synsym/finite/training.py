@@ -14,10 +14,13 @@ largest learning rate that trains. Using m K instead makes NN+ diverge.
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -71,6 +74,7 @@ class TrainConfig:
     eval_batch: int = 500
     stop_train_acc: float = 1.0  # a seed stops training at this training accuracy (paper: 100%)
     drop_stopped: bool = True  # repack the stack without stopped seeds (False: keep them, masked; for benchmarks)
+    checkpoint_minutes: float = 30.0  # wall time between checkpoints (0: after every step; tests)
 
 
 def train_config(training: dict, inference: str) -> TrainConfig:
@@ -208,6 +212,14 @@ class Tracker:
             self.best_pred[live] = torch.where(better[:, None, None], logits, self.best_pred[live])
         return (tr < cfg.stop_train_acc) & ~dv
 
+    def state(self) -> dict:
+        return {"steps": self.steps, "diverged": self.diverged, "train_acc": self.train_acc, "fit_step": self.fit_step,
+                "best": self.best, "best_pred": self.best_pred}
+
+    def restore(self, state: dict) -> None:
+        for k, v in state.items():
+            setattr(self, k, v)
+
     def result(self) -> dict:
         nan = lambda t: np.where(t.numpy() < 0, np.nan, t.numpy())  # noqa: E731
         return {
@@ -221,6 +233,41 @@ class Tracker:
             "diverged": self.diverged.numpy(),
             "test_pred": None if self.best_pred is None else self.best_pred.numpy(),
         }
+
+
+class Checkpoint:
+    """Atomic snapshots of a training run, at most every ``minutes`` of wall time, so a job killed
+    at a time limit resumes where it stopped and ends bit for bit as an uninterrupted run. A
+    snapshot written for another cell or config (``key``) is ignored."""
+
+    def __init__(self, path: str | Path, key: str, minutes: float):
+        self.path, self.key, self.minutes, self.last = Path(path), key, minutes, time.time()
+
+    def due(self) -> bool:
+        return time.time() - self.last >= 60 * self.minutes
+
+    def save(self, step: int, stack: Stack, params: dict, vel: dict, tracker: Tracker) -> None:
+        from synsym.core.io import atomic_path
+
+        stack.unpack(params, vel)
+        state = {"key": self.key, "step": step, "live": stack.live, "active": stack.active.cpu(),
+                 "params": {k: v.cpu() for k, v in params.items()}, "vel": {k: v.cpu() for k, v in vel.items()},
+                 "tracker": tracker.state()}
+        with atomic_path(self.path) as tmp:
+            torch.save(state, tmp)
+        self.last = time.time()
+        kill = os.environ.get("SYNSYM_KILL_AFTER_STEP")  # test hook: die like a job at its time limit
+        if kill and step >= int(kill):
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    def load(self) -> dict | None:
+        if not self.path.exists():
+            return None
+        state = torch.load(self.path, weights_only=False)
+        return state if state.get("key") == self.key else None
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)
 
 
 def _progress(step: int, steps: int, t0: float, tracker: Tracker, ev: dict, go_on: torch.Tensor) -> str:
@@ -243,6 +290,7 @@ def train(
     batches: np.ndarray,
     cfg: TrainConfig,
     log: Callable[[str], None] | None = None,
+    checkpoint: Checkpoint | None = None,
 ) -> dict:
     """Train stacked seeds in place.
 
@@ -253,6 +301,7 @@ def train(
     A seed stops once an evaluation finds it fits its training set, or once its
     loss is not finite (recorded as ``diverged``, not a crash). With
     ``cfg.drop_stopped`` a stopped seed leaves the :class:`Stack`; otherwise it stays, masked.
+    With a :class:`Checkpoint`, the run resumes from its snapshot and writes new ones as it goes.
     """
     log = log or (lambda s: print(s, file=sys.stderr, flush=True))
     s, steps = batches.shape[:2]
@@ -262,22 +311,34 @@ def train(
     order = torch.as_tensor(batches, device=x_train.device)
     vel = {k: torch.zeros_like(v) for k, v in params.items()}
     stack = Stack.pack(torch.arange(s), params, vel, lr, x_train, order)
-    tracker, t0 = Tracker(s), time.time()
-    for step in range(steps):
+    tracker, t0, start = Tracker(s), time.time(), 0
+    state = checkpoint.load() if checkpoint else None
+    if state:
+        start = state["step"]
+        with torch.no_grad():
+            for k in params:
+                params[k].copy_(state["params"][k])
+                vel[k].copy_(state["vel"][k])
+        tracker.restore(state["tracker"])
+        stack = Stack.pack(state["live"], params, vel, lr, x_train, order)
+        stack.active = state["active"].to(stack.active.device)
+        log(f"resumed from {checkpoint.path} at step {start}/{steps}")
+    for step in range(start, steps):
         tracker.diverged[stack.live] |= stack.sgd_step(spec, depth, y1h, step, cfg.momentum, l2).cpu()
         tracker.steps[stack.live] += stack.active.cpu().long()
-        if (step + 1) % cfg.eval_every and step + 1 != steps:
-            continue
-        ev = evaluate(spec, stack.params, data, stack.live, depth, cfg.eval_batch)
-        go_on = tracker.update(step + 1, stack.live, ev, cfg)
-        log(_progress(step + 1, steps, t0, tracker, ev, go_on))
-        if not bool(go_on.any()):
-            log(f"all seeds stopped at step {step + 1} (fit or diverged)")
-            break
-        if not cfg.drop_stopped:
-            stack.active &= go_on.to(stack.active.device)
-        elif not bool(go_on.all()):
-            stack.unpack(params, vel)
-            stack = Stack.pack(stack.live[go_on], params, vel, lr, x_train, order)
+        if (step + 1) % cfg.eval_every == 0 or step + 1 == steps:
+            ev = evaluate(spec, stack.params, data, stack.live, depth, cfg.eval_batch)
+            go_on = tracker.update(step + 1, stack.live, ev, cfg)
+            log(_progress(step + 1, steps, t0, tracker, ev, go_on))
+            if not bool(go_on.any()):
+                log(f"all seeds stopped at step {step + 1} (fit or diverged)")
+                break
+            if not cfg.drop_stopped:
+                stack.active &= go_on.to(stack.active.device)
+            elif not bool(go_on.all()):
+                stack.unpack(params, vel)
+                stack = Stack.pack(stack.live[go_on], params, vel, lr, x_train, order)
+        if checkpoint and checkpoint.due():
+            checkpoint.save(step + 1, stack, params, vel, tracker)
     stack.unpack(params, vel)
     return tracker.result()

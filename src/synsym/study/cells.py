@@ -7,6 +7,7 @@ atomically.
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from pathlib import Path
@@ -169,7 +170,9 @@ def train_cell(
     for part in ("val", "test"):
         data[f"x_{part}"] = to([d[f"x_{part}"] for d in per_seed])
         data[f"y_{part}"] = torch.as_tensor(per_seed[0][f"y_{part}"], device=device)
-    res = training.train(a, params, data, spec["depth"], lr, l2, batches, tc, log=log)
+    key = json.dumps([spec, study, inference, arch, transform_id, width, m, first_layer], sort_keys=True)
+    ckpt = training.Checkpoint(f"{out}.ckpt.pt", key, tc.checkpoint_minutes)
+    res = training.train(a, params, data, spec["depth"], lr, l2, batches, tc, log=log, checkpoint=ckpt)
     wall = time.time() - t0
     rows = []
     y1h = np.eye(10)[split.y_test]
@@ -188,3 +191,4 @@ def train_cell(
         rows.append(row)
     write_cell(rows, out)
     save_preds(out, res["test_pred"], seeds)
+    ckpt.remove()
