@@ -67,6 +67,19 @@ def test_request_rule():
     assert P.request(61, 10, cfg)[0] == 3
 
 
+def test_a_resumable_attempt_asks_for_at_most_max_job_hours():
+    """Training jobs checkpoint and resume, so each attempt is capped; kernel shards are not."""
+    cfg = load_config()
+    cfg["plan"].update(safety_factor=2.0, retry_scale=2.0, max_job_hours=12)
+    assert P.request(30 * 3600, 3000, cfg, rule="train_cell") == (720, 6000)
+    assert P.request(30 * 3600, 3000, cfg, rule="kernel") == (3600, 6000)
+    assert P.request(1800, 3000, cfg, rule="train_cell") == (60, 6000)
+    assert P.attempts({"pred_s": 30 * 3600}, cfg) == 3 and P.attempts({"pred_s": 60}, cfg) == 1
+    rows = [{"rule": "train_cell", "pred_s": 30 * 3600, "pred_mb": 1.0}, {"rule": "kernel", "pred_s": 13 * 3600, "pred_mb": 1.0},
+            {"rule": "kernel_cell", "pred_s": 1.0, "pred_mb": 65 * 1024}]
+    assert [r["rule"] for r in P.over_limits(rows, cfg)] == ["kernel", "kernel_cell"]
+
+
 def test_retry_asks_for_more_and_unplanned_jobs_fall_back(tmp_path):
     """The rules' resources: attempt 2 asks retry_scale x attempt 1; a job the calibration does not
     cover (another width) gets the fallback, scaled the same way."""

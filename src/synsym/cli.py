@@ -196,6 +196,9 @@ def plan_cmd(a) -> int:
     by_rule = {r: sum(1 for o in over if o["rule"] == r) for r in dict.fromkeys(o["rule"] for o in over)}
     print(f"# jobs over plan.max_job_hours = {p['max_job_hours']:g} h or plan.max_job_mem_gb = {p['max_job_mem_gb']:g} GB: "
           + (", ".join(f"{r} {n}" for r, n in by_rule.items()) if over else "none"))
+    multi = [plan.attempts(r, config) for r in rows if r["rule"] in plan.RESUMABLE]
+    print(f"# resumable training jobs needing several attempts of <= {p['max_job_hours']:g} h: "
+          f"{sum(a > 1 for a in multi)}, up to {max(multi, default=1)} attempts (the profile's `retries` must allow them)")
     need = {f: plan.shards_needed(config, cal, f) for f in config["kernels"]["shards"]}
     print("# kernels.shards: " + ", ".join(f"{f} = {config['kernels']['shards'][f]} (fits the limits from {need[f]})"
                                           for f in need))

@@ -452,13 +452,26 @@ def predict(job: Job, config: dict, cal: dict) -> tuple[float, float]:
     raise PlanError(f"no cost model for rule {job.rule!r}")
 
 
-def request(seconds: float, mb: float, config: dict, attempt: int = 1) -> tuple[int, int]:
-    """Slurm (runtime minutes, mem_mb) for a predicted job: safety factor, floors, growth per retry."""
+# Rules whose jobs checkpoint and resume (synsym.finite.training.Checkpoint): an attempt asks for at
+# most plan.max_job_hours, and a job killed at that limit goes on in its next attempt.
+RESUMABLE = ("train_cell",)
+
+
+def request(seconds: float, mb: float, config: dict, attempt: int = 1, rule: str | None = None) -> tuple[int, int]:
+    """Slurm (runtime minutes, mem_mb) for a predicted job: safety factor, floors, growth per retry;
+    a resumable rule's attempt is capped at plan.max_job_hours."""
     p = config["plan"]
     grow = p["retry_scale"] ** (attempt - 1)
-    runtime = max(p["min_runtime_min"], math.ceil(seconds * p["safety_factor"] / 60))
+    runtime = math.ceil(max(p["min_runtime_min"], math.ceil(seconds * p["safety_factor"] / 60)) * grow)
+    if rule in RESUMABLE:
+        runtime = min(runtime, math.ceil(60 * p["max_job_hours"]))
     mem = max(p["min_mem_mb"], math.ceil(mb * p["safety_factor"]))
-    return math.ceil(runtime * grow), math.ceil(mem * grow)
+    return runtime, math.ceil(mem * grow)
+
+
+def attempts(row: dict, config: dict) -> int:
+    """Attempts of at most plan.max_job_hours a resumable job needs at its predicted time."""
+    return max(1, math.ceil(row["pred_s"] / (3600 * config["plan"]["max_job_hours"])))
 
 
 # ---------------------------------------------------------------- the workflow's view
@@ -492,7 +505,7 @@ def resources(rule: str, wildcards, config: dict, attempt: int, fallback: tuple[
     w = dict(wildcards.items()) if hasattr(wildcards, "items") else dict(wildcards)
     if cal is not None:
         try:
-            return request(*predict(Job(rule, w), config, cal), config, attempt)
+            return request(*predict(Job(rule, w), config, cal), config, attempt, rule)
         except KeyError:
             pass  # this calibration lacks the job's (architecture, width, ...): fixed request
     grow = config["plan"]["retry_scale"] ** (attempt - 1)
@@ -507,15 +520,17 @@ def bill(config: dict, cal: dict) -> list[dict]:
     rows = []
     for job in jobs(config):
         s, mb = predict(job, config, cal)
-        rt, mem = request(s, mb, config)
+        rt, mem = request(s, mb, config, rule=job.rule)
         rows.append({"rule": job.rule, "job": job.name, "pred_s": s, "pred_mb": mb, "req_min": rt, "req_mb": mem})
     return rows
 
 
 def over_limits(rows: list[dict], config: dict) -> list[dict]:
-    """The jobs predicted to run longer than plan.max_job_hours or to need more than plan.max_job_mem_gb."""
+    """The jobs predicted to need more than plan.max_job_mem_gb, or to run longer than plan.max_job_hours
+    without resuming (a resumable job runs in several attempts instead)."""
     p = config["plan"]
-    return [r for r in rows if r["pred_s"] > 3600 * p["max_job_hours"] or r["pred_mb"] > 1024 * p["max_job_mem_gb"]]
+    return [r for r in rows if r["pred_mb"] > 1024 * p["max_job_mem_gb"]
+            or (r["pred_s"] > 3600 * p["max_job_hours"] and r["rule"] not in RESUMABLE)]
 
 
 def shards_needed(config: dict, cal: dict, family: str) -> int | None:
