@@ -20,7 +20,7 @@ def rows(alpha_small, alpha_large):
     m = np.array([100, 200, 400, 800])
     err = np.concatenate([m[:2] ** -alpha_small, (m[2:] ** -alpha_large) * (200**-alpha_small / 200**-alpha_large)])
     return pd.DataFrame({"study": "curves", "inference": "nn_plus", "architecture": "vec", "transform": "identity",
-                         "n_train": m, "test_acc": 1 - err, "test_mse": err / 2, "status": "ok"})
+                         "n_train": m, "test_acc": 1 - err, "test_mse": err / 2, "status": "ok", "accepted": True})
 
 
 def test_dide_check_sees_steeper_large_m_slope():
@@ -36,7 +36,7 @@ def test_sdist_by_hand():
     gap = np.zeros((1, 2, 10))
     ntk = np.zeros((2, 10))
     ntk[:, 1] = 1.0
-    t = S.sdist_table({("vec", "nn_plus", 8, 0.5): vec, ("gap", "nn_plus", 8, 0.5): gap,
+    t = S.sdist_table({("vec", "nn_plus", 8, 0.5): vec, ("gap", "nn_plus", 8, None): gap,  # GAP_n: clean data
                        ("vec", "ntk", None, 0.5): ntk[None]}, y).iloc[0]
     assert t["sdist_to_gap"] == pytest.approx(4.0)  # |2 - 0|^2 on one logit
     assert t["sdist_to_vec_ntk"] == pytest.approx(5.0)  # 2^2 + 1^2

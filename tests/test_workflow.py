@@ -32,7 +32,7 @@ def expected_counts(cfg: dict) -> dict[str, int]:
     transforms_needed |= {(A.get(x["architecture"]).kernel_family, x["transform"]) for x in c["cells"]
                           if x["inference"] == "ntk"}
     u, sd = cfg["uniform_init"], cfg["sdist"]
-    train += len(u["architectures"]) + 2 * len(sd["widths"]) * len(sd["ts"])  # uniform init; vec and gap on the path
+    train += len(u["architectures"]) + len(sd["widths"]) * (len(sd["ts"]) + 1)  # uniform init; vec on the path, clean gap
     train -= shared_with_grid(cfg)
     kcells += len(sd["ts"])  # VEC_inf on each point of the path
     transforms_needed |= {("conv", f"so3_path-t{t:g}") for t in sd["ts"]}
@@ -61,10 +61,10 @@ def test_paper_dag_has_exact_job_counts():
     want = expected_counts(cfg)
     assert got == want
     # 2 x 6 x 5 finite grid cells, 2 x 2 x 8 width cells, 3 x (8 + flips) curve cells, 6 uniform init,
-    # 2 x 4 widths x 5 path points, less the grid's cells: VEC width 128 (2 inferences x 2 transforms)
+    # 4 widths x (5 path points + GAP on clean data), less the grid's cells: VEC width 128 (2 inferences x 2 transforms)
     # and the 3 finite curves at 45,000; kernels: 2 fcn shards x 5 transforms + 14 conv shards x (5
     # transforms + 5 path points)
-    assert want["train_cell"] == 60 + 32 + 27 + 6 + 40 - 4 - 3 and want["kernel"] == 2 * 5 + 14 * 10
+    assert want["train_cell"] == 60 + 32 + 27 + 6 + 24 - 4 - 3 and want["kernel"] == 2 * 5 + 14 * 10
 
 
 def test_default_dag_counts():
@@ -110,10 +110,22 @@ def test_smoke_produces_every_table_and_figure(smoke):
     kern = rep[rep["measure"] == "rel_kernel_change"]
     assert len(kern) == 2 * 6 * 4 and kern["agrees"].all()  # the theorem holds for every kernel cell
     sd = pd.read_parquet(r / "tables" / "sdist_distances.parquet")
-    assert set(sd["t"]) == {0.0, 1.0} and (sd["sdist_to_gap"] > 0).all() and (sd["sdist_to_vec_ntk"] > 0).all()
+    assert set(sd["t"]) == {0.0, 1.0}
+    # ensembles of accepted runs only, against GAP_n on the clean data (App. E)
+    for row in sd.itertuples(index=False):
+        tid = "so3_path-t0" if row.t == 0 else "so3_path-t1"
+        vec = read_cell(r / f"cells/sdist/nn_plus/vec/{tid}/w{int(row.width)}_m60.parquet")
+        gap = read_cell(r / f"cells/sdist/nn_plus/gap/identity/w{int(row.width)}_m60.parquet")
+        assert (row.ensemble_size, row.gap_ensemble_size) == (vec["accepted"].sum(), gap["accepted"].sum())
+        if row.ensemble_size and row.gap_ensemble_size:
+            assert row.sdist_to_gap > 0 and row.sdist_to_vec_ntk > 0
     fits = pd.read_parquet(r / "tables" / "scaling_fits.parquet")
     assert len(fits) == 2 * 6 * 5 and (fits["study"] == "scaling").all() and fits["alpha_mse"].notna().all()
-    assert len(pd.read_parquet(r / "tables" / "curves_fits.parquet")) == 4 + 1  # 4 curves, NNGP rides along
+    # a fit per kernel curve (NTK, NNGP riding along) and per finite curve with accepted runs
+    curves = pd.read_parquet(r / "tables" / "curves.parquet")
+    fitted = curves[curves["inference"].isin(["ntk", "nngp"]) | curves["accepted"]]
+    assert len(pd.read_parquet(r / "tables" / "curves_fits.parquet")) == len(
+        fitted.groupby(["inference", "architecture", "transform"]))
     # Theorem 4.1 visible in the results: invariant NTK cells have equal accuracy
     ntk = grid[grid["inference"] == "ntk"].set_index(["architecture", "transform"])["test_acc"]
     assert ntk[("fcn", "identity")] == ntk[("fcn", "o_3d")] == ntk[("fcn", "perm_3d")]

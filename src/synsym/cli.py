@@ -234,18 +234,23 @@ def _fits(a):
 
 def _sdist(a):
     import numpy as np
+    import pandas as pd
 
     from synsym.core.data import Split
     from synsym.study.tables import sdist_table
 
-    preds = {}
-    for path in a.preds:  # .../cells/sdist/{inference}/{arch}/so3_path-t{t}/w{width}_m{m}.pred.npz
+    preds, accepted = {}, {}
+    for path in a.preds:  # .../cells/sdist/{inference}/{arch}/{so3_path-t{t} | identity}/w{width}_m{m}.pred.npz
         parts = Path(path).parts
         inf, arch, tid, name = parts[-4], parts[-3], parts[-2], parts[-1]
         width = name.split("_")[0][1:]
-        t = float(tid.split("-t")[1])
-        preds[(arch, inf, None if width == "inf" else int(width), t)] = np.load(path)["pred"]
-    return sdist_table(preds, Split.load(a.split).y_test)
+        t = float(tid.split("-t")[1]) if "-t" in tid else None  # GAP_n, the reference: clean data
+        key = (arch, inf, None if width == "inf" else int(width), t)
+        z = np.load(path)
+        preds[key] = z["pred"]
+        cell = pd.read_parquet(path[: -len(".pred.npz")] + ".parquet").set_index("seed")
+        accepted[key] = cell.loc[z["seeds"], "accepted"].to_numpy()
+    return sdist_table(preds, Split.load(a.split).y_test, accepted)
 
 
 def _symmetry(a):

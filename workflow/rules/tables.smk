@@ -62,6 +62,7 @@ rule sdist_table:
     input:
         split=f"{R}/data/split.npz",
         preds=lambda wc: [pred_path(p) for p in study_cells("sdist") if "/nngp/" not in p],
+        cells=lambda wc: [p for p in study_cells("sdist") if "/nngp/" not in p],  # which runs were accepted
     output:
         table=report(f"{R}/tables/sdist_distances.parquet", category="Tables", caption="../report/table.rst"),
         csv=report(f"{R}/tables/sdist_distances.csv", category="Tables", caption="../report/table.rst"),

@@ -92,15 +92,15 @@ def uniform_cells(config: dict) -> list[CellKey]:
 
 
 def sdist_cells(config: dict) -> list[CellKey]:
-    """Fig. S1: VEC_n and GAP_n (NN+) and VEC_inf (NTK) on tau_t D along the SO(3)^d path."""
+    """Fig. S1 (App. E): VEC_n (NN+) and VEC_inf (NTK) on tau_t D along the SO(3)^d path, and the
+    reference GAP_n (NN+) on the clean data, once per width: S-Dist(VEC_n^{tau_t}, GAP_n)."""
     sd, n = config["sdist"], config["data"]["n_train"]
     out = []
     for t in sd["ts"]:
         tid = T.path_id(t)
         out.append(("sdist", "ntk", "vec", tid, None, n))
-        for w in sd["widths"]:
-            out += [("sdist", "nn_plus", a, tid, w, n) for a in ("vec", "gap")]
-    return out
+        out += [("sdist", "nn_plus", "vec", tid, w, n) for w in sd["widths"]]
+    return out + [("sdist", "nn_plus", "gap", "identity", w, n) for w in sd["widths"]]
 
 
 STUDY_CELLS = {

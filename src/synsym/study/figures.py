@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import matplotlib
@@ -15,6 +16,7 @@ import seaborn as sns  # noqa: E402
 from synsym.core.architectures import ARCHITECTURES, INFERENCE_LABELS  # noqa: E402
 from synsym.core.io import atomic_path  # noqa: E402
 from synsym.core.transforms import ORDER, TRANSFORMS  # noqa: E402
+from synsym.study.tables import CURVE_METRIC  # noqa: E402  (Fig. 4 plots what the fits use)
 
 ARCH_ORDER = list(ARCHITECTURES)
 ARCH_LABELS = {a: s.label for a, s in ARCHITECTURES.items()}
@@ -24,16 +26,62 @@ T_LABELS = {t: g for t, (g, _) in TRANSFORMS.items()}
 CELL_KEYS = ["study", "inference", "architecture", "transform", "width", "n_train"]
 
 
-def usable(df: pd.DataFrame) -> pd.DataFrame:
-    """Runs that count: kernel rows, and finite runs that reached 95% training accuracy
-    (paper App. B). A cell none of whose runs was accepted (short presets) shows its
-    runs that did not diverge instead, so that no cell silently vanishes from a plot."""
+def min_accepted(n_runs: int, fraction: float) -> int:
+    """Accepted runs a cell needs to be drawn: ``fraction`` of its runs, rounded up, at least one
+    (Fig. 3: 4 of 5, the paper's rule; other figures: any one)."""
+    return max(1, math.ceil(fraction * n_runs - 1e-9))
+
+
+def usable(df: pd.DataFrame, fraction: float = 0.0) -> pd.DataFrame:
+    """Runs a figure may show (paper App. B): kernel rows, and the accepted finite runs (95%
+    training accuracy) of cells with at least ``min_accepted`` of them. Other cells are missing
+    (see :func:`missing`), never drawn from runs that did not fit."""
     if df.empty:
         return df
     kernel = df["inference"].isin(["ntk", "nngp"])
-    any_accepted = df.groupby(CELL_KEYS, dropna=False)["accepted"].transform("any")
-    fallback = ~any_accepted & (df["status"] == "ok")
-    return df[kernel | df["accepted"] | fallback]
+    g = df.groupby(CELL_KEYS, dropna=False)["accepted"]
+    enough = g.transform("sum") >= g.transform("size").map(lambda n: min_accepted(n, fraction))
+    return df[kernel | (df["accepted"].astype(bool) & enough)]
+
+
+def missing(df: pd.DataFrame, fraction: float = 0.0) -> pd.DataFrame:
+    """The finite cells :func:`usable` leaves out, with their accepted / total run counts."""
+    fin = df[~df["inference"].isin(["ntk", "nngp"])]
+    if fin.empty:
+        return pd.DataFrame(columns=[*CELL_KEYS, "accepted", "runs"])
+    c = fin.groupby(CELL_KEYS, dropna=False)["accepted"].agg(accepted="sum", runs="size").reset_index()
+    return c[c["accepted"] < c["runs"].map(lambda n: min_accepted(n, fraction))].reset_index(drop=True)
+
+
+def mark_missing(ax, df: pd.DataFrame, inference: str, fraction: float = 0.0) -> None:
+    """A red box in the panel listing every missing cell with its accepted / total runs."""
+    m = missing(df, fraction)
+    m = m[m["inference"] == inference]
+    if len(m):
+        lines = [f"✕ {ARCH_LABELS.get(r.architecture, r.architecture)} {T_LABELS.get(r.transform, r.transform)}"
+                 f"{'' if pd.isna(r.width) or 'width' not in df or df['width'].nunique() < 2 else f' w{int(r.width)}'}"
+                 f": {int(r.accepted)}/{int(r.runs)} accepted" for r in m.itertuples(index=False)]
+        ax.text(0.98, 0.02, "missing (too few accepted runs):\n" + "\n".join(lines), transform=ax.transAxes, fontsize=6,
+                va="bottom", ha="right", color="tab:red", bbox={"facecolor": "white", "alpha": 0.85, "edgecolor": "tab:red"})
+
+
+# Fig. 3 draws a point only where at least 4 of 5 runs were accepted (the paper's rule).
+FIG3_FRACTION = 0.8
+# Fig. 4 plots and fits one metric: the test accuracy at the best validation step.
+
+
+def vec_inf_reference(grid: pd.DataFrame) -> float:
+    """Fig. 3's orange line, VEC_inf: the VEC NTK on the identity data. By Theorem 4.1 it is the same
+    on O(3)⊗I_d and O(3)^d data; VEC_inf is not invariant to P(3d) and O(3d), so those are excluded."""
+    g = grid[(grid["inference"] == "ntk") & (grid["architecture"] == "vec") & (grid["transform"] == "identity")]
+    return float(g["test_acc"].mean()) if len(g) else float("nan")
+
+
+def curve_data(curves: pd.DataFrame) -> pd.DataFrame:
+    """Fig. 4's points: accepted runs, NTK and NN+, test error of CURVE_METRIC (what the fits use)."""
+    df = usable(curves)
+    df = df[df["inference"] != "nngp"].copy()
+    return df.assign(test_err=1 - df[CURVE_METRIC])
 
 
 def save(fig: plt.Figure, outdir: str | Path, name: str) -> list[str]:
@@ -65,18 +113,20 @@ def fig2_grid(grid: pd.DataFrame, outdir: str | Path) -> list[str]:
     df = usable(grid).copy()
     df["arch"] = df["architecture"].map(ARCH_LABELS)
     df["group"] = pd.Categorical(df["transform"].map(T_LABELS), [T_LABELS[t] for t in ORDER], ordered=True)
-    infs = [i for i in ("ntk", "nn", "nn_plus") if i in set(df["inference"])]
+    infs = [i for i in ("ntk", "nn", "nn_plus") if i in set(grid["inference"])]
     fig, axes = plt.subplots(1, max(len(infs), 1), figsize=(5 * max(len(infs), 1), 4), sharey=True, squeeze=False)
     for ax, inf in zip(axes[0], infs):
-        sns.pointplot(
-            data=df[df["inference"] == inf], x="group", y="test_acc_best", hue="arch",
-            hue_order=[ARCH_LABELS[a] for a in ARCH_ORDER], errorbar="sd", dodge=0.3, ax=ax,
-            markersize=4, linewidth=1.2,
-        )
+        if (df["inference"] == inf).any():
+            sns.pointplot(
+                data=df[df["inference"] == inf], x="group", y="test_acc_best", hue="arch",
+                hue_order=[ARCH_LABELS[a] for a in ARCH_ORDER], errorbar="sd", dodge=0.3, ax=ax,
+                markersize=4, linewidth=1.2,
+            )
         ax.set_title(INFERENCE_LABELS[inf])
         if inf in ("nn", "nn_plus"):
             ax.text(0.02, 0.02, acceptance(grid, inf), transform=ax.transAxes, fontsize=6.5, va="bottom",
                     bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "0.8"})
+            mark_missing(ax, grid, inf)
         ax.set_xlabel("symmetry group of τ applied to the data")
         ax.set_ylabel("test accuracy")
         ax.tick_params(axis="x", rotation=20)
@@ -89,23 +139,26 @@ def fig2_grid(grid: pd.DataFrame, outdir: str | Path) -> list[str]:
 
 
 def fig3_width(width: pd.DataFrame, grid: pd.DataFrame, outdir: str | Path) -> list[str]:
-    """VEC_n accuracy vs width on O(3)⊗I_d and O(3)^d data, NTK line for reference (Fig. 3)."""
-    df = usable(width).copy()
+    """VEC_n accuracy vs width on O(3)⊗I_d and O(3)^d data, VEC_inf on the identity data for
+    reference (Fig. 3); a point needs 4 of 5 accepted runs (80% of a cell's runs)."""
+    df = usable(width, FIG3_FRACTION).copy()
     df["group"] = df["transform"].map(T_LABELS)
-    infs = [i for i in ("nn", "nn_plus") if i in set(df["inference"])]
-    ntk = usable(grid)
-    ntk = ntk[(ntk["inference"] == "ntk") & (ntk["architecture"] == "vec")]["test_acc"].mean()
+    infs = [i for i in ("nn", "nn_plus") if i in set(width["inference"])]
+    ntk = vec_inf_reference(grid)
     fig, axes = plt.subplots(1, max(len(infs), 1), figsize=(5 * max(len(infs), 1), 4), sharey=True, squeeze=False)
     for ax, inf in zip(axes[0], infs):
-        sns.lineplot(data=df[df["inference"] == inf], x="width", y="test_acc_best", hue="group",
-                     errorbar="sd", marker="o", ax=ax)
+        if (df["inference"] == inf).any():
+            sns.lineplot(data=df[df["inference"] == inf], x="width", y="test_acc_best", hue="group",
+                         errorbar="sd", marker="o", ax=ax)
         if np.isfinite(ntk):
             ax.axhline(ntk, color="tab:orange", alpha=0.5, ls="--", label="VEC$_\\infty$ (NTK)")
         ax.set_xscale("log", base=2)
         ax.set_xlabel("width n")
         ax.set_ylabel("test accuracy")
         ax.set_title(f"VEC$_n$, {INFERENCE_LABELS[inf]}")
-        ax.legend(fontsize=8)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
+        mark_missing(ax, width, inf, FIG3_FRACTION)
     fig.suptitle("Finite-width symmetry breaking in VEC (cf. paper Fig. 3)")
     return save(fig, outdir, "fig3_width")
 
@@ -117,13 +170,11 @@ def curve_label(inference: str, arch: str, transform: str) -> str:
 def fig4_learning_curves(curves: pd.DataFrame, fits: pd.DataFrame, outdir: str | Path) -> list[str]:
     """Test error and MSE vs training-set size, log-log; legend: fitted alpha over all sizes
     and on the small-m / large-m halves (the DIDE check) from the fits table."""
-    df = usable(curves)
-    df = df[df["inference"] != "nngp"].copy()
+    df = curve_data(curves)
     df["curve"] = [curve_label(*r) for r in df[["inference", "architecture", "transform"]].itertuples(index=False)]
-    df["test_err"] = 1 - df["test_acc_best"]
     f = fits[fits["study"] == "curves"]
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
-    for ax, metric, name, col in ((axes[0], "test_err", "test error (1 - accuracy)", "err"),
+    for ax, metric, name, col in ((axes[0], "test_err", "test error (1 - test accuracy at the best validation step)", "err"),
                                   (axes[1], "test_mse", "test MSE", "mse")):
         legend = {}
         for r in f.itertuples(index=False):
@@ -131,7 +182,9 @@ def fig4_learning_curves(curves: pd.DataFrame, fits: pd.DataFrame, outdir: str |
             legend[c] = (f"{c}: α={getattr(r, f'alpha_{col}'):.2f} "
                          f"(small m {getattr(r, f'alpha_{col}_small_m'):.2f}, large m {getattr(r, f'alpha_{col}_large_m'):.2f})")
         d = df.assign(legend=df["curve"].map(legend).fillna(df["curve"]))
-        sns.lineplot(data=d, x="n_train", y=metric, hue="legend", errorbar="sd", marker="o", ax=ax)
+        if len(d):
+            sns.lineplot(data=d, x="n_train", y=metric, hue="legend", errorbar="sd", marker="o", ax=ax)
+        mark_missing(ax, curves, "nn_plus")
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("training set size m")
@@ -167,6 +220,9 @@ FIGURES = ("fig2_grid", "fig3_width", "fig4_learning_curves", "figS1_sdist", "fi
 def figS1_sdist(sd: pd.DataFrame, outdir: str | Path) -> list[str]:
     """Ensemble accuracy, S-Dist to GAP_n and to VEC_inf along the SO(3)^d path (Fig. S1)."""
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.2))
+    for r in sd.itertuples(index=False):  # ensemble sizes (accepted runs) per point
+        axes[0].annotate(f"{r.ensemble_size}", (r.t, getattr(r, "ensemble_test_acc", np.nan)), fontsize=6,
+                         textcoords="offset points", xytext=(3, 3))
     for ax, col, name in zip(axes, ("ensemble_test_acc", "sdist_to_gap", "sdist_to_vec_ntk"),
                              ("ensemble test accuracy", "S-Dist(VEC$_n^{τ_t}$, GAP$_n$)",
                               "S-Dist(VEC$_n^{τ_t}$, VEC$_\\infty$)")):
@@ -186,8 +242,10 @@ def figS5_uniform_init(grid: pd.DataFrame, uni: pd.DataFrame, outdir: str | Path
     df = pd.concat([g.assign(first_layer="Gaussian"), u.assign(first_layer="uniform")], ignore_index=True)
     df["arch"] = df["architecture"].map(ARCH_LABELS)
     fig, ax = plt.subplots(figsize=(7, 4))
-    sns.barplot(data=df, x="arch", y="test_acc_best", hue="first_layer", errorbar="sd", ax=ax,
-                order=[ARCH_LABELS[a] for a in ARCH_ORDER if ARCH_LABELS[a] in set(df["arch"])])
+    if len(df):
+        sns.barplot(data=df, x="arch", y="test_acc_best", hue="first_layer", errorbar="sd", ax=ax,
+                    order=[ARCH_LABELS[a] for a in ARCH_ORDER if ARCH_LABELS[a] in set(df["arch"])])
+    mark_missing(ax, uni, inf)
     ax.set_ylabel("test accuracy")
     ax.set_xlabel("")
     ax.set_title(f"First-layer initialization, {INFERENCE_LABELS[inf]}, identity data (cf. paper Fig. S5)")

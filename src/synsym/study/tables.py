@@ -12,6 +12,8 @@ from synsym.core.data import one_hot
 from synsym.core.metrics import accuracy, power_law_fit, s_dist
 
 FIT_KEYS = ["study", "inference", "architecture", "transform"]
+# The fits' error is 1 - this column, the test accuracy at the best validation step (Fig. 4 plots it too).
+CURVE_METRIC = "test_acc"
 
 
 def scaling_fits(df: pd.DataFrame) -> pd.DataFrame:
@@ -22,12 +24,12 @@ def scaling_fits(df: pd.DataFrame) -> pd.DataFrame:
     (data improves data efficiency when the large-m slope is steeper).
     """
     rows = []
-    ok = df[df["status"] == "ok"]
+    ok = df[(df["status"] == "ok") & (df["inference"].isin(A.KERNEL_INFERENCES) | df["accepted"].astype(bool))]
     for key, g in ok.groupby(FIT_KEYS):
-        agg = g.groupby("n_train")[["test_acc", "test_mse"]].mean().sort_index()
+        agg = g.groupby("n_train")[[CURVE_METRIC, "test_mse"]].mean().sort_index()
         m = agg.index.values
-        err = 1 - agg["test_acc"].values
-        row = dict(zip(FIT_KEYS, key), n_sizes=len(m), m_min=int(m.min()), m_max=int(m.max()))
+        err = 1 - agg[CURVE_METRIC].values
+        row = dict(zip(FIT_KEYS, key), metric=CURVE_METRIC, n_sizes=len(m), m_min=int(m.min()), m_max=int(m.max()))
         for name, y in (("err", err), ("mse", agg["test_mse"].values)):
             y = np.clip(y, 1e-12, None)
             row[f"alpha_{name}"], row[f"alpha_{name}_se"] = power_law_fit(m, y)
@@ -38,24 +40,40 @@ def scaling_fits(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def sdist_table(preds: dict[tuple, np.ndarray], y_test: np.ndarray) -> pd.DataFrame:
-    """S-Dist of VEC_n to GAP_n (same width, same data) and to VEC_inf along the path.
+def sdist_table(preds: dict[tuple, np.ndarray], y_test: np.ndarray, accepted: dict[tuple, np.ndarray] | None = None
+                ) -> pd.DataFrame:
+    """S-Dist(VEC_n^{tau_t}, GAP_n) and S-Dist(VEC_n^{tau_t}, VEC_inf) along the path (App. E).
 
-    ``preds`` maps (architecture, inference, width, t) to per-seed test
-    predictions (seeds, n_test, 10); kernel predictions have width None.
+    ``preds`` maps (architecture, inference, width, t) to per-seed test predictions (seeds,
+    n_test, 10); kernel predictions have width None, and GAP_n, the reference, is trained on the
+    clean data (t None). ``accepted`` maps the same keys to which seeds reached 95% training
+    accuracy: ensembles average those only (the paper's successful runs), and each point reports
+    its ensemble sizes.
     """
+    def runs(key: tuple) -> np.ndarray | None:
+        p = preds.get(key)
+        if p is None or accepted is None or key not in accepted:
+            return p
+        return p[np.asarray(accepted[key], dtype=bool)]
+
     rows = []
-    for (arch, inf, width, t), p in sorted(preds.items(), key=lambda kv: str(kv[0])):
+    for (arch, inf, width, t), _ in sorted(preds.items(), key=lambda kv: str(kv[0])):
         if arch != "vec" or inf == "ntk":
             continue
-        ens = p.mean(axis=0)
-        gap = preds.get(("gap", inf, width, t))
+        p = runs((arch, inf, width, t))
+        gap = runs(("gap", inf, width, None))
         ntk = preds.get(("vec", "ntk", None, t))
+        if len(p) == 0:  # no accepted run: the point is missing, not a value
+            rows.append({"inference": inf, "width": width, "t": t, "ensemble_size": 0,
+                         "gap_ensemble_size": 0 if gap is None else len(gap)})
+            continue
+        ens = p.mean(axis=0)
         rows.append({
             "inference": inf, "width": width, "t": t, "ensemble_size": len(p),
+            "gap_ensemble_size": 0 if gap is None else len(gap),
             "ensemble_test_acc": accuracy(ens, y_test),
             "ensemble_test_mse": float(np.mean((ens - one_hot(y_test)) ** 2)),
-            "sdist_to_gap": s_dist(p, gap) if gap is not None else np.nan,
+            "sdist_to_gap": s_dist(p, gap) if gap is not None and len(gap) else np.nan,
             "sdist_to_vec_ntk": s_dist(p, ntk) if ntk is not None else np.nan,
         })
     return pd.DataFrame(rows)

@@ -1,0 +1,79 @@
+"""What the figures show is what the paper's figures show: the reference line, which runs count,
+one metric per figure, and S-Dist's reference (synthetic tables, checked by hand)."""
+
+import matplotlib.axes
+import numpy as np
+import pandas as pd
+
+from synsym.study import figures as F
+from synsym.study import tables as S
+
+
+def rows(inference, arch, transform, accepted, acc=0.5, width=8, n=100, study="grid"):
+    """One cell's runs: one row per entry of ``accepted``."""
+    return [{"study": study, "inference": inference, "architecture": arch, "transform": transform,
+             "width": None if inference in ("ntk", "nngp") else width, "n_train": n, "seed": i, "accepted": a,
+             "status": "ok", "test_acc": acc + 0.01 * i, "test_acc_best": acc + 0.1, "test_mse": 0.1}
+            for i, a in enumerate(accepted)]
+
+
+def test_fig3_reference_line_is_vec_inf_on_the_identity_data(monkeypatch, tmp_path):
+    """VEC_inf is invariant to O(3)^d (so identity = O(3)⊗I_d = O(3)^d) but not to P(3d) or O(3d)."""
+    grid = pd.DataFrame([r for t, acc in (("identity", 0.6), ("o3_shared", 0.6), ("o3_per_pixel", 0.6),
+                                          ("perm_3d", 0.1), ("o_3d", 0.1))
+                         for r in rows("ntk", "vec", t, [True], acc)])
+    assert F.vec_inf_reference(grid) == 0.6  # the mean over all five would be 0.4
+    width = pd.DataFrame(rows("nn", "vec", "o3_shared", [True] * 5, study="width"))
+    lines = []
+    real = matplotlib.axes.Axes.axhline
+    monkeypatch.setattr(matplotlib.axes.Axes, "axhline", lambda self, y=0, *a, **k: lines.append(y) or real(self, y, *a, **k))
+    F.fig3_width(width, grid, tmp_path)
+    assert lines == [0.6]
+
+
+def test_a_cell_without_enough_accepted_runs_is_missing_not_drawn():
+    df = pd.DataFrame(rows("nn", "gap", "identity", [False, False]) + rows("nn", "vec", "identity", [True, False])
+                      + rows("ntk", "gap", "identity", [True]))
+    u = F.usable(df)
+    assert set(zip(u["inference"], u["architecture"])) == {("nn", "vec"), ("ntk", "gap")}
+    assert u["accepted"].all()  # the unaccepted VEC run is not averaged either
+    m = F.missing(df)
+    assert m[["architecture", "accepted", "runs"]].values.tolist() == [["gap", 0, 2]]
+
+
+def test_fig3_needs_four_of_five_accepted_runs():
+    df = pd.DataFrame(rows("nn", "vec", "o3_shared", [True, True, True, True, False], width=8, study="width")
+                      + rows("nn", "vec", "o3_shared", [True, True, True, False, False], width=16, study="width"))
+    assert set(F.usable(df, F.FIG3_FRACTION)["width"]) == {8}
+    assert F.missing(df, F.FIG3_FRACTION)[["width", "accepted", "runs"]].values.tolist() == [[16, 3, 5]]
+    assert [F.min_accepted(n, F.FIG3_FRACTION) for n in (5, 2, 1, 10)] == [4, 2, 1, 8]
+
+
+def test_fig4_plots_the_metric_its_exponents_are_fitted_on():
+    curves = pd.DataFrame([r for m, acc in ((100, 0.3), (200, 0.4), (400, 0.5))
+                           for r in rows("nn_plus", "vec", "identity", [True, True], acc, n=m, study="curves")])
+    d = F.curve_data(curves)
+    np.testing.assert_array_equal(d["test_err"], 1 - d["test_acc"])  # not the best test accuracy along training
+    fits = S.scaling_fits(curves)
+    assert (fits["metric"] == "test_acc").all() and F.CURVE_METRIC == S.CURVE_METRIC == "test_acc"
+    err = 1 - curves.groupby("n_train")["test_acc"].mean()
+    slope = -np.polyfit(np.log(err.index.values), np.log(err.values), 1)[0]
+    np.testing.assert_allclose(fits["alpha_err"].iloc[0], slope, rtol=1e-10)
+
+
+def test_sdist_reference_is_gap_on_clean_data_and_ensembles_are_accepted_runs():
+    g = np.random.default_rng(0)
+    y = g.integers(0, 10, 30)
+    p = lambda: g.standard_normal((3, 30, 10))  # noqa: E731
+    vec, gap_clean, gap_tau, ntk = p(), p(), p(), p()[:1]
+    preds = {("vec", "nn_plus", 8, 1.0): vec, ("gap", "nn_plus", 8, None): gap_clean,
+             ("gap", "nn_plus", 8, 1.0): gap_tau, ("vec", "ntk", None, 1.0): ntk}
+    acc = {("vec", "nn_plus", 8, 1.0): np.array([True, False, True]), ("gap", "nn_plus", 8, None): np.array([True, True, False])}
+    t = S.sdist_table(preds, y, acc)
+    assert len(t) == 1
+    r = t.iloc[0]
+    from synsym.core.metrics import s_dist
+
+    assert r["sdist_to_gap"] == s_dist(vec[[0, 2]], gap_clean[[0, 1]]) != s_dist(vec[[0, 2]], gap_tau[[0, 1]])
+    assert (r["ensemble_size"], r["gap_ensemble_size"]) == (2, 2)
+    assert r["ensemble_test_acc"] == (vec[[0, 2]].mean(0).argmax(-1) == y).mean()
