@@ -77,3 +77,13 @@ def test_sdist_reference_is_gap_on_clean_data_and_ensembles_are_accepted_runs():
     assert r["sdist_to_gap"] == s_dist(vec[[0, 2]], gap_clean[[0, 1]]) != s_dist(vec[[0, 2]], gap_tau[[0, 1]])
     assert (r["ensemble_size"], r["gap_ensemble_size"]) == (2, 2)
     assert r["ensemble_test_acc"] == (vec[[0, 2]].mean(0).argmax(-1) == y).mean()
+
+
+def test_sdist_points_without_accepted_runs_are_missing_and_the_figure_still_draws(tmp_path):
+    g = np.random.default_rng(0)
+    preds = {("vec", "nn_plus", 8, t): g.standard_normal((2, 5, 10)) for t in (0.0, 1.0)}
+    preds[("gap", "nn_plus", 8, None)] = g.standard_normal((2, 5, 10))
+    acc = {k: np.array([False, False]) for k in preds}
+    t = S.sdist_table(preds, np.arange(5), acc)
+    assert t["ensemble_size"].tolist() == [0, 0] and t[list(S.SDIST_VALUES)].isna().all().all()
+    assert all(p.endswith((".png", ".pdf")) for p in F.figS1_sdist(t, tmp_path))

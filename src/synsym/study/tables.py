@@ -40,6 +40,9 @@ def scaling_fits(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+SDIST_VALUES = ("ensemble_test_acc", "ensemble_test_mse", "sdist_to_gap", "sdist_to_vec_ntk")
+
+
 def sdist_table(preds: dict[tuple, np.ndarray], y_test: np.ndarray, accepted: dict[tuple, np.ndarray] | None = None
                 ) -> pd.DataFrame:
     """S-Dist(VEC_n^{tau_t}, GAP_n) and S-Dist(VEC_n^{tau_t}, VEC_inf) along the path (App. E).
@@ -65,7 +68,7 @@ def sdist_table(preds: dict[tuple, np.ndarray], y_test: np.ndarray, accepted: di
         ntk = preds.get(("vec", "ntk", None, t))
         if len(p) == 0:  # no accepted run: the point is missing, not a value
             rows.append({"inference": inf, "width": width, "t": t, "ensemble_size": 0,
-                         "gap_ensemble_size": 0 if gap is None else len(gap)})
+                         "gap_ensemble_size": 0 if gap is None else len(gap), **dict.fromkeys(SDIST_VALUES, np.nan)})
             continue
         ens = p.mean(axis=0)
         rows.append({
