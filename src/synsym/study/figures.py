@@ -53,16 +53,24 @@ def missing(df: pd.DataFrame, fraction: float = 0.0) -> pd.DataFrame:
     return c[c["accepted"] < c["runs"].map(lambda n: min_accepted(n, fraction))].reset_index(drop=True)
 
 
-def mark_missing(ax, df: pd.DataFrame, inference: str, fraction: float = 0.0) -> None:
-    """A red box in the panel listing every missing cell with its accepted / total runs."""
+def mark_missing(ax, df: pd.DataFrame, inference: str, fraction: float = 0.0, by_width: bool = False) -> None:
+    """A red box in the panel naming every missing cell with its accepted / total runs (when more than
+    six are missing: how many per architecture)."""
     m = missing(df, fraction)
     m = m[m["inference"] == inference]
-    if len(m):
+    if not len(m):
+        return
+    if len(m) > 6:
+        cells = df[df["inference"] == inference].groupby("architecture")["transform"].nunique()
+        per = m.groupby("architecture").size()
+        lines = [f"{len(m)} cells, no value drawn:"] + [
+            f"✕ {ARCH_LABELS.get(a, a)}: {per[a]} of {cells.get(a, per[a])} transforms" for a in ARCH_ORDER if a in per]
+    else:
         lines = [f"✕ {ARCH_LABELS.get(r.architecture, r.architecture)} {T_LABELS.get(r.transform, r.transform)}"
-                 f"{'' if pd.isna(r.width) or 'width' not in df or df['width'].nunique() < 2 else f' w{int(r.width)}'}"
-                 f": {int(r.accepted)}/{int(r.runs)} accepted" for r in m.itertuples(index=False)]
-        ax.text(0.98, 0.02, "missing (too few accepted runs):\n" + "\n".join(lines), transform=ax.transAxes, fontsize=6,
-                va="bottom", ha="right", color="tab:red", bbox={"facecolor": "white", "alpha": 0.85, "edgecolor": "tab:red"})
+                 f"{f' w{int(r.width)}' if by_width else ''}: {int(r.accepted)}/{int(r.runs)} accepted"
+                 for r in m.itertuples(index=False)]
+    ax.text(0.98, 0.98, "missing (too few accepted runs):\n" + "\n".join(lines), transform=ax.transAxes, fontsize=6,
+            va="top", ha="right", color="tab:red", bbox={"facecolor": "white", "alpha": 0.85, "edgecolor": "tab:red"})
 
 
 # Fig. 3 draws a point only where at least 4 of 5 runs were accepted (the paper's rule).
@@ -158,7 +166,7 @@ def fig3_width(width: pd.DataFrame, grid: pd.DataFrame, outdir: str | Path) -> l
         ax.set_title(f"VEC$_n$, {INFERENCE_LABELS[inf]}")
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8)
-        mark_missing(ax, width, inf, FIG3_FRACTION)
+        mark_missing(ax, width, inf, FIG3_FRACTION, by_width=True)
     fig.suptitle("Finite-width symmetry breaking in VEC (cf. paper Fig. 3)")
     return save(fig, outdir, "fig3_width")
 
