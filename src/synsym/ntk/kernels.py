@@ -212,20 +212,16 @@ class Kernels(Mapping):
     from the stored upper triangle; nothing is read before it is asked for."""
 
     def __init__(self, shard_dirs: list[str | Path]):
+        infos = [json.loads((Path(d) / "rows.json").read_text()) for d in shard_dirs]
+        if sorted(i["shard"] for i in infos) != list(range(len(infos))) or {i["shards"] for i in infos} != {len(infos)}:
+            raise ValueError(f"kernel shards {', '.join(map(str, shard_dirs))}: not one complete set of shards")
         self.stripes: dict[str, list[tuple[int, int, Path, int]]] = {s: [] for s in SPLITS}
-        members, self.meta = None, {}
-        for d in shard_dirs:
-            info = json.loads((Path(d) / "rows.json").read_text())
-            members = FAMILY_MEMBERS[info["family"]]
-            self.meta = {k: v for k, v in info.items() if k not in ("rows", "shard")}
+        for d, info in zip(shard_dirs, infos):
             r = 0
             for split, i0, i1 in info["rows"]:
                 self.stripes[split].append((i0, i1, Path(d), r))
                 r += i1 - i0
-        counts = {json.loads((Path(d) / "rows.json").read_text())["shards"] for d in shard_dirs}
-        if len(counts) != 1 or len(shard_dirs) != counts.pop():
-            raise ValueError(f"kernel shards {', '.join(map(str, shard_dirs))}: not one complete set of shards")
-        self.n = self.meta["n_train"]
+        self.n, members = infos[0]["n_train"], FAMILY_MEMBERS[infos[0]["family"]]
         self.keys_ = [f"{s}_train/{a}/{k}" for s in SPLITS if self.stripes[s] for a in members for k in KINDS]
 
     def __iter__(self):
@@ -262,7 +258,6 @@ class Kernels(Mapping):
         return out
 
 
-def load_kernels(shard_dirs: list[str | Path], arch: str | None = None) -> Kernels:
-    """The kernel of one (family, transform, seed) from its shard folders."""
-    del arch  # every matrix is read on demand
+def load_kernels(shard_dirs: list[str | Path]) -> Kernels:
+    """The kernel of one (family, transform, seed) from its shard folders (each matrix read on demand)."""
     return Kernels(shard_dirs)

@@ -341,10 +341,10 @@ def _sizes(config: dict) -> dict[str, int]:
     return {"train": d["n_train"], "val": d["n_val"], "test": d["n_test"]}
 
 
-def kernel_entries(config: dict, family: str, shard: int | None = None, shards: int | None = None) -> int:
+def kernel_entries(config: dict, family: str, shard: int | None = None) -> int:
     """Entries the engine computes for one (family, transform, seed): b x b per block call, upper
     triangle of train-train plus the val- and test-train cross blocks (padding included); with
-    ``shard``, that shard's part of ``shards`` (default kernels.shards.<family>)."""
+    ``shard``, that shard's part (of kernels.shards.<family>)."""
     from synsym.ntk.kernels import block_calls, shard_rows
 
     b, n = _block(config, family), config["data"]["n_train"]
@@ -352,14 +352,14 @@ def kernel_entries(config: dict, family: str, shard: int | None = None, shards: 
         nt = _blocks(n, b)
         cross = (_blocks(config["data"]["n_val"], b) + _blocks(config["data"]["n_test"], b)) * nt
         return (nt * (nt + 1) // 2 + cross) * b * b
-    rows = shard_rows(_sizes(config), b, shards or config["kernels"]["shards"][family])[shard]
+    rows = shard_rows(_sizes(config), b, config["kernels"]["shards"][family])[shard]
     return sum(block_calls(r, n, b) for r in rows) * b * b
 
 
-def _shard_row_count(config: dict, family: str, shard: int, shards: int | None = None) -> int:
+def _shard_row_count(config: dict, family: str, shard: int) -> int:
     from synsym.ntk.kernels import shard_rows
 
-    rows = shard_rows(_sizes(config), _block(config, family), shards or config["kernels"]["shards"][family])[shard]
+    rows = shard_rows(_sizes(config), _block(config, family), config["kernels"]["shards"][family])[shard]
     return sum(i1 - i0 for _, i0, i1 in rows)
 
 
