@@ -19,8 +19,8 @@ def _factor(k_tt: np.ndarray, ridge: float, device: str = "cpu", lib: str | None
     if (lib or ("scipy" if device == "cpu" else "torch")) == "torch":
         import torch
 
-        a = torch.as_tensor(k_tt, device=device)
-        a = a + eps * torch.eye(n, dtype=a.dtype, device=device)
+        a = torch.tensor(k_tt, device=device)  # one copy on the device, its diagonal shifted in place
+        a.diagonal().add_(eps)
         c, info = torch.linalg.cholesky_ex(a)
         if int(info) != 0:
             raise np.linalg.LinAlgError(f"kernel matrix ({n}x{n}) is not positive definite with ridge {ridge:g}")
