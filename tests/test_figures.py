@@ -87,3 +87,39 @@ def test_sdist_points_without_accepted_runs_are_missing_and_the_figure_still_dra
     t = S.sdist_table(preds, np.arange(5), acc)
     assert t["ensemble_size"].tolist() == [0, 0] and t[list(S.SDIST_VALUES)].isna().all().all()
     assert all(p.endswith((".png", ".pdf")) for p in F.figS1_sdist(t, tmp_path))
+
+
+def test_transform_views_show_tau_on_standardized_pixels():
+    """Fig. 1 / S2: identity gives back the image; O(3)⊗I_d keeps each standardized pixel's norm
+    (before clipping); tau acts after standardization, not on raw [0, 1] colours."""
+    from synsym.core import transforms as T
+
+    gen = np.random.default_rng(0)
+    image = gen.integers(0, 256, (4, 4, 3), dtype=np.uint8)
+    mean, std = np.array([0.5, 0.4, 0.3]), np.array([0.25, 0.2, 0.3])
+    taus = {t: T.make(t, 4, 0, 0) for t in ("identity", "o3_shared", "o_3d")}
+    v = F.transform_views(image, mean, std, taus)
+    assert set(v) == set(taus) and all(x.shape == (1, 4, 4, 3) for x in v.values())
+    np.testing.assert_allclose(v["identity"][0], image / 255.0, atol=1e-12)
+    z = (image / 255.0 - mean) / std
+    want = np.clip(z @ taus["o3_shared"].pixel[0, 0].T * std + mean, 0, 1)
+    np.testing.assert_allclose(v["o3_shared"][0], want, atol=1e-12)
+    assert v["o_3d"].min() >= 0 and v["o_3d"].max() <= 1 and not np.allclose(v["o_3d"][0], image / 255.0)
+
+
+def test_transform_figures_draw_every_panel(tmp_path, monkeypatch, mini_archive):
+    """The rule's job on the real (mini) archive: one 32x32 panel per grid transform and per t."""
+    import matplotlib.axes
+
+    from synsym.study import cells
+
+    url, md5 = mini_archive
+    spec = {"global_seed": 0, "seed": 0, "ts": [0.0, 0.5, 1.0],
+            "data": {"url": url, "md5": md5, "dir": str(tmp_path / "data")}}
+    panels = []
+    real = matplotlib.axes.Axes.imshow
+    monkeypatch.setattr(matplotlib.axes.Axes, "imshow", lambda self, x, *a, **k: panels.append(x.shape) or real(self, x, *a, **k))
+    out = cells.transform_figures(spec, str(tmp_path / "figs"))
+    assert panels == [(32, 32, 3)] * 8
+    assert sorted(p.rsplit("/", 1)[1] for p in out) == ["fig1_transforms.pdf", "fig1_transforms.png",
+                                                        "figS2_so3_path.pdf", "figS2_so3_path.png"]

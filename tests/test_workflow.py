@@ -13,7 +13,7 @@ from synsym.core import transforms as T
 from synsym.core.io import CELL_SCHEMA, read_cell
 
 FIGURES = ["fig2_grid", "fig3_width", "fig4_learning_curves", "figS1_sdist", "figS5_uniform_init", "figS6_scaling",
-           "symmetry_report"]
+           "symmetry_report", "fig1_transforms", "figS2_so3_path"]
 TABLES = ["grid", "width", "curves", "uniform_init", "sdist", "scaling", "curves_fits", "scaling_fits",
           "sdist_distances", "symmetry_report"]
 
@@ -39,7 +39,8 @@ def expected_counts(cfg: dict) -> dict[str, int]:
     kernel = sum(cfg["kernels"]["shards"][fam] for fam, _ in transforms_needed) * len(cfg["kernel_seeds"])
     return {"prepare": 1, "kernel": kernel, "train_cell": train,
             "kernel_cell": kcells, "scaling_cells": len(g["architectures"]) * len(g["transforms"]),
-            "merge": 6, "fits": 2, "sdist_table": 1, "symmetry_report": 1, "figure": 7, "all": 1}
+            "merge": 6, "fits": 2, "sdist_table": 1, "symmetry_report": 1, "figure": 7,
+            "transform_figures": 1, "all": 1}
 
 
 def shared_with_grid(cfg: dict) -> int:

@@ -24,6 +24,10 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--spec", type=_spec, required=True)
     c.add_argument("--out", required=True)
 
+    c = sub.add_parser("transform-figures", help="Fig. 1 and Fig. S2: one image under each transform")
+    c.add_argument("--spec", type=_spec, required=True)
+    c.add_argument("--outdir", required=True)
+
     c = sub.add_parser("kernel")
     c.add_argument("--spec", type=_spec, required=True)
     c.add_argument("--family", required=True)
@@ -118,6 +122,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if a.cmd == "prepare":
             cells.prepare(a.spec, a.out)
+        elif a.cmd == "transform-figures":
+            for path in cells.transform_figures(a.spec, a.outdir):
+                print(f"wrote {path}", file=sys.stderr)
         elif a.cmd == "kernel":
             cells.kernel_job(a.spec, a.family, a.transform, a.seed, a.shard, a.split, a.out)
         elif a.cmd == "kernel-cell":

@@ -18,6 +18,7 @@ from synsym.core import architectures, transforms
 from synsym.core.data import Split, download, make_split, training_subset
 from synsym.core.device import resolve_device
 from synsym.core.io import atomic_path, code_version, pred_path, write_cell
+from synsym.core.seeding import rng
 from synsym.finite.recipe import INFERENCE_SETTINGS
 from synsym.ntk import kernels, regression
 
@@ -36,6 +37,35 @@ def prepare(spec: dict, out: str) -> None:
     log(f"split: train {len(split.y_train)} val {len(split.y_val)} test {len(split.y_test)} "
         f"image {split.x_train.shape[1:]}")
     split.save(out)
+
+
+def transform_figures(spec: dict, outdir: str) -> list[str]:
+    """Fig. 1 (one CIFAR-10 test image under an element of each grid transform) and Fig. S2 (the
+    same image along the SO(3)^d path at the sdist study's t), drawn at the archive's 32x32.
+
+    The image is picked by the global seed; pixels are standardized with the training batches'
+    per-channel statistics, as the study does before tau, and each element is drawn for
+    (global seed, ``spec["seed"]``) exactly as a 32x32 cell would draw it.
+    """
+    from synsym.core.data import load_cifar10
+    from synsym.study import figures
+
+    d = spec["data"]
+    x_tr, _, x_te, _ = load_cifar10(download(d["url"], d["md5"], d["dir"]))
+    image = x_te[int(rng(spec["global_seed"], "fig1-image").integers(len(x_te)))]
+    # per channel, so 50,000 images never sit in memory as float64 all at once
+    mean = np.array([x_tr[..., c].mean(dtype=np.float64) for c in range(3)]) / 255.0
+    std = np.array([x_tr[..., c].std(dtype=np.float64) for c in range(3)]) / 255.0
+    size, g, s = image.shape[0], spec["global_seed"], spec["seed"]
+    grid = {transforms.TRANSFORMS[t][0]: transforms.make(t, size, g, s) for t in transforms.ORDER}
+    path = {f"t = {t:g}": transforms.make(transforms.path_id(t), size, g, s) for t in spec["ts"]}
+    paths = []
+    for name, taus in (("fig1_transforms", grid), ("figS2_so3_path", path)):
+        views = figures.transform_views(image, mean, std, taus)
+        for label, v in views.items():
+            log(f"{name} {label}: {np.mean((v == 0) | (v == 1)):.1%} of values at 0 or 1 after clipping")
+        paths += figures.image_rows(views, outdir, name, across=True)
+    return paths
 
 
 def transformed(split: Split, transform_id: str, global_seed: int, seed: int, m: int | None = None) -> dict:

@@ -388,6 +388,31 @@ def figS4_dynamics(epochs: pd.DataFrame, outdir: str | Path, models: list[str], 
 
 def figS7_samples(rows: dict[str, np.ndarray], outdir: str | Path) -> list[str]:
     """Figs. S7-S9 in one: each row a set of images (N, H, W, 3) in [0, 1], titled by its key."""
+    return image_rows(rows, outdir, "figS7_samples")
+
+
+def transform_views(image: np.ndarray, mean: np.ndarray, std: np.ndarray, taus: dict) -> dict[str, np.ndarray]:
+    """One (H, W, 3) uint8 image under each element ``taus[label]`` (a ``core.transforms.Transform``).
+
+    The study applies tau to per-channel standardized pixels, so that is what is shown: tau acts
+    on (x - mean) / std, the result is mapped back with * std + mean and clipped to [0, 1]. A
+    rotated 3-vector is not an RGB colour, so clipping (not rescaling) keeps the untouched parts of
+    the picture, and the identity panel, true to the original. Each value is a (1, H, W, 3) row.
+    """
+    x = (image.astype(np.float64)[None] / 255.0 - mean) / std
+    return {label: np.clip(tau.apply(x) * std + mean, 0.0, 1.0) for label, tau in taus.items()}
+
+
+def image_rows(rows: dict[str, np.ndarray], outdir: str | Path, name: str, across: bool = False) -> list[str]:
+    """Rows of images (N, H, W, 3) in [0, 1], each titled by its key; ``across``: one image per
+    key, laid out in a single row (Fig. 1, Fig. S2)."""
+    if across:
+        fig, axes = plt.subplots(1, len(rows), figsize=(2.0 * len(rows), 2.3), squeeze=False)
+        for ax, (title, imgs) in zip(axes[0], rows.items()):
+            ax.imshow(imgs[0], interpolation="nearest")
+            ax.set_title(title, fontsize=9)
+            ax.axis("off")
+        return save(fig, outdir, name)
     n = max(len(v) for v in rows.values())
     fig, axes = plt.subplots(len(rows), n, figsize=(1.6 * n, 1.8 * len(rows)), squeeze=False)
     for r, (title, imgs) in enumerate(rows.items()):
@@ -397,4 +422,4 @@ def figS7_samples(rows: dict[str, np.ndarray], outdir: str | Path) -> list[str]:
             if c < len(imgs):
                 ax.imshow(np.clip(imgs[c], 0, 1))
         axes[r][0].set_title(title, fontsize=8, loc="left")
-    return save(fig, outdir, "figS7_samples")
+    return save(fig, outdir, name)
