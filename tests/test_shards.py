@@ -91,7 +91,40 @@ def test_each_ridge_is_factored_once(one_piece, monkeypatch):
     monkeypatch.setattr(REG, "_factor", lambda *a, **k: calls.append(a[1]) or real(*a, **k))
     y = np.arange(SIZES["train"]) % 10
     r = REG.regress(one_piece["conv"], "vec", "nngp", y, np.arange(7) % 10, np.arange(9) % 10, [1e-4, 1e-2, 1e-1])
-    assert calls == [1e-4, 1e-2, 1e-1] and r["ridge"] in calls
+    assert calls == [0.0, 1e-4, 1e-2, 1e-1] and r["ridge"] in calls  # 0.0: K_tt itself factors (ridgeless)
+
+
+def test_ridgeless_limit_is_the_smallest_ridge_that_factors():
+    """A rank-deficient K_tt (duplicate images) does not factor at 0; the ridgeless candidate is the
+    first RIDGELESS ridge that does, and a regression whose validation set is its training set
+    picks it (it interpolates: MSE 0 breaks the accuracy tie with larger ridges)."""
+    gen = np.random.default_rng(0)
+    x = gen.standard_normal((12, 5))
+    x[6:] = x[:6]  # rank 5 < 12
+    k = x @ x.T
+    r, _ = REG._ridgeless_factor(k, "cpu")
+    assert r > 0 and r in REG.RIDGELESS
+    for smaller in [q for q in REG.RIDGELESS if q < r]:
+        with pytest.raises(np.linalg.LinAlgError):
+            REG._factor(k, smaller)
+    k_full = k + 0.5 * np.eye(12)  # full rank: ridgeless is Eq. 6 itself, ridge 0
+    assert REG._ridgeless_factor(k_full, "cpu")[0] == 0.0
+    y = np.arange(12) % 10
+    kern = {f"{s}_train/fcn/ntk": k_full for s in ("train", "val", "test")}
+    got = REG.regress(kern, "fcn", "ntk", y, y, y, [1e-2, 1e-1])
+    assert got["ridgeless"] and got["ridge"] == 0.0 and got["test_mse"] < 1e-20
+    no = REG.regress(kern, "fcn", "ntk", y, y, y, [1e-2, 1e-1], ridgeless=False)
+    assert not no["ridgeless"] and no["ridge"] == 1e-2
+
+
+def test_a_fixed_ridge_is_used_as_given(one_piece):
+    """A learning curve holds the ridge picked at its largest size: fixed_ridge skips the choice."""
+    k = one_piece["conv"]
+    y = np.arange(SIZES["train"]) % 10
+    got = REG.regress(k, "gap", "ntk", y, np.arange(7) % 10, np.arange(9) % 10, [1e-4, 1e-1], 12, fixed_ridge=1e-1)
+    want = REG.solve(k["train_train/gap/ntk"][:12, :12], k["test_train/gap/ntk"][:, :12], np.eye(10)[y[:12]], 1e-1)
+    assert got["ridge"] == 1e-1 and not got["ridgeless"]
+    np.testing.assert_array_equal(got["test_pred"], want)
 
 
 def test_gpu_cholesky_path_equals_lapack(one_piece):

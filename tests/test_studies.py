@@ -29,6 +29,22 @@ def test_dide_check_sees_steeper_large_m_slope():
     assert abs(f["alpha_mse_large_m"] - 0.5) < 1e-9
 
 
+def test_fits_show_what_repicking_the_ridge_changes():
+    """A kernel curve with a held ridge (err ~ m^-0.3) whose per-size re-picks give m^-0.6."""
+    m = np.array([100, 200, 400, 800])
+    df = pd.DataFrame({"study": "curves", "inference": "ntk", "architecture": "vec", "transform": "identity",
+                       "n_train": m, "test_acc": 1 - m**-0.3, "test_mse": m**-0.3, "status": "ok", "accepted": True,
+                       "ridge": 0.0, "ridge_repick": [1e-1, 1e-2, 1e-3, 0.0],
+                       "test_acc_repick": 1 - m**-0.6, "test_mse_repick": m**-0.6})
+    f = S.scaling_fits(df).iloc[0]
+    assert f["alpha_err"] == pytest.approx(0.3) and f["alpha_err_repick"] == pytest.approx(0.6)
+    assert f["alpha_mse_repick"] == pytest.approx(0.6) and f["ridge"] == "0"
+    assert np.isnan(S.scaling_fits(rows(0.1, 0.5)).iloc[0]["alpha_err_repick"])  # finite nets: no ridge
+    wins = S.ridge_wins({"curves": df}, [1e-3, 1e-2, 1e-1]).set_index("ridge")
+    assert wins["wins"].to_dict() == {"0.1": 1, "0.01": 1, "0.001": 1, "ridgeless": 1}
+    assert (wins["picked_by"] == "ridge_repick").all() and wins["share"].sum() == pytest.approx(1.0)
+
+
 def test_sdist_by_hand():
     y = np.array([0, 1])
     vec = np.zeros((2, 2, 10))

@@ -15,7 +15,7 @@ from synsym.core.io import CELL_SCHEMA, read_cell
 FIGURES = ["fig2_grid", "fig3_width", "fig4_learning_curves", "figS1_sdist", "figS5_uniform_init", "figS6_scaling",
            "symmetry_report", "fig1_transforms", "figS2_so3_path"]
 TABLES = ["grid", "width", "curves", "uniform_init", "sdist", "scaling", "curves_fits", "scaling_fits",
-          "sdist_distances", "symmetry_report"]
+          "sdist_distances", "symmetry_report", "ridge_wins"]
 
 
 def expected_counts(cfg: dict) -> dict[str, int]:
@@ -40,7 +40,7 @@ def expected_counts(cfg: dict) -> dict[str, int]:
     return {"prepare": 1, "kernel": kernel, "train_cell": train,
             "kernel_cell": kcells, "scaling_cells": len(g["architectures"]) * len(g["transforms"]),
             "merge": 6, "fits": 2, "sdist_table": 1, "symmetry_report": 1, "figure": 7,
-            "transform_figures": 1, "all": 1}
+            "transform_figures": 1, "ridge_wins": 1, "all": 1}
 
 
 def shared_with_grid(cfg: dict) -> int:
@@ -127,6 +127,14 @@ def test_smoke_produces_every_table_and_figure(smoke):
     fitted = curves[curves["inference"].isin(["ntk", "nngp"]) | curves["accepted"]]
     assert len(pd.read_parquet(r / "tables" / "curves_fits.parquet")) == len(
         fitted.groupby(["inference", "architecture", "transform"]))
+    # a kernel learning curve holds one ridge over its sizes (picked at the largest), re-picks ride along
+    kc = curves[curves["inference"].isin(["ntk", "nngp"])]
+    assert kc["ridge_repick"].notna().all() and (kc.groupby(["inference", "architecture", "seed"])["ridge"].nunique() == 1).all()
+    top = kc[kc["n_train"] == kc["n_train"].max()]
+    assert (top["ridge"] == top["ridge_repick"]).all() and (top["test_acc"] == top["test_acc_repick"]).all()
+    wins = pd.read_parquet(r / "tables" / "ridge_wins.parquet")
+    assert wins.groupby(["study", "inference"])["wins"].sum()[("curves", "ntk")] == (kc["inference"] == "ntk").sum()
+    assert set(wins["ridge"]) <= {*(f"{x:g}" for x in merged("presets/smoke.yaml")["kernels"]["ridges"]), "ridgeless"}
     # Theorem 4.1 visible in the results: invariant NTK cells have equal accuracy
     ntk = grid[grid["inference"] == "ntk"].set_index(["architecture", "transform"])["test_acc"]
     assert ntk[("fcn", "identity")] == ntk[("fcn", "o_3d")] == ntk[("fcn", "perm_3d")]

@@ -76,6 +76,12 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--out", required=True)
     c.add_argument("--csv", required=True)
 
+    c = sub.add_parser("ridges", help="how often each ridge wins validation (grid, curves, scaling)")
+    c.add_argument("--tables", nargs="+", required=True)
+    c.add_argument("--ridges", type=float, nargs="+", required=True, help="the configured grid (kernels.ridges)")
+    c.add_argument("--out", required=True)
+    c.add_argument("--csv", required=True)
+
     c = sub.add_parser("sdist")
     c.add_argument("--split", required=True)
     c.add_argument("--preds", nargs="+", required=True)
@@ -151,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
             tables = {Path(t).stem: pd.read_parquet(t) for t in a.tables}
             for path in figures.make(a.name, tables, Path(a.out).parent):
                 print(f"wrote {path}", file=sys.stderr)
-        elif a.cmd in ("fits", "sdist", "symmetry"):
+        elif a.cmd in DERIVED:
             write_table(DERIVED[a.cmd](a), a.out, a.csv)
         elif a.cmd == "imagenet":
             imagenet_cmd(a)
@@ -237,6 +243,14 @@ def _fits(a):
     from synsym.study.tables import scaling_fits
 
     return scaling_fits(pd.concat([pd.read_parquet(t) for t in a.tables], ignore_index=True))
+
+
+def _ridges(a):
+    import pandas as pd
+
+    from synsym.study.tables import ridge_wins
+
+    return ridge_wins({Path(t).stem: pd.read_parquet(t) for t in a.tables}, a.ridges)
 
 
 def _sdist(a):
@@ -347,7 +361,7 @@ def imagenet_cmd(a) -> None:
             raise ValueError(f"unknown ImageNet figure {a.name!r}; allowed: {', '.join(IR.FIGURES)}")
 
 
-DERIVED = {"fits": _fits, "sdist": _sdist, "symmetry": _symmetry}
+DERIVED = {"fits": _fits, "ridges": _ridges, "sdist": _sdist, "symmetry": _symmetry}
 
 
 if __name__ == "__main__":

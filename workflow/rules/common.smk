@@ -84,7 +84,7 @@ FIGURE_TABLES = {
     "figS6_scaling": ["scaling", "scaling_fits"],
     "symmetry_report": ["symmetry_report"],
 }
-DERIVED_TABLES = ["curves_fits", "scaling_fits", "sdist_distances", "symmetry_report"]
+DERIVED_TABLES = ["curves_fits", "scaling_fits", "sdist_distances", "symmetry_report", "ridge_wins"]
 if not config["scaling"]["enabled"]:
     del FIGURE_TABLES["figS6_scaling"]
     DERIVED_TABLES.remove("scaling_fits")

@@ -2,6 +2,7 @@ localrules:
     merge,
     figure,
     fits,
+    ridge_wins,
     sdist_table,
 
 
@@ -55,6 +56,24 @@ rule fits:
         f"{R}/logs/fits/{{study}}.log",
     shell:
         "python -m synsym.cli fits --tables {input} --out {output.table} --csv {output.csv} > {log} 2>&1"
+
+
+rule ridge_wins:
+    """How often each ridge (the configured grid, or the ridgeless limit) wins validation."""
+    input:
+        [f"{R}/tables/{s}.parquet" for s in ("grid", "curves", "scaling") if s in STUDIES],
+    output:
+        table=report(f"{R}/tables/ridge_wins.parquet", category="Tables", caption="../report/table.rst"),
+        csv=report(f"{R}/tables/ridge_wins.csv", category="Tables", caption="../report/table.rst"),
+    params:
+        ridges=" ".join(f"{r!r}" for r in config["kernels"]["ridges"]),
+    conda:
+        "../envs/study.yaml"
+    log:
+        f"{R}/logs/ridge_wins.log",
+    shell:
+        "python -m synsym.cli ridges --tables {input} --ridges {params.ridges} --out {output.table} --csv {output.csv} "
+        "> {log} 2>&1"
 
 
 rule sdist_table:

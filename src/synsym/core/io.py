@@ -80,7 +80,11 @@ CELL_SCHEMA = pa.schema(
         ("code_version", pa.string()),
         ("eta0", pa.float64()),
         ("lambda_max", pa.float64()),
-        ("ridge", pa.float64()),
+        ("ridge", pa.float64()),  # kernel cells: the ridge used (x trace/n); on a curve, the one picked at m_max
+        ("ridgeless", pa.bool_()),  # kernel cells: that ridge is the ridgeless limit (ntk.regression.RIDGELESS)
+        ("ridge_repick", pa.float64()),  # curve/scaling kernel cells: the ridge validation picks at this m ...
+        ("test_acc_repick", pa.float64()),  # ... and its test accuracy and MSE (what re-picking per size gives)
+        ("test_mse_repick", pa.float64()),
         ("status", pa.string()),
         ("init", pa.string()),
     ]

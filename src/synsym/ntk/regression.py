@@ -1,5 +1,10 @@
 """Kernel regression at t = infinity (Eq. 6): the NNGP/NTK posterior mean on the test set,
-with a ridge picked on validation accuracy."""
+with a ridge picked on validation accuracy.
+
+Eq. 6 has no regularizer. Besides the configured grid (x trace/n), every regression also tries
+the ridgeless limit: the smallest of RIDGELESS at which the float64 Cholesky succeeds (0 when
+K_tt itself factors), so validation can pick Eq. 6 as written whenever it is solvable.
+"""
 
 from __future__ import annotations
 
@@ -52,6 +57,20 @@ def solve(k_tt: np.ndarray, k_st: np.ndarray, y: np.ndarray, ridge: float, devic
     return k_st @ _weights(_factor(k_tt, ridge, device), y)
 
 
+# Ridges (x trace/n) tried in order for the ridgeless limit: the first that factors is the candidate.
+RIDGELESS = (0.0, 1e-12, 1e-10, 1e-8, 1e-6)
+
+
+def _ridgeless_factor(k_tt: np.ndarray, device: str) -> tuple[float, object] | None:
+    """(the smallest RIDGELESS ridge whose Cholesky succeeds, its factor), or None if none does."""
+    for r in RIDGELESS:
+        try:
+            return r, _factor(k_tt, r, device)
+        except np.linalg.LinAlgError:
+            continue
+    return None
+
+
 def _matrix(kern, name: str, key: str, kind: str, m: int) -> np.ndarray:
     """The first m training columns (and rows, for train-train) of one stored matrix."""
     if hasattr(kern, "matrix"):
@@ -70,13 +89,18 @@ def regress(
     ridges: list[float],
     m: int | None = None,
     device: str = "cpu",
-) -> dict[str, float | np.ndarray]:
-    """NTK/NNGP regression at t = infinity, ridge chosen on validation accuracy.
+    ridgeless: bool = True,
+    fixed_ridge: float | None = None,
+) -> dict[str, float | bool | np.ndarray]:
+    """NTK/NNGP regression at t = infinity, ridge chosen on validation accuracy (then MSE).
 
     ``kern`` maps ``{split}_train/{arch}/{kind}`` to matrices (a dict, or a sharded
     synsym.ntk.kernels.Kernels read on demand). ``m`` uses the first m training images: the
-    sub-matrix of the one kernel serves every learning-curve size. K_tt is factored once per
-    ridge; the weights of the best ridge give the test and train predictions.
+    sub-matrix of the one kernel serves every learning-curve size. The candidates are
+    ``ridges`` plus, with ``ridgeless``, the ridgeless limit (RIDGELESS); ``fixed_ridge`` skips
+    the choice and uses that ridge (a learning curve holds the one picked at its largest size).
+    K_tt is factored once per candidate; the best one's weights give the test and train
+    predictions. ``ridgeless`` in the result says whether the ridgeless candidate won.
     """
     key = kernel_key(arch_id)
     m = len(y_train) if m is None else m
@@ -84,23 +108,41 @@ def regress(
     k_vt = _matrix(kern, "val_train", key, kind, m)
     y = one_hot(y_train[:m])
     best, errors = None, []
-    for r in ridges:
-        try:
-            alpha = _weights(_factor(k_tt, r, device), y)
-        except np.linalg.LinAlgError as e:
-            errors.append(str(e))
-            continue
+
+    def consider(r: float, factor, is_ridgeless: bool) -> None:
+        nonlocal best
+        alpha = _weights(factor, y)
         f_val = k_vt @ alpha
         score = (accuracy(f_val, y_val), -mse(f_val, one_hot(y_val)))
         if best is None or score > best[0]:
-            best = (score, r, alpha)
+            best = (score, r, alpha, is_ridgeless)
+
+    if fixed_ridge is not None:
+        # a principal sub-matrix of a factorable K_tt factors too, up to rounding: if it does not,
+        # the next larger candidate is used
+        for r in sorted({fixed_ridge, *(x for x in (*RIDGELESS, *ridges) if x > fixed_ridge)}):
+            try:
+                consider(r, _factor(k_tt, r, device), r in RIDGELESS)
+                break
+            except np.linalg.LinAlgError as e:
+                errors.append(str(e))
+    else:
+        found = _ridgeless_factor(k_tt, device) if ridgeless else None
+        if found is not None and found[0] not in ridges:
+            consider(found[0], found[1], True)
+        for r in ridges:
+            try:
+                consider(r, _factor(k_tt, r, device), False)
+            except np.linalg.LinAlgError as e:
+                errors.append(str(e))
     if best is None:
         raise np.linalg.LinAlgError(f"{arch_id}/{kind}: no ridge in {ridges} gives a positive-definite solve: {errors[-1]}")
-    (val_acc, _), r, alpha = best
-    del k_vt
+    (val_acc, _), r, alpha, is_ridgeless = best
+    k_vt = None  # free the validation stripe before reading the test one
     f_test = _matrix(kern, "test_train", key, kind, m) @ alpha
     return {
         "ridge": r,
+        "ridgeless": is_ridgeless,
         "val_acc": val_acc,
         "train_acc": accuracy(k_tt @ alpha, y_train[:m]),
         "test_acc": accuracy(f_test, y_test),

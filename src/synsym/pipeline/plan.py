@@ -394,8 +394,9 @@ def _regression_read_bytes(config: dict, m: int) -> int:
 
 def _regression_s(config: dict, cal: dict, m: int) -> float:
     """One Cholesky per ridge per kind and kernel seed (its weights serve validation, then the best
-    ridge's test and train predictions), plus reading the stripes."""
-    d, r = config["data"], len(config["kernels"]["ridges"])
+    ridge's test and train predictions), plus reading the stripes. The ridgeless candidate adds one
+    (K_tt usually factors at ridge 0, the first tried)."""
+    d, r = config["data"], len(config["kernels"]["ridges"]) + 1
     flops = m**3 / 3 * r + 2 * m * m * 10 * r + 2 * m * 10 * (d["n_val"] * r + d["n_test"] + m)
     per = flops / cal["chol_flops"] + _regression_read_bytes(config, m) / cal["io_bytes_s"]
     return 2 * len(config["kernel_seeds"]) * per

@@ -111,7 +111,8 @@ def _base_row(spec: dict, study: str, inference: str, arch: str, transform_id: s
         "transform": transform_id, "width": width, "depth": spec["depth"], "n_train": m,
         "n_val": len(split.y_val), "n_test": len(split.y_test), "image_size": int(split.x_train.shape[1]),
         "code_version": code_version(), "lr": None, "l2": None, "steps": None, "eta0": None,
-        "lambda_max": None, "ridge": None, "init": None,
+        "lambda_max": None, "ridge": None, "init": None, "ridgeless": None,
+        "ridge_repick": None, "test_acc_repick": None, "test_mse_repick": None,
     }
 
 
@@ -120,27 +121,48 @@ def kernel_cell(
     kernel_paths: list[str], seeds: list[int], outs: dict[str, list[str]],
 ) -> None:
     """NTK and NNGP regression of one (architecture, transform) for every seed and
-    training size m in ``ms`` (the first m images: sub-matrices of one kernel)."""
+    training size m in ``ms`` (the first m images: sub-matrices of one kernel).
+
+    With several sizes (a learning curve) the ridge is picked on validation once, at the
+    largest m, and held at every size, so the fitted exponent is not bent by a ridge that
+    changes with m; the ridge each size would pick itself, and its results, ride along in the
+    ``*_repick`` columns for the fits table to compare.
+    """
     architectures.get(arch)
     split = Split.load(split_path)
     kerns = [kernels.load_kernels(dirs) for dirs in by_seed(kernel_paths, seeds)]
     device = _kernel_device(spec.get("device", "cpu"))
-    for i, m in enumerate(ms):
+    ridges, curve = spec["ridges"], len(ms) > 1
+
+    def run(kern, kind: str, m: int, fixed: float | None = None) -> dict:
+        return regression.regress(kern, arch, kind, split.y_train, split.y_val, split.y_test, ridges, m, device,
+                                  fixed_ridge=fixed)
+
+    held = {}  # (seed, kind) -> the ridge picked at the largest m, which comes first
+    for i in sorted(range(len(ms)), key=lambda i: -ms[i]):
+        m = ms[i]
         for kind, paths in outs.items():
             rows, preds = [], []
             for seed, kern in zip(seeds, kerns):
                 t0 = time.time()
-                r = regression.regress(kern, arch, kind, split.y_train, split.y_val, split.y_test, spec["ridges"], m, device)
+                picked = run(kern, kind, m)
+                fixed = held.setdefault((seed, kind), picked["ridge"])
+                r = picked if picked["ridge"] == fixed else run(kern, kind, m, fixed)
                 row = _base_row(spec, study, kind, arch, transform_id, None, m, split)
                 row.update(
                     seed=seed, train_acc=r["train_acc"], val_acc=r["val_acc"], test_acc=r["test_acc"],
                     test_acc_best=r["test_acc"], test_mse=r["test_mse"], accepted=True, ridge=r["ridge"],
-                    wall_s=time.time() - t0, device=device, status="ok",
+                    ridgeless=r["ridgeless"], wall_s=time.time() - t0, device=device, status="ok",
                 )
+                if curve:
+                    row.update(ridge_repick=picked["ridge"], test_acc_repick=picked["test_acc"],
+                               test_mse_repick=picked["test_mse"])
                 rows.append(row)
                 preds.append(r["test_pred"])
                 log(f"{kind} {arch}/{transform_id} m={m} seed {seed}: test_acc {r['test_acc']:.4f} "
-                    f"mse {r['test_mse']:.4f} ridge {r['ridge']:g}")
+                    f"mse {r['test_mse']:.4f} ridge {r['ridge']:g}{' (ridgeless)' if r['ridgeless'] else ''}"
+                    + (f"; re-picked at this m: ridge {picked['ridge']:g} test_acc {picked['test_acc']:.4f}"
+                       if curve else ""))
             write_cell(rows, paths[i])
             save_preds(paths[i], np.stack(preds), seeds)
 

@@ -16,28 +16,63 @@ FIT_KEYS = ["study", "inference", "architecture", "transform"]
 CURVE_METRIC = "test_acc"
 
 
+def _alphas(m: np.ndarray, err: np.ndarray, mse_: np.ndarray, suffix: str = "") -> dict[str, float]:
+    """Power-law exponents of error and MSE over m, with standard errors and the half-range slopes."""
+    out = {}
+    for name, y in (("err", err), ("mse", mse_)):
+        y = np.clip(y, 1e-12, None)
+        out[f"alpha_{name}{suffix}"], se = power_law_fit(m, y)
+        if suffix:
+            continue
+        out[f"alpha_{name}_se"] = se
+        half = (len(m) + 1) // 2
+        out[f"alpha_{name}_small_m"] = power_law_fit(m[:half], y[:half])[0] if half >= 2 else np.nan
+        out[f"alpha_{name}_large_m"] = power_law_fit(m[-half:], y[-half:])[0] if half >= 2 else np.nan
+    return out
+
+
 def scaling_fits(df: pd.DataFrame) -> pd.DataFrame:
     """Power-law exponents of test error and MSE over n_train for every curve.
 
     alpha_* over all sizes (with standard errors), and the DIDE check of Fig. 4:
     alpha fitted separately on the smaller and the larger half of the sizes
-    (data improves data efficiency when the large-m slope is steeper).
+    (data improves data efficiency when the large-m slope is steeper). Kernel curves hold one
+    ridge, picked at the largest size (``ridge``); ``alpha_*_repick`` is what re-picking the
+    ridge on validation at every size would give instead (NaN for finite nets).
     """
     rows = []
     ok = df[(df["status"] == "ok") & (df["inference"].isin(A.KERNEL_INFERENCES) | df["accepted"].astype(bool))]
     for key, g in ok.groupby(FIT_KEYS):
-        agg = g.groupby("n_train")[[CURVE_METRIC, "test_mse"]].mean().sort_index()
+        cols = [CURVE_METRIC, "test_mse", "test_acc_repick", "test_mse_repick"]
+        g = g.reindex(columns=["n_train", "ridge", *cols])  # tables from before the repick columns fit too
+        agg = g.groupby("n_train")[cols].mean().sort_index()
         m = agg.index.values
-        err = 1 - agg[CURVE_METRIC].values
-        row = dict(zip(FIT_KEYS, key), metric=CURVE_METRIC, n_sizes=len(m), m_min=int(m.min()), m_max=int(m.max()))
-        for name, y in (("err", err), ("mse", agg["test_mse"].values)):
-            y = np.clip(y, 1e-12, None)
-            row[f"alpha_{name}"], row[f"alpha_{name}_se"] = power_law_fit(m, y)
-            half = (len(m) + 1) // 2
-            row[f"alpha_{name}_small_m"] = power_law_fit(m[:half], y[:half])[0] if half >= 2 else np.nan
-            row[f"alpha_{name}_large_m"] = power_law_fit(m[-half:], y[-half:])[0] if half >= 2 else np.nan
+        ridges = sorted(set(g["ridge"].dropna()))
+        row = dict(zip(FIT_KEYS, key), metric=CURVE_METRIC, n_sizes=len(m), m_min=int(m.min()), m_max=int(m.max()),
+                   ridge=",".join(f"{r:g}" for r in ridges) or None)
+        row.update(_alphas(m, 1 - agg[CURVE_METRIC].values, agg["test_mse"].values))
+        repick = agg["test_acc_repick"].notna().all()
+        row.update(_alphas(m, 1 - agg["test_acc_repick"].values, agg["test_mse_repick"].values, "_repick") if repick
+                   else {"alpha_err_repick": np.nan, "alpha_mse_repick": np.nan})
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def ridge_wins(tables: dict[str, pd.DataFrame], ridges: list[float]) -> pd.DataFrame:
+    """How often each ridge wins validation, per study and kind: the grid's picks, and on learning
+    curves the ridge each size picks for itself (``ridge_repick``). A ridge outside the configured
+    grid is the ridgeless limit (synsym.ntk.regression.RIDGELESS)."""
+    rows = []
+    for study, df in tables.items():
+        k = df[df["inference"].isin(A.KERNEL_INFERENCES) & (df["status"] == "ok")]
+        col = "ridge_repick" if k["ridge_repick"].notna().any() else "ridge"
+        for kind, g in k.groupby("inference"):
+            picks = g[col].dropna()
+            labels = picks.map(lambda r: f"{r:g}" if r in ridges else "ridgeless")
+            for label, n in labels.value_counts().items():
+                rows.append({"study": study, "inference": kind, "picked_by": col, "ridge": label, "wins": int(n),
+                             "share": n / len(picks)})
+    return pd.DataFrame(rows, columns=["study", "inference", "picked_by", "ridge", "wins", "share"])
 
 
 SDIST_VALUES = ("ensemble_test_acc", "ensemble_test_mse", "sdist_to_gap", "sdist_to_vec_ntk")
