@@ -48,6 +48,7 @@ def test_paper_preset_is_the_paper():
         ({"grid": {"transforms": ["identity", "o4"]}}, "'o4' is invalid; allowed: identity"),
         ({"training": {"max_step": 3}}, "unknown key 'training.max_step'"),
         ({"training": {"batch_size": "forty"}}, "training.batch_size = 'forty' is invalid"),
+        ({"training": {"eta0_momentum": "yes"}}, "training.eta0_momentum = 'yes' is invalid"),
         ({"data": {"n_train": 64}, "curves": {"sizes": [32, 128]}}, "curves.sizes [128] exceed data.n_train = 64"),
     ],
 )
@@ -105,3 +106,18 @@ def test_nn_has_its_own_step_cap():
     assert train_config(tr, "nn").max_steps == train_config(tr, "nn_plus").max_steps == tr["max_steps"]
     tr = {**tr, "max_steps": 300, "max_steps_nn": 7000}
     assert train_config(tr, "nn").max_steps == 7000 and train_config(tr, "nn_plus").max_steps == 300
+
+
+def test_eta0_reading_is_the_config_key():
+    """training.eta0_momentum picks what neural-tangents' max_learning_rate is given: the momentum
+    (eta0 = 2 (1 + mu) m / lambda_max) or 0 (2 m / lambda_max), 1.9x apart at mu = 0.9."""
+    import torch
+
+    from synsym.finite import training as TR
+
+    tr = load()["training"]
+    lam = torch.tensor([4.0])
+    with_mu = TR.train_config({**tr, "eta0_momentum": True}, "nn_plus")
+    plain = TR.train_config({**tr, "eta0_momentum": False}, "nn_plus")
+    a, b = (TR.eta0_from_lambda(lam, 64, c.eta0_mu) for c in (with_mu, plain))
+    assert float(a) == pytest.approx(2 * 1.9 * 64 / 4) and float(b) == pytest.approx(2 * 64 / 4)

@@ -31,7 +31,7 @@ rule transform_figures:
         },
     params:
         spec=lambda wc: spec_json(data=config["data"], seed=config["seeds"][0], ts=config["sdist"]["ts"]),
-        outdir=f"{R}/figures",
+        outdir=lambda wc, output: os.path.dirname(output[0]),
     conda:
         "../envs/study.yaml"
     log:

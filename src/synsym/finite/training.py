@@ -59,7 +59,9 @@ def estimate_lambda_max(
 
 
 def eta0_from_lambda(lam: torch.Tensor, m: int, momentum: float) -> torch.Tensor:
-    """neural-tangents' max_learning_rate on an (m x m) NTK (y_train_size = m)."""
+    """neural-tangents' max_learning_rate on an (m x m) NTK (y_train_size = m). ``momentum`` is
+    what that call is given: the SGD momentum (training.eta0_momentum: true) or 0 (false, the
+    momentum-free reading); the paper does not say which (bench/max_lr.py measures both)."""
     return 2 * (1 + momentum) * m / lam
 
 
@@ -75,6 +77,12 @@ class TrainConfig:
     stop_train_acc: float = 1.0  # a seed stops training at this training accuracy (paper: 100%)
     drop_stopped: bool = True  # repack the stack without stopped seeds (False: keep them, masked; for benchmarks)
     checkpoint_minutes: float = 30.0  # wall time between checkpoints (0: after every step; tests)
+    eta0_momentum: bool = True  # eta0 = 2 (1 + momentum) m / lambda_max; False: 2 m / lambda_max
+
+    @property
+    def eta0_mu(self) -> float:
+        """The momentum eta0's formula is given (see eta0_from_lambda)."""
+        return self.momentum if self.eta0_momentum else 0.0
 
 
 def train_config(training: dict, inference: str) -> TrainConfig:

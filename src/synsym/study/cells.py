@@ -211,7 +211,7 @@ def train_cell(
     n = len(y_train)
     k = min(tc.eta0_samples, n)
     lam = training.estimate_lambda_max(a, params, x_train[:, :k], spec["depth"])
-    eta0 = training.eta0_from_lambda(lam, k, tc.momentum)
+    eta0 = training.eta0_from_lambda(lam, k, tc.eta0_mu)
     factor, l2 = INFERENCE_SETTINGS[inference]
     lr = factor * eta0
     log(f"{inference} {arch} w={width} {transform_id} m={n} seeds {seeds} on {device}: "
