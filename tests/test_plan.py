@@ -110,7 +110,43 @@ def fake_calibration(cfg: dict) -> dict:
     return cal
 
 
-def test_predictions_by_hand():
+def steps_csv(path, arch="vec", inference="nn", sizes=(64, 128, 256, 512), a=3.0, alpha=0.9, unfit=(1024,)):
+    """bench/convergence.py rows: 3 seeds stopping at a n^alpha x (1, 0.8, 2/3); unfit sizes have a
+    seed that never stopped."""
+    import csv
+
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, ["arch", "inference", "n_train", "width", "depth", "image_size", "seed", "max_steps",
+                               "fit_step", "stop_step"])
+        w.writeheader()
+        for n in (*sizes, *unfit):
+            for seed, x in enumerate((1.0, 0.8, 2 / 3)):
+                stop = "" if n in unfit and seed == 0 else a * n**alpha * x
+                w.writerow({"arch": arch, "inference": inference, "n_train": n, "width": 24, "depth": 8,
+                            "image_size": 8, "seed": seed, "max_steps": 9000, "fit_step": "", "stop_step": stop})
+    return path
+
+
+def test_step_power_law_by_hand(tmp_path):
+    """The fit recovers a n^alpha from the slowest seed per size, leaves out a size where a seed never
+    stopped, and the planner's steps are the prediction, at most the cap."""
+    from synsym.pipeline import steps as S
+
+    path = steps_csv(tmp_path / "c.csv")
+    f = S.fit(S.read_rows(path), "vec", "nn")
+    assert f.alpha == pytest.approx(0.9, abs=1e-9) and f.a == pytest.approx(3.0, rel=1e-9)
+    assert f.sizes == (64, 128, 256, 512) and f.censored == (1024,) and f.spread == pytest.approx(1.5)
+    assert f.alpha_se == pytest.approx(0.0, abs=1e-9) and f.seeds == 3
+    assert S.predicted_steps("vec", "nn", 2048, 10**6, path) == (math.ceil(3 * 2048**0.9), f)
+    assert S.predicted_steps("vec", "nn", 2048, 500, path)[0] == 500  # capped
+    assert S.predicted_steps("gap", "nn", 2048, 500, path) == (500, None)  # not measured: the cap
+    assert S.fit(S.read_rows(tmp_path / "none.csv"), "vec", "nn") is None
+
+
+def test_predictions_by_hand(tmp_path, monkeypatch):
+    from synsym.pipeline import steps as S
+
+    monkeypatch.setattr(S, "CSV", steps_csv(tmp_path / "c.csv", alpha=0.5, a=10.0))
     cfg = load_config()  # blocks of 32, 2 seeds; sizes and steps pinned here, whatever the default preset's
     cfg["data"].update(n_train=1024, n_val=128, n_test=512)
     cfg["training"].update(max_steps=500, max_steps_nn=None, eval_every=100)
@@ -129,7 +165,14 @@ def test_predictions_by_hand():
     job = J.Job("train_cell", {"study": "grid", "finite": "nn", "arch": "vec", "transform": "identity",
                                "width": "24", "m": "1024"})
     s, _ = P.predict(job, cfg, cal)
-    assert s == pytest.approx(2.0 + 30 * 0.1 + 500 * 0.01 + 5 * 2 * (1024 + 128 + 512) * 1e-5)
+    # priced at the predicted 10 x 1024^0.5 = 320 steps (4 evaluations), not at the cap of 500
+    assert s == pytest.approx(2.0 + 30 * 0.1 + 320 * 0.01 + 4 * 2 * (1024 + 128 + 512) * 1e-5)
+    row = next(r for r in P.bill(cfg, cal) if r["job"] == job.name)
+    assert (row["steps"], row["cap"]) == (320, 500)
+    assert row["cap_s"] == pytest.approx(2.0 + 30 * 0.1 + 500 * 0.01 + 5 * 2 * (1024 + 128 + 512) * 1e-5)
+    cfg["plan"]["price_steps"] = "cap"
+    assert P.predict(job, cfg, cal)[0] == pytest.approx(row["cap_s"])
+    cfg["plan"]["price_steps"] = "predicted"
     # 5 grid transforms + 3 S-Dist path points have conv kernels; 64^2 (a, delta) elements, depth 8
     assert P.kernel_flops(cfg) == 8 * entries * 64**2 * (47 * 8 + 14)
 
@@ -186,5 +229,7 @@ def test_plan_cli_prints_the_bill(tmp_path):
     assert p.returncode == 0, p.stderr
     total = sum(P.predict(j, cfg, P.load(cal_path))[0] for j in J.jobs(cfg)) / 3600
     assert f"**{total:.3g}**" in p.stdout and "CPU-hours" in p.stdout
+    # training at predicted steps and at the cap, per architecture and inference
+    assert "CPU-hours at predicted steps" in p.stdout and "| architecture | inference | jobs | predicted steps" in p.stdout
     rows = (tmp_path / "jobs.tsv").read_text().splitlines()
     assert len(rows) == 1 + len(J.jobs(cfg)) and math.isfinite(float(rows[1].split("\t")[2]))

@@ -201,10 +201,15 @@ def plan_cmd(a) -> int:
     unit = "GPU-hours" if cal["device"] == "cuda" else "CPU-hours"
     print(f"# plan for run {config['run_name']!r}: calibration {path} ({cal['device_name']}, {cal['machine']}, "
           f"1 {'GPU' if cal['device'] == 'cuda' else 'thread'} per job)")
-    print(f"# training jobs are priced at their step cap (training.max_steps = {config['training']['max_steps']}, "
-          f"max_steps_nn = {config['training'].get('max_steps_nn')}); "
-          f"requests = prediction x {config['plan']['safety_factor']}")
+    train = [r for r in rows if r["rule"] == "train_cell"]
+    print(f"# training jobs are priced at their predicted steps to stop (a power law in n_train fitted to "
+          f"bench/convergence.py, synsym.pipeline.steps), at most their cap (training.max_steps = "
+          f"{config['training']['max_steps']}, max_steps_nn = {config['training'].get('max_steps_nn')}): "
+          f"{sum(r['pred_s'] for r in train) / 3600:.3g} {unit} at predicted steps, "
+          f"{sum(r['cap_s'] for r in train) / 3600:.3g} at the cap; requests = prediction x {config['plan']['safety_factor']}")
     print(plan.summary(rows, unit))
+    if train:
+        print(plan.step_table(rows, config))
     p, over = config["plan"], plan.over_limits(rows, config)
     by_rule = {r: sum(1 for o in over if o["rule"] == r) for r in dict.fromkeys(o["rule"] for o in over)}
     print(f"# jobs over plan.max_job_hours = {p['max_job_hours']:g} h or plan.max_job_mem_gb = {p['max_job_mem_gb']:g} GB: "

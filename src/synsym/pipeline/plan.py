@@ -33,6 +33,7 @@ import numpy as np
 from synsym.core import architectures as A
 from synsym.finite.recipe import step_cap
 from synsym.pipeline.jobs import Job, jobs, read_benchmarks, train_seeds
+from synsym.pipeline.steps import predicted_steps
 
 VERSION = 2
 CIFAR_BYTES = 170e6  # the official archive: prepare reads it ~3 times (md5, extraction, unpickling)
@@ -441,16 +442,30 @@ def predict(job: Job, config: dict, cal: dict) -> tuple[float, float]:
         arch, width, m = w["arch"], int(w["width"]), int(w["m"])
         n_seeds = len(train_seeds(config, w["study"]))
         t = cal["train"][train_key(config, arch, width, n_seeds)]
-        cap = step_cap(tc, w["finite"])
-        n_evals = math.ceil(cap / tc["eval_every"])
-        eval_images = n_seeds * (m + d["n_val"] + d["n_test"])
-        secs = (base_s + 30 * t["lambda_iter_s"] + cap * t["step_s"]
-                + n_evals * eval_images * t["eval_s_per_seed_image"])
+        secs = base_s + 30 * t["lambda_iter_s"] + train_steps_s(config, t, n_seeds, m, job_steps(job, config)[0])
         data_mb = n_seeds * (m + d["n_val"] + d["n_test"]) * _image_size(config) ** 2 * 3 * 4 / 2**20
         act = max(_activation_mb(config, arch, width, n_seeds, tc["batch_size"]),
                   _activation_mb(config, arch, width, n_seeds, tc["eval_batch"], train=False))
         return secs, base_mb + split_mb + 2 * data_mb + act
     raise PlanError(f"no cost model for rule {job.rule!r}")
+
+
+def job_steps(job: Job, config: dict) -> tuple[int, int]:
+    """(SGD steps a training job is priced at, its cap): the measured power law's prediction for its
+    architecture, inference and n_train (synsym.pipeline.steps), at most the cap; the cap when
+    plan.price_steps is "cap" or nothing was measured."""
+    w = job.wildcards
+    cap = step_cap(config["training"], w["finite"])
+    if config["plan"].get("price_steps", "predicted") == "cap":
+        return cap, cap
+    return predicted_steps(w["arch"], w["finite"], int(w["m"]), cap)[0], cap
+
+
+def train_steps_s(config: dict, t: dict, n_seeds: int, m: int, steps: int) -> float:
+    """Seconds of ``steps`` SGD steps of a seed stack plus its evaluations every training.eval_every."""
+    d = config["data"]
+    n_evals = math.ceil(steps / config["training"]["eval_every"])
+    return steps * t["step_s"] + n_evals * n_seeds * (m + d["n_val"] + d["n_test"]) * t["eval_s_per_seed_image"]
 
 
 # Rules whose jobs checkpoint and resume (synsym.finite.training.Checkpoint): an attempt asks for at
@@ -522,8 +537,35 @@ def bill(config: dict, cal: dict) -> list[dict]:
     for job in jobs(config):
         s, mb = predict(job, config, cal)
         rt, mem = request(s, mb, config, rule=job.rule)
-        rows.append({"rule": job.rule, "job": job.name, "pred_s": s, "pred_mb": mb, "req_min": rt, "req_mb": mem})
+        row = {"rule": job.rule, "job": job.name, "pred_s": s, "pred_mb": mb, "req_min": rt, "req_mb": mem}
+        if job.rule == "train_cell":  # also what the job would cost run to its cap
+            w = job.wildcards
+            steps, cap = job_steps(job, config)
+            n_seeds = len(train_seeds(config, w["study"]))
+            t = cal["train"][train_key(config, w["arch"], int(w["width"]), n_seeds)]
+            m = int(w["m"])
+            row.update(arch=w["arch"], inference=w["finite"], steps=steps, cap=cap,
+                       cap_s=s + train_steps_s(config, t, n_seeds, m, cap) - train_steps_s(config, t, n_seeds, m, steps))
+        rows.append(row)
     return rows
+
+
+def step_table(rows: list[dict], config: dict) -> str:
+    """Training jobs by (architecture, inference): n_train range, predicted steps and cap, and the
+    device-hours at the predicted steps vs at the cap (Markdown)."""
+    by: dict[tuple, list[dict]] = {}
+    for r in rows:
+        if r["rule"] == "train_cell":
+            by.setdefault((r["arch"], r["inference"]), []).append(r)
+    lines = ["| architecture | inference | jobs | predicted steps (min-max) | cap | alpha (fit sizes) | "
+             "hours at predicted | hours at cap |", "|---|---|---|---|---|---|---|---|"]
+    for (arch, inf), rs in sorted(by.items()):
+        f = predicted_steps(arch, inf, 1, 1)[1] if config["plan"].get("price_steps", "predicted") != "cap" else None
+        fit = f"{f.alpha:.2f} ({', '.join(map(str, f.sizes))})" if f else "priced at the cap"
+        lines.append(f"| {arch} | {inf} | {len(rs)} | {min(r['steps'] for r in rs):,}-{max(r['steps'] for r in rs):,} | "
+                     f"{max(r['cap'] for r in rs):,} | {fit} | {sum(r['pred_s'] for r in rs) / 3600:.3g} | "
+                     f"{sum(r['cap_s'] for r in rs) / 3600:.3g} |")
+    return "\n".join(lines)
 
 
 def over_limits(rows: list[dict], config: dict) -> list[dict]:
