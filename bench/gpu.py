@@ -37,9 +37,10 @@ from synsym.core.device import resolve_device  # noqa: E402
 FULL = {"kernel_sizes": [(8, 1024), (16, 256), (32, 64)], "depth": 8, "image": 32, "steps": 20,
         "train": [("vec", 8, 5), ("vec", 128, 5), ("lcn", 32, 5), ("fcn", 1024, 5), ("gap", 128, 5),
                   ("lap4", 128, 5), ("lap8", 128, 5), ("vec", 512, 10), ("gap", 512, 10)],
+        "compile": [("vec", 8), ("lcn", 32), ("gap", 128)],
         "imagenet": [("resnet50", 256, 224), ("mixer_s16", 256, 224), ("efficientnet_b0", 256, 224)], "loader": 256}
 SMOKE = {"kernel_sizes": [(4, 6), (8, 4)], "depth": 2, "image": 8, "steps": 2,
-         "train": [("vec", 4, 2), ("gap", 4, 2)], "imagenet": [("resnet_tiny", 4, 32)], "loader": 8}
+         "train": [("vec", 4, 2), ("gap", 4, 2)], "compile": [("vec", 4)], "imagenet": [("resnet_tiny", 4, 32)], "loader": 8}
 
 
 def sync(device: torch.device) -> None:
@@ -81,7 +82,15 @@ def kernels(device: torch.device, p: dict) -> list[dict]:
     return rows
 
 
+# The speed switches of training (TrainConfig, config training.*), each measured against today's path.
+VARIANTS = {"today": {}, "tf32": {"tf32": True}, "tf32+nhwc": {"tf32": True, "channels_last": True},
+            "tf32+per_seed": {"tf32": True, "conv": "per_seed"}, "tf32+compile": {"tf32": True, "compile": True}}
+CONV_ONLY = ("tf32+nhwc", "tf32+per_seed")
+
+
 def training(device: torch.device, p: dict) -> list[dict]:
+    """ms per SGD step of each stack of the paper grid's mix, under each speed switch (VARIANTS);
+    torch.compile only where launches dominate (the nets in p["compile"])."""
     from synsym.finite import models as M
     from synsym.finite import training as TR
 
@@ -90,15 +99,23 @@ def training(device: torch.device, p: dict) -> list[dict]:
     y = torch.as_tensor(np.random.default_rng(1).integers(0, 10, n), device=device)
     for arch, width, n_seeds in p["train"]:
         spec, seeds = A.get(arch), list(range(n_seeds))
-        params = M.init_params(spec, width, p["depth"], s, seeds, 0, torch.float32, device)
         batches = np.stack([TR.batch_indices(0, sd, n, 40, p["steps"]) for sd in seeds])
         data = {"x_train": x[None].expand(n_seeds, *x.shape), "y_train": y}
-        cfg = TR.TrainConfig(max_steps=p["steps"], eval_every=10**9, batch_size=40)
         lr = torch.full((n_seeds,), 1e-4)
-        secs = timed(partial(TR.train, spec, params, data, p["depth"], lr, 0.0, batches, cfg, log=lambda _: None), device, 1)
-        ms = 1e3 * secs / p["steps"]
         flops = 3 * M.forward_flops(spec, width, p["depth"], s) * 40 * n_seeds
-        rows.append({"arch": arch, "width": width, "seeds": n_seeds, "ms_per_step": ms, "tflops": flops / (ms * 1e-3) / 1e12})
+        row = {"arch": arch, "width": width, "seeds": n_seeds}
+        for name, switches in VARIANTS.items():
+            if (name in CONV_ONLY and spec.body != "conv") or (name == "tf32+compile" and (arch, width) not in p["compile"]):
+                continue
+            cfg = TR.TrainConfig(max_steps=p["steps"], eval_every=10**9, batch_size=40, **switches)
+            params = M.init_params(spec, width, p["depth"], s, seeds, 0, torch.float32, device)
+            secs = timed(partial(TR.train, spec, params, data, p["depth"], lr, 0.0, batches, cfg, log=lambda _: None),
+                         device, 1)
+            row[f"ms_{name}"] = 1e3 * secs / p["steps"]
+        best = min((k for k in row if k.startswith("ms_")), key=row.get)
+        row.update(ms_per_step=row["ms_today"], tflops=flops / (row["ms_today"] * 1e-3) / 1e12, best=best[3:],
+                   speedup=row["ms_today"] / row[best])
+        rows.append(row)
         print(json.dumps(rows[-1]), flush=True)
     return rows
 
@@ -160,8 +177,17 @@ def report(name: str, res: dict, seconds: float) -> str:
     lines += [f"| {r['image']}x{r['image']} | {r['m']} | {r['dtype']} | {r['rel_diff']:.1e} | {r['triton_ms_per_entry']:.4g} | "
               f"{r['eager_ms_per_entry']:.4g} | {r['tflops_triton']:.2f} |" for r in res["kernels"]]
     lines += ["", "## Training steps (float32, batch 40, stacked seeds)", "",
-              "| architecture | width | seeds | ms per step | TFLOP/s |", "|---|---|---|---|---|"]
-    lines += [f"| {r['arch']} | {r['width']} | {r['seeds']} | {r['ms_per_step']:.3g} | {r['tflops']:.2f} |" for r in res["training"]]
+              "ms per step under each speed switch (training.tf32 / channels_last / conv / compile; '-': not applicable "
+              "or not measured); TFLOP/s is today's path.", "",
+              "| architecture | width | seeds | " + " | ".join(VARIANTS) + " | TFLOP/s today | best | speed-up |",
+              "|---|---|---|" + "---|" * len(VARIANTS) + "---|---|---|"]
+    for r in res["training"]:
+        ms = " | ".join(f"{r[f'ms_{v}']:.3g}" if f"ms_{v}" in r else "-" for v in VARIANTS)
+        lines.append(f"| {r['arch']} | {r['width']} | {r['seeds']} | {ms} | {r['tflops']:.2f} | {r['best']} | "
+                     f"{r['speedup']:.2f}x |")
+    tot = {v: sum(r.get(f"ms_{v}", r["ms_today"]) for r in res["training"]) for v in VARIANTS}
+    lines += ["", "Summed over the mix (a switch that does not apply counts at today's time): "
+              + ", ".join(f"{v} {tot['today'] / t:.2f}x" for v, t in tot.items())]
     lines += ["", "## ImageNet", "", "| what | batch | images/s |", "|---|---|---|"]
     lines += [f"| {r['what']} | {r['batch']} | {r['images_per_s']:.0f} |" for r in res["imagenet"]]
     return "\n".join(lines) + "\n"

@@ -31,5 +31,7 @@ def test_gpu_bench_runs_its_every_section(tmp_path):
     text = out.read_text()
     for section in ("## Conv-family kernel", "## Training steps", "## ImageNet", "CPU loader"):
         assert section in text, section
+    # every speed switch timed beside today's path
+    assert "| today | tf32 | tf32+nhwc | tf32+per_seed | tf32+compile |" in text and "Summed over the mix" in text
     f64 = [ln.split("|") for ln in text.splitlines() if "| float64 |" in ln]
     assert len(f64) == 2 and all(float(r[4]) < 1e-12 for r in f64), f64

@@ -13,6 +13,9 @@ sigma_b * b with w, b ~ N(0, 1).
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -24,6 +27,39 @@ from synsym.core.transforms import Transform
 
 SW, SB = math.sqrt(SIGMA_W2), math.sqrt(SIGMA_B2)
 K2 = FILTER * FILTER
+
+
+@dataclass(frozen=True)
+class Speed:
+    """How the stacked seeds' convolutions run: each choice computes the same function (tests compare
+    them in float64 to 1e-10), only the kernels differ. Set per job from the config's training section
+    (``speed``); the defaults are the measured best on CPU.
+
+    conv: ``grouped`` (one grouped conv, groups = seeds) or ``per_seed`` (one conv per seed, which
+    cuDNN may run faster than a grouped conv with few wide groups).
+    channels_last: conv activations in NHWC memory (what tensor cores want on GPUs).
+    """
+
+    conv: str = "grouped"
+    channels_last: bool = False
+
+
+CONV_LAYOUTS = ("grouped", "per_seed")
+_SPEED = Speed()
+
+
+@contextmanager
+def speed(**choices) -> Iterator[Speed]:
+    """Run the enclosed forward passes with these Speed choices (restored on exit)."""
+    global _SPEED
+    new = replace(_SPEED, **choices)
+    if new.conv not in CONV_LAYOUTS:
+        raise ValueError(f"unknown conv layout {new.conv!r}; allowed: {', '.join(CONV_LAYOUTS)}")
+    old, _SPEED = _SPEED, new
+    try:
+        yield new
+    finally:
+        _SPEED = old
 
 
 def param_shapes(spec: ArchSpec, width: int, depth: int, image_size: int) -> dict[str, tuple[int, ...]]:
@@ -141,7 +177,13 @@ def _conv(z: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     one channels-last conv per seed; at width 128 13 vs 14.
     """
     s, n, c = w.shape[:3]
-    y = F.conv2d(circular_pad(z), w.reshape(s * n, c, FILTER, FILTER), groups=s)
+    zp = circular_pad(z)
+    if _SPEED.channels_last:
+        zp = zp.contiguous(memory_format=torch.channels_last)
+    if _SPEED.conv == "per_seed":
+        y = torch.cat([F.conv2d(zp[:, i * c : (i + 1) * c], w[i]) for i in range(s)], dim=1)
+    else:
+        y = F.conv2d(zp, w.reshape(s * n, c, FILTER, FILTER), groups=s)
     return SW / math.sqrt(c * K2) * y + SB * b.reshape(1, s * n, 1, 1)
 
 

@@ -18,7 +18,8 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,6 +79,11 @@ class TrainConfig:
     drop_stopped: bool = True  # repack the stack without stopped seeds (False: keep them, masked; for benchmarks)
     checkpoint_minutes: float = 30.0  # wall time between checkpoints (0: after every step; tests)
     eta0_momentum: bool = True  # eta0 = 2 (1 + momentum) m / lambda_max; False: 2 m / lambda_max
+    # GPU speed switches (models.Speed and below); each is the same function, see tests/test_speed.py
+    tf32: bool | None = None  # float32 matmuls and convs in TF32 (True), IEEE (False), torch's defaults (None)
+    conv: str = "grouped"  # stacked seeds' convs: grouped | per_seed
+    channels_last: bool = False
+    compile: bool = False  # torch.compile the forward pass of the training step (launch-bound small nets)
 
     @property
     def eta0_mu(self) -> float:
@@ -89,6 +95,23 @@ def train_config(training: dict, inference: str) -> TrainConfig:
     """The TrainConfig of one cell from the config's training section."""
     d = {k: v for k, v in training.items() if k != "max_steps_nn"}
     return TrainConfig(**{**d, "max_steps": step_cap(training, inference)})
+
+
+@contextmanager
+def float32_precision(tf32: bool | None) -> Iterator[None]:
+    """float32 matmuls and convolutions in TF32 (True: what JAX, the paper's library, does on GPUs by
+    default) or full IEEE float32 (False); None leaves torch's defaults (TF32 convs, IEEE matmuls).
+    float64 is never affected, so the theorem tests are not either."""
+    if tf32 is None:
+        yield
+        return
+    mm, conv = torch.backends.cuda.matmul, torch.backends.cudnn.conv
+    old = (mm.fp32_precision, conv.fp32_precision)
+    mm.fp32_precision = conv.fp32_precision = "tf32" if tf32 else "ieee"
+    try:
+        yield
+    finally:
+        mm.fp32_precision, conv.fp32_precision = old
 
 
 def batch_indices(global_seed: int, seed: int, n: int, batch: int, steps: int) -> np.ndarray:
@@ -155,12 +178,14 @@ class Stack:
                 params[k][ix] = self.params[k].detach()
                 vel[k][ix] = self.vel[k]
 
-    def sgd_step(self, spec: ArchSpec, depth: int, y1h: torch.Tensor, step: int, momentum: float, l2: float) -> torch.Tensor:
+    def sgd_step(self, spec: ArchSpec, depth: int, y1h: torch.Tensor, step: int, momentum: float, l2: float,
+                 forward: Callable = models.apply) -> torch.Tensor:
         """One SGD + momentum step of every seed on its own batch (MSE on one-hot labels, plus
-        L2). A seed whose loss is not finite stops moving; returns which seeds just diverged."""
+        L2). A seed whose loss is not finite stops moving; returns which seeds just diverged.
+        ``forward`` is models.apply or its torch.compile'd twin."""
         b = self.batches[:, step]
         xb = self.x_train[torch.arange(len(self.live), device=b.device)[:, None], b]
-        out = models.apply(spec, self.params, xb, depth)
+        out = forward(spec, self.params, xb, depth)
         per_seed = ((out - y1h[b]) ** 2).sum(dim=(1, 2)) / (2 * N_CLASSES * b.shape[1])
         if l2:
             per_seed = per_seed + l2 / 2 * sum(p.pow(2).flatten(1).sum(1) for p in self.params.values())
@@ -331,22 +356,24 @@ def train(
         stack = Stack.pack(state["live"], params, vel, lr, x_train, order)
         stack.active = state["active"].to(stack.active.device)
         log(f"resumed from {checkpoint.path} at step {start}/{steps}")
-    for step in range(start, steps):
-        tracker.diverged[stack.live] |= stack.sgd_step(spec, depth, y1h, step, cfg.momentum, l2).cpu()
-        tracker.steps[stack.live] += stack.active.cpu().long()
-        if (step + 1) % cfg.eval_every == 0 or step + 1 == steps:
-            ev = evaluate(spec, stack.params, data, stack.live, depth, cfg.eval_batch)
-            go_on = tracker.update(step + 1, stack.live, ev, cfg)
-            log(_progress(step + 1, steps, t0, tracker, ev, go_on))
-            if not bool(go_on.any()):
-                log(f"all seeds stopped at step {step + 1} (fit or diverged)")
-                break
-            if not cfg.drop_stopped:
-                stack.active &= go_on.to(stack.active.device)
-            elif not bool(go_on.all()):
-                stack.unpack(params, vel)
-                stack = Stack.pack(stack.live[go_on], params, vel, lr, x_train, order)
-        if checkpoint and checkpoint.due():
-            checkpoint.save(step + 1, stack, params, vel, tracker)
+    forward = torch.compile(models.apply, dynamic=False) if cfg.compile else models.apply
+    with models.speed(conv=cfg.conv, channels_last=cfg.channels_last), float32_precision(cfg.tf32):
+        for step in range(start, steps):
+            tracker.diverged[stack.live] |= stack.sgd_step(spec, depth, y1h, step, cfg.momentum, l2, forward).cpu()
+            tracker.steps[stack.live] += stack.active.cpu().long()
+            if (step + 1) % cfg.eval_every == 0 or step + 1 == steps:
+                ev = evaluate(spec, stack.params, data, stack.live, depth, cfg.eval_batch)
+                go_on = tracker.update(step + 1, stack.live, ev, cfg)
+                log(_progress(step + 1, steps, t0, tracker, ev, go_on))
+                if not bool(go_on.any()):
+                    log(f"all seeds stopped at step {step + 1} (fit or diverged)")
+                    break
+                if not cfg.drop_stopped:
+                    stack.active &= go_on.to(stack.active.device)
+                elif not bool(go_on.all()):
+                    stack.unpack(params, vel)
+                    stack = Stack.pack(stack.live[go_on], params, vel, lr, x_train, order)
+            if checkpoint and checkpoint.due():
+                checkpoint.save(step + 1, stack, params, vel, tracker)
     stack.unpack(params, vel)
     return tracker.result()
