@@ -49,6 +49,34 @@ def test_mixer_s16_size_by_hand():
     assert sum(p.numel() for p in V.build("mixer_s16", 1000).parameters()) == embed + 8 * block + 2 * 512 + 512 * 1000 + 1000
 
 
+def test_batch_norm_per_backend():
+    """Plain BN in one process, torch's SyncBatchNorm under nccl, the SyncBN fallback under gloo;
+    the fallback computes plain BN's function (float64: outputs, gradients, running statistics)."""
+    import copy
+
+    import torch
+    from torch import nn
+
+    net = V.build("resnet_tiny", 10)
+    n_bn = sum(type(m) is nn.BatchNorm2d for m in net.modules())
+    assert n_bn > 0 and V.sync_batch_norm(net, 1, None) is net
+    nccl = V.sync_batch_norm(copy.deepcopy(net), 2, "nccl")  # built on the CPU; it runs on GPUs
+    assert sum(isinstance(m, nn.SyncBatchNorm) for m in nccl.modules()) == n_bn
+    gloo = V.sync_batch_norm(copy.deepcopy(net), 2, "gloo")
+    assert sum(isinstance(m, V.SyncBN) for m in gloo.modules()) == n_bn
+    assert gloo.state_dict().keys() == net.state_dict().keys()
+    x = torch.randn(4, 3, 32, 32, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    out = []
+    for m in (copy.deepcopy(net).double(), copy.deepcopy(gloo).double()):
+        y = m(x)
+        grads = torch.autograd.grad((y**2).sum(), list(m.parameters()))
+        out.append((y.detach(), grads, [b.clone() for n, b in m.named_buffers() if "running" in n]))
+    (y0, g0, r0), (y1, g1, r1) = out
+    assert torch.allclose(y0, y1, rtol=0, atol=1e-10)
+    assert all(torch.allclose(a, b, rtol=0, atol=1e-10) for a, b in zip(g0, g1))
+    assert all(torch.allclose(a, b, rtol=0, atol=1e-12) for a, b in zip(r0, r1))
+
+
 def test_unknown_model_is_one_line():
     with pytest.raises(ValueError, match=r"unknown model 'resnet7'; allowed: resnet18, .*mixer_s16"):
         V.get("resnet7")

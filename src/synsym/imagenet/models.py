@@ -7,9 +7,11 @@ published numbers): ResNet v1.5 (stride on the 3x3 conv, as torchvision and the 
 ImageNet example), MLP-Mixer (Tolstikhin et al. 2021) and EfficientNet B0-B7 (Tan & Le
 2019, torchvision's layout). ``resnet_tiny`` and ``mixer_tiny`` are CPU test sizes.
 
-Batch norm is ``SyncBN`` everywhere: its statistics are summed over all processes of
-a DDP job, as the FLAX example's BatchNorm(axis_name='batch') does, so a job on k GPUs
-trains the same function as one process on the whole global batch.
+Models are built with plain ``nn.BatchNorm2d``; ``sync_batch_norm`` then picks how a job's
+batch statistics span its processes, as the FLAX example's BatchNorm(axis_name='batch') does,
+so a job on k GPUs trains the same function as one process on the whole global batch: torch's
+own ``SyncBatchNorm`` under nccl, plain BN in one process, and ``SyncBN`` below under gloo
+(torch's refuses CPU tensors; this is the tested CPU path of the DDP equality test).
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ class SyncBN(nn.BatchNorm2d):
         if not self.training:
             return super().forward(x)
         ranks = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
-        xf = x.float()
+        xf = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x  # statistics in >= float32
         count = torch.tensor(float(x.numel() // x.shape[1]), device=x.device)
         s = xf.sum((0, 2, 3))
         if ranks > 1:
@@ -69,8 +71,31 @@ class SyncBN(nn.BatchNorm2d):
         return (y * self.weight[None, :, None, None] + self.bias[None, :, None, None]).to(x.dtype)
 
 
+def sync_batch_norm(net: nn.Module, world: int, backend: str | None) -> nn.Module:
+    """The job's batch norm: plain BN in one process; torch.nn.SyncBatchNorm under nccl; SyncBN
+    (above, differentiable all-reduces over gloo) otherwise. Parameters and buffers keep their
+    names and values, so checkpoints load into any of them."""
+    if world == 1:
+        return net
+    if backend == "nccl":
+        return nn.SyncBatchNorm.convert_sync_batchnorm(net)
+    return _to_sync_bn(net)
+
+
+def _to_sync_bn(module: nn.Module) -> nn.Module:
+    """Every nn.BatchNorm2d replaced by a SyncBN holding the same parameters and buffers."""
+    if isinstance(module, nn.BatchNorm2d) and not isinstance(module, SyncBN):
+        new = SyncBN(module.num_features, module.eps, module.momentum, module.affine, module.track_running_stats)
+        new.load_state_dict(module.state_dict())
+        new.train(module.training)
+        return new.to(module.weight.device)
+    for name, child in module.named_children():
+        setattr(module, name, _to_sync_bn(child))
+    return module
+
+
 def _conv_bn(cin: int, cout: int, k: int, stride: int = 1, groups: int = 1, eps: float = 1e-5) -> list[nn.Module]:
-    return [nn.Conv2d(cin, cout, k, stride, (k - 1) // 2, groups=groups, bias=False), SyncBN(cout, eps=eps)]
+    return [nn.Conv2d(cin, cout, k, stride, (k - 1) // 2, groups=groups, bias=False), nn.BatchNorm2d(cout, eps=eps)]
 
 
 # ----------------------------------------------------------------------------- ResNet

@@ -108,7 +108,10 @@ def train_cell(spec: dict, model_id: str, transform: str, i: int, seed: int, ind
     size = image_size(cfg, model_id)
     key = (gs, "imagenet", model_id, transform, i, seed)
     torch.manual_seed(seed_int(*key, "init"))
-    net = V.build(model_id, len(index["classes"]), size).to(device)
+    net = V.build(model_id, len(index["classes"]), size)
+    net = V.sync_batch_norm(net, world, dist.get_backend() if world > 1 else None).to(device)
+    if device.type == "cuda":  # NHWC: what cuDNN's tensor-core convolutions want under bf16
+        net = net.to(memory_format=torch.channels_last)
     decay = [p for p in net.parameters() if p.ndim > 1]
     opt = torch.optim.SGD(net.parameters(), lr=0.0, momentum=cfg["momentum"], nesterov=cfg["momentum"] > 0)
     history: list[dict] = []
@@ -147,6 +150,8 @@ def train_cell(spec: dict, model_id: str, transform: str, i: int, seed: int, ind
                 group["lr"] = lr
             torch.manual_seed(seed_int(*key, "step", g, rank))  # dropout / stochastic depth
             x, y = tau(x.to(device, non_blocking=True)), y.to(device, non_blocking=True)
+            if device.type == "cuda":
+                x = x.contiguous(memory_format=torch.channels_last)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
                 logits = ddp(x)
             loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg["label_smoothing"])
