@@ -14,7 +14,7 @@ c_max under both: c_max(plain) = (1 + mu) c_max(momentum). Per architecture and 
 default preset's data (n_train, image size), widths, depth, batch, momentum and NN+'s L2, a
 bisection in log c over [--c-lo, --c-hi] (momentum reading) finds the largest c that *trains*:
 the loss stays finite for --budget SGD steps and the final training MSE is below the MSE at
-init. Rows go to results/bench/max_lr.csv; the report prints per architecture the
+init. Rows go to docs/max_lr.csv (committed); the report prints per architecture the
 median over seeds of c_max under each reading and c_max / 8, the factor by which NN+ sits below it.
 """
 
@@ -39,7 +39,7 @@ from synsym.finite import models as M  # noqa: E402
 from synsym.finite import training as TR  # noqa: E402
 from synsym.finite.recipe import INFERENCE_SETTINGS  # noqa: E402
 
-OUT = ROOT / "results" / "bench" / "max_lr.csv"
+OUT = ROOT / "docs" / "max_lr.csv"  # committed: README cites it
 FIELDS = ["arch", "width", "depth", "n_train", "image_size", "seed", "budget", "momentum", "lambda_max",
           "eta0_momentum", "eta0_plain", "c_max_momentum", "c_fail_momentum", "c_max_plain", "bisections", "wall_s"]
 NN_PLUS_C = INFERENCE_SETTINGS["nn_plus"][0]
