@@ -35,3 +35,23 @@ def test_gpu_bench_runs_its_every_section(tmp_path):
     assert "| today | tf32 | tf32+nhwc | tf32+per_seed | tf32+compile |" in text and "Summed over the mix" in text
     f64 = [ln.split("|") for ln in text.splitlines() if "| float64 |" in ln]
     assert len(f64) == 2 and all(float(r[4]) < 1e-12 for r in f64), f64
+
+
+@pytest.mark.slow
+def test_max_lr_bench_brackets_the_largest_c(tmp_path):
+    """bench/max_lr.py at a tiny budget: each row's c_max trains and c_fail does not (a bracket, or
+    an edge of the range), and c_max under the plain reading is (1 + momentum) x the momentum one."""
+    import csv
+
+    out = tmp_path / "max_lr.csv"
+    p = subprocess.run([sys.executable, str(ROOT / "bench/max_lr.py"), "--archs", "fcn", "--seeds", "0", "1",
+                        "--budget", "20", "--bisections", "2", "--out", str(out)],
+                       capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert p.returncode == 0, p.stderr[-3000:]
+    rows = list(csv.DictReader(open(out)))
+    assert [r["seed"] for r in rows] == ["0", "1"] and all(r["bisections"] == "2" for r in rows)
+    for r in rows:
+        lo, hi = float(r["c_max_momentum"]), float(r["c_fail_momentum"])
+        assert 1 <= lo < hi <= 256 or lo != lo or hi == float("inf"), r  # NaN: no bracket at c = 1
+        assert float(r["c_max_plain"]) == pytest.approx(1.9 * lo, nan_ok=True)
+    assert "momentum reading: NN+ (c = 8) sits" in p.stdout
