@@ -94,13 +94,28 @@ def report(path: Path, plot: Path) -> None:
     df = df[df["max_steps"] == df.groupby(config)["max_steps"].transform("max")]  # a rerun with a larger cap wins
     keys = [*config, "max_steps"]
     g = df.groupby(keys)
+    if "stop_step" not in df:
+        df["stop_step"] = np.nan
     t = g.agg(seeds=("seed", "count"), fit=("fit_step", "count"), median=("fit_step", "median"),
-              min=("fit_step", "min"), max=("fit_step", "max"), best_acc=("best_train_acc", "median"),
+              min=("fit_step", "min"), max=("fit_step", "max"), stopped=("stop_step", "count"),
+              stop_max=("stop_step", "max"), best_acc=("best_train_acc", "median"),
               s_per_step=("s_per_step", "median")).reset_index()
     # a configuration where not every seed fit has median/max "> max_steps" unless most did
     t["median"] = [m if f * 2 > s else np.nan for m, f, s in zip(t["median"], t["fit"], t["seeds"])]
     with pd.option_context("display.width", 200, "display.max_rows", 500):
         print(t.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    # the planner's view (synsym.pipeline.steps): steps to stop at 100% of the slowest seed ~ a n^alpha
+    from synsym.pipeline import steps as S
+
+    rows = S.read_rows(path)
+    for arch in A.ARCHITECTURES:
+        for inf in ("nn", "nn_plus"):
+            for col in S.COLUMNS:
+                f = S.fit(rows, arch, inf, col)
+                if f:
+                    print(f"{arch:5s} {inf:8s} {col:9s}: steps = {f.a:.3g} n^{f.alpha:.2f} (se {f.alpha_se:.2f}) on "
+                          f"n = {', '.join(map(str, f.sizes))}; seed spread {f.spread:.2f}x"
+                          + (f"; never stopped at n = {', '.join(map(str, f.censored))}" if f.censored else ""))
     import matplotlib
 
     matplotlib.use("Agg")
