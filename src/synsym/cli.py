@@ -47,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--kernels", nargs="+", required=True, help="every shard folder of every kernel seed")
     c.add_argument("--out-ntk", nargs="+", required=True, help="one per --m")
     c.add_argument("--out-nngp", nargs="+", required=True, help="one per --m")
+    c.add_argument("--hold-ridge-from", nargs="*", default=[],
+                   help="a learning curve's largest-size NTK and NNGP cells: their ridges are held here")
 
     c = sub.add_parser("train")
     c.add_argument("--spec", type=_spec, required=True)
@@ -138,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise ValueError("kernel-cell: give one --out-ntk and one --out-nngp per --m")
             cells.kernel_cell(
                 a.spec, a.study, a.arch, a.transform, a.m, a.split, a.kernels, a.spec["seeds"],
-                {"ntk": a.out_ntk, "nngp": a.out_nngp},
+                {"ntk": a.out_ntk, "nngp": a.out_nngp}, cells.held_ridges(a.hold_ridge_from) if a.hold_ridge_from else None,
             )
         elif a.cmd == "train":
             cells.train_cell(

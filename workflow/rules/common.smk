@@ -74,6 +74,15 @@ def kernel_inputs(wc):
     return J.kernel_shards(config, A.get(wc.arch).kernel_family, wc.transform, config["kernel_seeds"])
 
 
+def held_ridge_cells(wc):
+    """A learning curve's smaller sizes hold the ridge its largest size picks: those NTK and NNGP
+    cells (synsym.study.cells.kernel_cell); nothing for other studies or the largest size."""
+    top = max(config["curves"]["sizes"])
+    if wc.study != "curves" or int(wc.m) == top:
+        return []
+    return [f"{R}/cells/curves/{kind}/{wc.arch}/{wc.transform}/winf_m{top}.parquet" for kind in ("ntk", "nngp")]
+
+
 # Each figure and the tables it is drawn from.
 FIGURE_TABLES = {
     "fig2_grid": ["grid"],

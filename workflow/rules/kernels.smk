@@ -35,6 +35,7 @@ rule kernel_cell:
     input:
         split=f"{R}/data/split.npz",
         kernels=kernel_inputs,
+        held=held_ridge_cells,
     output:
         ntk=f"{R}/cells/{{study}}/ntk/{{arch}}/{{transform}}/winf_m{{m}}.parquet",
         nngp=f"{R}/cells/{{study}}/nngp/{{arch}}/{{transform}}/winf_m{{m}}.parquet",
@@ -56,7 +57,7 @@ rule kernel_cell:
     shell:
         "python -m synsym.cli kernel-cell --spec {params.spec:q} --study {wildcards.study} --arch {wildcards.arch} "
         "--transform {wildcards.transform} --m {wildcards.m} --split {input.split} --kernels {input.kernels} "
-        "--out-ntk {output.ntk} --out-nngp {output.nngp} > {log} 2>&1"
+        "--out-ntk {output.ntk} --out-nngp {output.nngp} --hold-ridge-from {input.held} > {log} 2>&1"
 
 
 rule scaling_cells:

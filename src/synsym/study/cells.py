@@ -116,29 +116,41 @@ def _base_row(spec: dict, study: str, inference: str, arch: str, transform_id: s
     }
 
 
+CURVE_STUDIES = ("curves", "scaling")  # learning curves: one ridge held over the sizes
+
+
+def held_ridges(cell_paths: list[str]) -> dict[tuple[int, str], float]:
+    """(seed, kind) -> the ridge of a learning curve's largest-size kernel cells (their files)."""
+    import pandas as pd
+
+    df = pd.concat([pd.read_parquet(p) for p in cell_paths])
+    return {(int(r.seed), str(r.inference)): float(r.ridge) for r in df.itertuples()}
+
+
 def kernel_cell(
     spec: dict, study: str, arch: str, transform_id: str, ms: list[int], split_path: str,
-    kernel_paths: list[str], seeds: list[int], outs: dict[str, list[str]],
+    kernel_paths: list[str], seeds: list[int], outs: dict[str, list[str]], held: dict | None = None,
 ) -> None:
     """NTK and NNGP regression of one (architecture, transform) for every seed and
     training size m in ``ms`` (the first m images: sub-matrices of one kernel).
 
-    With several sizes (a learning curve) the ridge is picked on validation once, at the
-    largest m, and held at every size, so the fitted exponent is not bent by a ridge that
-    changes with m; the ridge each size would pick itself, and its results, ride along in the
-    ``*_repick`` columns for the fits table to compare.
+    On a learning curve (CURVE_STUDIES) the ridge is picked on validation once, at the largest
+    size, and held at every size, so the fitted exponent is not bent by a ridge that changes with
+    m: ``held`` gives it when the largest size is another job's (held_ridges of its cells), else
+    the largest m of ``ms`` picks it. The ridge each size would pick itself, and its results, ride
+    along in the ``*_repick`` columns for the fits table to compare.
     """
     architectures.get(arch)
     split = Split.load(split_path)
     kerns = [kernels.load_kernels(dirs) for dirs in by_seed(kernel_paths, seeds)]
     device = _kernel_device(spec.get("device", "cpu"))
-    ridges, curve = spec["ridges"], len(ms) > 1
+    ridges, curve = spec["ridges"], study in CURVE_STUDIES
 
     def run(kern, kind: str, m: int, fixed: float | None = None) -> dict:
         return regression.regress(kern, arch, kind, split.y_train, split.y_val, split.y_test, ridges, m, device,
                                   fixed_ridge=fixed)
 
-    held = {}  # (seed, kind) -> the ridge picked at the largest m, which comes first
+    held = dict(held or {})  # (seed, kind) -> the ridge picked at the largest m, which comes first
     for i in sorted(range(len(ms)), key=lambda i: -ms[i]):
         m = ms[i]
         for kind, paths in outs.items():
@@ -146,7 +158,7 @@ def kernel_cell(
             for seed, kern in zip(seeds, kerns):
                 t0 = time.time()
                 picked = run(kern, kind, m)
-                fixed = held.setdefault((seed, kind), picked["ridge"])
+                fixed = held.setdefault((seed, kind), picked["ridge"]) if curve else picked["ridge"]
                 r = picked if picked["ridge"] == fixed else run(kern, kind, m, fixed)
                 row = _base_row(spec, study, kind, arch, transform_id, None, m, split)
                 row.update(
