@@ -314,8 +314,10 @@ def test_paper_scale_dry_run_has_the_configs_jobs(tmp_path, imagenet_tree):
 
     counts = job_counts(out)
     assert {k: v for k, v in counts.items() if k.startswith("imagenet")} == {
-        "imagenet_index": 1, "imagenet_train": 160, "imagenet_tables": 1, "imagenet_figure": 4, "imagenet_samples": 1}
+        "imagenet_index": 1, "imagenet_shards": 1, "imagenet_train": 160, "imagenet_tables": 1, "imagenet_figure": 4,
+        "imagenet_samples": 1}
     assert out.count("torchrun --standalone --nproc-per-node 8 -m synsym.cli imagenet train") == 160
+    assert out.count("--shards results/paper/imagenet/shards") == 160  # every job reads the shards
     assert out.count("gpu=8") >= 160
 
 
@@ -331,6 +333,7 @@ def test_imagenet_smoke_dag_runs_end_to_end(tmp_path, imagenet_tree):
     assert set(fits["model"]) == {"resnet_tiny", "mixer_tiny"} and (fits["points_small"] == 2).all()
     for f in [*IR.FIGURES, "figS7_samples"]:
         assert (r / "figures" / f"{f}.pdf").stat().st_size > 1000
+    assert len(list((r / "imagenet" / "shards").glob("*.tar"))) == 3 + 1  # 160 train / 64, 40 val: trained from them
     # one missing cell reruns alone
     (r / "imagenet" / "cells" / "mixer_tiny" / "identity" / "i2" / "s0.parquet").unlink()
     counts = dry_counts("imagenet", "--configfile", smoke, _root_yaml(tmp_path, imagenet_tree), cwd=tmp_path)
@@ -355,3 +358,31 @@ def test_cost_cli_prints_every_study():
     assert p.returncode == 0, p.stderr
     for st in [*IR.STUDIES, "all (distinct jobs)"]:
         assert st in p.stdout
+
+
+def test_shards_hold_the_trees_bytes(imagenet_tree, tmp_path):
+    """write_shards packs every image unchanged: a dataset reading the shards gives the ImageFolder's
+    tensors exactly (training crops and validation), a truncated shard is one line, and the write
+    is atomic."""
+    import torch
+
+    index = I.scan(imagenet_tree)
+    table = I.write_shards(index, tmp_path / "shards", per_shard=64)
+    assert len(table["train"]) == 160 and len(table["val"]) == 40
+    assert sorted(p.name for p in (tmp_path / "shards").iterdir()) == [
+        "shards.json", "train-00000.tar", "train-00001.tar", "train-00002.tar", "val-00000.tar"]
+    assert not list(tmp_path.glob(".tmp-*"))
+    key, subset = (0, "imagenet", "resnet_tiny", "identity", 0, 0), [3, 17, 64, 130, 159]
+    for split, train in (("train", True), ("val", False)):
+        sub = subset if train else None
+        a = I.FolderDataset(index, split, 32, train, key, sub)
+        b = I.FolderDataset(index, split, 32, train, key, sub, shards=tmp_path / "shards")
+        a.epoch = b.epoch = 2
+        for i in range(len(a)):
+            (xa, ya), (xb, yb) = a[i], b[i]
+            assert ya == yb and torch.equal(xa, xb), (split, i)
+    name, offset, _ = table["train"][130]
+    with open(tmp_path / "shards" / name, "r+b") as f:
+        f.truncate(offset + 10)
+    with pytest.raises(OSError, match=r"train-00002.tar is truncated at image 130"):
+        I.FolderDataset(index, "train", 32, True, key, [130], shards=tmp_path / "shards")[0]

@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--compare", help="a run directory (results/<run>): predicted vs measured seconds per rule")
 
     c = sub.add_parser("imagenet", help="the ImageNet half (Sec. 6.2, App. F): index, train, tables, figure, cost")
-    c.add_argument("action", choices=["index", "train", "tables", "figure", "samples", "cost"])
+    c.add_argument("action", choices=["index", "shards", "train", "tables", "figure", "samples", "cost"])
     c.add_argument("--spec", type=_spec, help="the job's config (JSON)")
     c.add_argument("--configfile", nargs="*", default=[], help="cost: presets merged on top of config.yaml")
     c.add_argument("--index", help="the index JSON written by `imagenet index`")
@@ -115,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--i", type=int, help="size index: m_i = floor(2^(-i/2) m)")
     c.add_argument("--seed", type=int)
     c.add_argument("--checkpoint", help="train: per-epoch checkpoint (resumed when present)")
+    c.add_argument("--shards", help="train: read images from this folder of tar shards (`imagenet shards`)")
     c.add_argument("--kill-after-epoch", type=int, help=argparse.SUPPRESS)  # test hook: SIGKILL itself
     c.add_argument("--name", help="figure: its name")
     c.add_argument("--tables", nargs="*", default=[])
@@ -337,10 +338,16 @@ def imagenet_cmd(a) -> None:
                              f"({m} training images); allowed: size indices with m_i >= batch_size")
         IT.write_json(index, a.out)
         print(f"{len(index['classes'])} classes, {m} train / {len(index['val']['files'])} val images", file=sys.stderr)
+    elif a.action == "shards":
+        index = json.loads(Path(a.index).read_text())
+        table = I.write_shards(index, a.out, a.spec["imagenet"]["images_per_shard"])
+        print(f"{sum(len(table[s]) for s in ('train', 'val'))} images in "
+              f"{len({e[0] for s in ('train', 'val') for e in table[s]})} shards -> {a.out}", file=sys.stderr)
     elif a.action == "train":
         from synsym.imagenet.training import train_cell
 
-        train_cell(a.spec, a.model, a.transform, a.i, a.seed, a.index, a.out, a.checkpoint, a.kill_after_epoch)
+        train_cell(a.spec, a.model, a.transform, a.i, a.seed, a.index, a.out, a.checkpoint, a.kill_after_epoch,
+                   a.shards)
     elif a.action == "tables":
         epochs = IT.read_runs(a.cells)
         final = IT.final_table(epochs)

@@ -120,7 +120,8 @@ if IMAGENET:
 
 
 def imagenet_spec():
-    return spec_json(device=config["device"], imagenet=INC)
+    """A training job's config; where it reads the images from (shards or the tree: the same bytes) is left out."""
+    return spec_json(device=config["device"], imagenet={k: v for k, v in INC.items() if k not in ("shards", "images_per_shard")})
 
 
 def imagenet_index_spec():

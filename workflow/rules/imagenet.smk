@@ -30,6 +30,25 @@ rule imagenet_index:
         "python -m synsym.cli imagenet index --spec {params.spec:q} --out {output} > {log} 2>&1"
 
 
+rule imagenet_shards:
+    """The tree packed once into tar shards (imagenet.shards: true): few large files for a cluster file system."""
+    input:
+        index=f"{R}/imagenet/index.json",
+    output:
+        directory(f"{R}/imagenet/shards"),
+    params:
+        spec=lambda wc: spec_json(imagenet={"images_per_shard": INC["images_per_shard"]}),
+    conda:
+        "../envs/study.yaml"
+    log:
+        f"{R}/logs/imagenet/shards.log",
+    resources:
+        runtime=600,
+        mem_mb=4000,
+    shell:
+        "python -m synsym.cli imagenet shards --spec {params.spec:q} --index {input.index} --out {output} > {log} 2>&1"
+
+
 rule imagenet_train:
     """One (model, transform, m_i, seed): FLAX-recipe SGD for imagenet.epochs, resumable per epoch."""
     wildcard_constraints:
@@ -38,6 +57,7 @@ rule imagenet_train:
         i=r"\d+",
     input:
         index=f"{R}/imagenet/index.json",
+        shards=[f"{R}/imagenet/shards"] if INC["shards"] else [],
     output:
         f"{R}/imagenet/cells/{{model}}/{{transform}}/i{{i}}/s{{seed}}.parquet",
     params:
@@ -60,7 +80,8 @@ rule imagenet_train:
     shell:
         "{params.launch} -m synsym.cli imagenet train --spec {params.spec:q} --index {input.index} "
         "--model {wildcards.model} --transform {wildcards.transform} --i {wildcards.i} --seed {wildcards.seed} "
-        "--checkpoint {params.checkpoint} --out {output} >> {log} 2>&1"
+        "--checkpoint {params.checkpoint} --out {output}" + (" --shards {input.shards}" if INC["shards"] else "")
+        + " >> {log} 2>&1"
 
 
 rule imagenet_tables:

@@ -10,6 +10,7 @@ group element drawn for (global seed, seed) as in the CIFAR half (App. B.3).
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from pathlib import Path
@@ -93,11 +94,71 @@ def subset_order(labels: np.ndarray, global_seed: int) -> np.ndarray:
     return balanced_order(np.asarray(labels), rng(global_seed, "imagenet-subset"))
 
 
+# ----------------------------------------------------------------------------- shards
+SHARD_INDEX = "shards.json"
+
+
+def write_shards(index: dict, out: str | Path, per_shard: int = 1024) -> dict:
+    """The image files of both splits packed, unchanged, into uncompressed tar shards of
+    ``per_shard`` images (``{split}-{k:05d}.tar``) plus ``shards.json``: per image, in the
+    index's order, its shard and the byte range of its data. A cluster file system then serves a
+    few thousand large files instead of 1.28 million small ones, and a reader seeks straight to an
+    image: the bytes, so the decoded pixels, are the ImageFolder's exactly. Written to a temp
+    folder renamed at the end (a killed job leaves no half set)."""
+    import tarfile
+
+    from synsym.core.io import atomic_dir
+
+    root = Path(index["root"])
+    table: dict = {"per_shard": per_shard}
+    with atomic_dir(out) as tmp:
+        for split in ("train", "val"):
+            files, entries = index[split]["files"], []
+            for k0 in range(0, len(files), per_shard):
+                name = f"{split}-{k0 // per_shard:05d}.tar"
+                with tarfile.open(tmp / name, "w", format=tarfile.PAX_FORMAT) as tar:
+                    for j, rel in enumerate(files[k0 : k0 + per_shard]):
+                        tar.add(root / rel, arcname=f"{k0 + j:08d}{Path(rel).suffix.lower()}", recursive=False)
+                with tarfile.open(tmp / name) as tar:
+                    entries += [[name, m.offset_data, m.size] for m in tar.getmembers()]
+            table[split] = entries
+        (tmp / SHARD_INDEX).write_text(json.dumps(table))
+    return table
+
+
+class ShardReader:
+    """The bytes of image i of one split, read from its shard by offset (file handles are opened
+    per process on first use, so DataLoader workers each get their own)."""
+
+    def __init__(self, shards: str | Path, split: str):
+        self.dir = Path(shards)
+        path = self.dir / SHARD_INDEX
+        if not path.exists():
+            raise FileNotFoundError(f"imagenet shards: {path} is missing; allowed: a folder written by write_shards")
+        self.entries = json.loads(path.read_text())[split]
+        self._files: dict = {}
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_files": {}}
+
+    def __call__(self, i: int) -> bytes:
+        name, offset, size = self.entries[i]
+        f = self._files.get(name)
+        if f is None:
+            f = self._files[name] = open(self.dir / name, "rb")
+        f.seek(offset)
+        data = f.read(size)
+        if len(data) != size:
+            raise OSError(f"imagenet shards: {self.dir / name} is truncated at image {i} (offset {offset})")
+        return data
+
+
 # ----------------------------------------------------------------------------- images
-def _load(path: str):
+def _load(src):
+    """An RGB image from a path or a file object."""
     from PIL import Image
 
-    with Image.open(path) as im:
+    with Image.open(src) as im:
         return im.convert("RGB")
 
 
@@ -146,19 +207,25 @@ class FolderDataset:
     batch, on the device). Training crops are keyed by (global seed, seed, epoch, image),
     so they do not depend on DataLoader workers, ranks or a resume."""
 
-    def __init__(self, index: dict, split: str, size: int, train: bool, key: tuple = (), subset=None):
+    def __init__(self, index: dict, split: str, size: int, train: bool, key: tuple = (), subset=None,
+                 shards: str | Path | None = None):
         self.root, self.size, self.train, self.key = index["root"], size, train, key
         files, labels = index[split]["files"], index[split]["labels"]
         sel = range(len(files)) if subset is None else subset
+        self.ids = [int(i) for i in sel]
         self.files = [files[i] for i in sel]
         self.labels = [labels[i] for i in sel]
+        self.reader = ShardReader(shards, split) if shards else None  # else the ImageFolder's files
         self.epoch = 0
 
     def __len__(self) -> int:
         return len(self.files)
 
     def __getitem__(self, i: int) -> tuple:
-        im = _load(os.path.join(self.root, self.files[i]))
+        import io
+
+        src = io.BytesIO(self.reader(self.ids[i])) if self.reader else os.path.join(self.root, self.files[i])
+        im = _load(src)
         if self.train:
             im = random_resized_crop(im, self.size, rng(*self.key, "crop", self.epoch, i))
         else:

@@ -89,7 +89,7 @@ def evaluate(net, loader, tau, device, world: int) -> tuple[float, float, float]
 
 
 def train_cell(spec: dict, model_id: str, transform: str, i: int, seed: int, index_path: str, out: str,
-               checkpoint: str, kill_after_epoch: int | None = None) -> None:
+               checkpoint: str, kill_after_epoch: int | None = None, shards: str | None = None) -> None:
     cfg, gs = spec["imagenet"], spec["global_seed"]
     get(model_id), check_transform(transform)
     rank, world, local = _dist()
@@ -128,8 +128,8 @@ def train_cell(spec: dict, model_id: str, transform: str, i: int, seed: int, ind
     ddp = torch.nn.parallel.DistributedDataParallel(net, device_ids=[local] if device.type == "cuda" else None) \
         if world > 1 else net
     tau = I.BatchTransform(transform, size, gs, seed, device)
-    train_ds = I.FolderDataset(index, "train", size, True, key, subset)
-    val_ds = I.FolderDataset(index, "val", size, False)
+    train_ds = I.FolderDataset(index, "train", size, True, key, subset, shards)
+    val_ds = I.FolderDataset(index, "val", size, False, shards=shards)
     lb = batch // world
     load = {"num_workers": cfg["workers"], "pin_memory": device.type == "cuda",
             "persistent_workers": False}
