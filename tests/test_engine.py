@@ -98,12 +98,30 @@ def test_compute_family_fast_equals_reference_blocked():
         K.compute_family("conv", x, {}, 3, engine="jax")
 
 
-def test_float32_engine_is_close():
+@pytest.mark.parametrize("impl", ["cpu", "eager"])
+def test_float32_engine_is_close_and_sums_readouts_in_float64(impl):
+    """kernels.precision float32: the recursion in float32, the readouts (sums over s^4 elements)
+    in float64, so the kernels come out float64 and within float32 rounding of the float64 ones."""
     x = images(4, 8)
-    r64 = E.conv_block(torch.as_tensor(x), None, 8)
-    r32 = E.conv_block(torch.as_tensor(x, dtype=torch.float32), None, 8)
+    r64 = E.conv_block(torch.as_tensor(x), None, 8, impl=impl)
+    r32 = E.conv_block(torch.as_tensor(x, dtype=torch.float32), None, 8, impl=impl)
     for arch in r64:
-        np.testing.assert_allclose(r32[arch][1].double().numpy(), r64[arch][1].numpy(), rtol=1e-4)
+        assert r32[arch][0].dtype == r32[arch][1].dtype == torch.float64
+        np.testing.assert_allclose(r32[arch][1].numpy(), r64[arch][1].numpy(), rtol=1e-5)
+
+
+def test_kernel_precision_is_checked_and_reaches_the_engine():
+    x, xt = images(6, 4), images(3, 4, 1)
+    a = K.compute_family("conv", x, {"test": xt}, 3, 2, 1.0, log=lambda m: None)
+    b = K.compute_family("conv", x, {"test": xt}, 3, 2, 1.0, log=lambda m: None, precision="float32")
+    for key in a:
+        assert b[key].dtype == np.float64
+        np.testing.assert_allclose(b[key], a[key], rtol=1e-5)
+        assert "/vec/" not in key or not np.array_equal(b[key], a[key]), key  # it did run in float32
+    with pytest.raises(ValueError, match="kernels.precision = 'float16' is invalid; allowed: float64, float32"):
+        K.compute_family("conv", x, {}, 3, precision="float16")
+    with pytest.raises(ValueError, match="needs kernels.engine = 'fast'"):
+        K.compute_family("conv", x, {}, 3, engine="neural_tangents", precision="float32")
 
 
 def test_readout_weights_are_averages():

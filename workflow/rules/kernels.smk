@@ -8,7 +8,8 @@ rule kernel:
     params:
         # the kernel itself: engine, blocking and sharding, not the regression's ridges (kernel_cell uses those)
         spec=lambda wc: spec_json(
-            kernels={k: config["kernels"][k] for k in ("engine", "block_size", "max_memory_gb", "shards")},
+            kernels={k: config["kernels"][k] for k in ("engine", "block_size", "max_memory_gb", "shards")}
+            | ({"precision": config["kernels"]["precision"]} if config["kernels"]["precision"] != "float64" else {}),
             device=config["device"],
         ),
     conda:

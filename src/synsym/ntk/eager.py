@@ -128,8 +128,8 @@ def conv_stack(f1, f2, idx, scales, sym: bool, w) -> tuple[torch.Tensor, torch.T
         ntk = _conv(ntk, s, k)
         k, ntk = _relu(k, sv1.reshape(n1, 1, 1, s, s) * r2b.reshape(1, n2, d, s, s), ntk, exact)
     # K[pair, delta, a] -> K[pair, a, delta] to match the weights' (a, delta) order
-    pk = k.permute(0, 1, 3, 4, 2).reshape(n1 * n2, d * d) @ w
-    pt = ntk.permute(0, 1, 3, 4, 2).reshape(n1 * n2, d * d) @ w
+    pk = k.permute(0, 1, 3, 4, 2).reshape(n1 * n2, d * d).to(w.dtype) @ w  # in w's dtype (float64 readouts)
+    pt = ntk.permute(0, 1, 3, 4, 2).reshape(n1 * n2, d * d).to(w.dtype) @ w
     return pk, pt
 
 

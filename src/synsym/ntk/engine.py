@@ -58,7 +58,9 @@ def conv_block(
     f1, f2 = x1.reshape(n1, d, c), x2.reshape(n2, d, c)
     sv1 = _pixel_scales((f1 * f1).sum(-1).reshape(n1, s, s) / c, depth)
     sv2 = _pixel_scales((f2 * f2).sum(-1).reshape(n2, s, s) / c, depth)
-    w = readout_weights(s, x1.dtype, x1.device) if weights is None else weights
+    # readouts in float64 whatever the recursion's dtype: a float32 recursion's sums over the
+    # s^4 (a, delta) elements are the float32 mode's largest rounding otherwise
+    w = readout_weights(s, torch.float64, x1.device) if weights is None else weights
     w_da = w.reshape(d, d, -1).transpose(0, 1)  # (delta, a, readout)
     if impl == "cpu":
         kernel = fused_kernel()
@@ -111,8 +113,9 @@ def triton_kernel():
 
 
 def block_fn(family: str, depth: int, image_size: int, device: str = "cpu", dtype=torch.float64):
-    """(x1, x2=None) -> {arch: (nngp, ntk)} as numpy, matching kernels.family_block_fn."""
-    w = readout_weights(image_size, dtype, device) if family == "conv" else None
+    """(x1, x2=None) -> {arch: (nngp, ntk)} as numpy, matching kernels.family_block_fn. ``dtype`` is
+    the recursion's (kernels.precision); the conv readouts are summed in float64 either way."""
+    w = readout_weights(image_size, torch.float64, device) if family == "conv" else None
 
     def fn(x1, x2=None):
         t1 = torch.as_tensor(x1, dtype=dtype, device=device)

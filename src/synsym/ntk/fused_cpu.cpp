@@ -47,9 +47,11 @@ inline void box(const T* x, T* out, T* tmp, int64_t s, T scale, T add, const T* 
   }
 }
 
+// The recursion runs in T; the readouts (weights w, sums pk and pt) are always double, so a float
+// recursion (kernels.precision: float32) still sums its s^4 elements per pair in double.
 template <typename T>
-void run(const T* f1, const T* f2g, const T* sv1, const T* r2b, const T* w, T* pk, T* pt, int64_t n1, int64_t n2,
-         int64_t D, int64_t s, int64_t C, int64_t L, int64_t R, bool sym, T sw2, T sb2) {
+void run(const T* f1, const T* f2g, const T* sv1, const T* r2b, const double* w, double* pk, double* pt, int64_t n1,
+         int64_t n2, int64_t D, int64_t s, int64_t C, int64_t L, int64_t R, bool sym, T sw2, T sb2) {
   const int64_t A = s * s;
   const T scale = sw2 / T(9), inv2pi = T(1) / T(2 * M_PI), pi = T(M_PI);
   // one task per image pair: its D offsets run one after another and its readouts
@@ -58,8 +60,8 @@ void run(const T* f1, const T* f2g, const T* sv1, const T* r2b, const T* w, T* p
     std::vector<T> k(A), n(A), kb(A), nb(A), tmp(A);
     for (int64_t p = begin; p < end; ++p) {
       const int64_t j = p % n2, i = p / n2;
-      std::fill(pk + p * R, pk + (p + 1) * R, T(0));
-      std::fill(pt + p * R, pt + (p + 1) * R, T(0));
+      std::fill(pk + p * R, pk + (p + 1) * R, 0.0);
+      std::fill(pt + p * R, pt + (p + 1) * R, 0.0);
       for (int64_t delta = 0; delta < D; ++delta) {
         const bool exact = sym && i == j && delta == 0;  // K(x, x) at a = b: correlation exactly 1
         const T* x1 = f1 + i * A * C;                    // (A, C), already divided by C
@@ -97,12 +99,12 @@ void run(const T* f1, const T* f2g, const T* sv1, const T* r2b, const T* w, T* p
             np[a] = nbp[a] * pm * inv2pi;
           }
         }
-        const T* wd = w + delta * A * R;  // readout weights at this offset, (A, R)
+        const double* wd = w + delta * A * R;  // readout weights at this offset, (A, R)
         for (int64_t r = 0; r < R; ++r) {
-          T sk = T(0), sn = T(0);
+          double sk = 0.0, sn = 0.0;
           for (int64_t a = 0; a < A; ++a) {
-            sk += wd[a * R + r] * k[a];
-            sn += wd[a * R + r] * n[a];
+            sk += wd[a * R + r] * static_cast<double>(k[a]);
+            sn += wd[a * R + r] * static_cast<double>(n[a]);
           }
           pk[p * R + r] += sk;
           pt[p * R + r] += sn;
@@ -116,7 +118,7 @@ void run(const T* f1, const T* f2g, const T* sv1, const T* r2b, const T* w, T* p
 
 // f1 (n1, A, C): x1's pixels / C; f2g (n2, D, A, C): x2's pixel a + delta; sv1 (L, n1, A) and
 // r2b (L, n2, D, A): sqrt of the pixel variances after each layer's conv at a and at a + delta;
-// w (D, A, R): readout weights. Returns (sum_{delta,a} w K_L, sum w Theta_L), each (n1, n2, R),
+// w (D, A, R): readout weights. Returns (sum_{delta,a} w K_L, sum w Theta_L), each (n1, n2, R) in double,
 // after L conv + ReLU layers. The (n1, n2, D, A) kernels are never stored.
 std::vector<torch::Tensor> conv_stack(torch::Tensor f1, torch::Tensor f2g, torch::Tensor sv1, torch::Tensor r2b,
                                       torch::Tensor w, bool sym, double sw2, double sb2) {
@@ -127,7 +129,7 @@ std::vector<torch::Tensor> conv_stack(torch::Tensor f1, torch::Tensor f2g, torch
   f2g = f2g.contiguous().to(dt);
   sv1 = sv1.contiguous().to(dt);
   r2b = r2b.contiguous().to(dt);
-  w = w.contiguous().to(dt);
+  w = w.contiguous().to(torch::kDouble);
   const int64_t n1 = f1.size(0), A = f1.size(1), C = f1.size(2), n2 = f2g.size(0), D = f2g.size(1);
   const int64_t L = sv1.size(0), R = w.size(2);
   const int64_t s = static_cast<int64_t>(std::lround(std::sqrt(static_cast<double>(A))));
@@ -135,10 +137,10 @@ std::vector<torch::Tensor> conv_stack(torch::Tensor f1, torch::Tensor f2g, torch
                   r2b.size(0) == L && r2b.size(1) == n2 && r2b.size(2) == D && r2b.size(3) == A && w.size(0) == D &&
                   w.size(1) == A,
               "conv_stack: shape mismatch");
-  auto pk = torch::empty({n1, n2, R}, f1.options()), pt = torch::empty({n1, n2, R}, f1.options());
+  auto pk = torch::empty({n1, n2, R}, f1.options().dtype(torch::kDouble)), pt = torch::empty_like(pk);
   AT_DISPATCH_FLOATING_TYPES(dt, "conv_stack", [&] {
     run<scalar_t>(f1.data_ptr<scalar_t>(), f2g.data_ptr<scalar_t>(), sv1.data_ptr<scalar_t>(), r2b.data_ptr<scalar_t>(),
-                  w.data_ptr<scalar_t>(), pk.data_ptr<scalar_t>(), pt.data_ptr<scalar_t>(), n1, n2, D, s, C, L, R, sym,
+                  w.data_ptr<double>(), pk.data_ptr<double>(), pt.data_ptr<double>(), n1, n2, D, s, C, L, R, sym,
                   static_cast<scalar_t>(sw2), static_cast<scalar_t>(sb2));
   });
   return {pk, pt};

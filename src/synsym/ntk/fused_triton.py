@@ -120,10 +120,10 @@ def _conv_stack_kernel(
         ntk = ntk * pm * 0.15915494309189535
     k = tl.where(ok, k, 0.0)
     ntk = tl.where(ok, ntk, 0.0)
-    for r in tl.static_range(R):
+    for r in tl.static_range(R):  # readouts in w's dtype: float64 sums of a float32 recursion
         wr = tl.load(w_ptr + (delta * A + a) * R + r, mask=ok, other=0.0)
-        tl.store(pk_ptr + (pid * nb + db) * R + r, tl.sum(tl.sum(wr * k, axis=1), axis=0))
-        tl.store(pt_ptr + (pid * nb + db) * R + r, tl.sum(tl.sum(wr * ntk, axis=1), axis=0))
+        tl.store(pk_ptr + (pid * nb + db) * R + r, tl.sum(tl.sum(wr * k.to(wr.dtype), axis=1), axis=0))
+        tl.store(pt_ptr + (pid * nb + db) * R + r, tl.sum(tl.sum(wr * ntk.to(wr.dtype), axis=1), axis=0))
 
 
 def interpreted() -> bool:
@@ -139,7 +139,8 @@ def conv_stack(
 
     f1 (n1, A, C) are x1's pixels divided by C, f2 (n2, A, C) x2's pixels;
     sv1 (L, n1, A) and sv2 (L, n2, A) the square roots of the pixel variances
-    after each layer's conv; w (D = A, A, R) the readout weights on (delta, a).
+    after each layer's conv; w (D = A, A, R) the readout weights on (delta, a), whose dtype the
+    readout sums take (float64 for a float32 recursion: the float32 mode).
     ``block_elems``: slice elements (offsets x pixels) per program; 1,024 keeps
     a block in a GPU program's registers, the interpreter prefers whole images.
     """
@@ -158,8 +159,9 @@ def conv_stack(
     bd = min(triton.next_power_of_2(A), max(1, block_elems // ap))
     nb = triton.cdiv(A, bd)
     dt = f1.dtype
-    f1, f2, sv1, sv2, w = (t.to(dt).contiguous() for t in (f1, f2, sv1, sv2, w))
-    pk = torch.empty(n1 * n2, nb, R, dtype=dt, device=f1.device)
+    f1, f2, sv1, sv2 = (t.to(dt).contiguous() for t in (f1, f2, sv1, sv2))
+    w = w.contiguous()  # its own dtype: float64 readout sums of a float32 recursion
+    pk = torch.empty(n1 * n2, nb, R, dtype=w.dtype, device=f1.device)
     pt = torch.empty_like(pk)
     _conv_stack_kernel[(n1 * n2, nb)](
         f1, f2, sv1, sv2, w, pk, pt, n1, n2, SCALE=sw2 / 9.0, SB2=float(sb2),

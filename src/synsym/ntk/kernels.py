@@ -51,15 +51,26 @@ def _pad(x: np.ndarray, b: int) -> np.ndarray:
     return np.concatenate([x, np.repeat(x[:1], b - len(x), axis=0)])
 
 
-def block_fn_for(family: str, depth: int, image_size: int, engine: str, device: str, log: Callable[[str], None]) -> Callable:
+PRECISIONS = ("float64", "float32")
+
+
+def block_fn_for(family: str, depth: int, image_size: int, engine: str, device: str, log: Callable[[str], None],
+                 precision: str = "float64") -> Callable:
     """The (x1, x2=None) -> {arch: (nngp, ntk)} function of one engine: ``fast`` (synsym.ntk.engine)
-    or ``neural_tangents`` (the reference)."""
+    or ``neural_tangents`` (the reference). ``precision`` float32 runs the fast engine's recursion
+    in float32 with float64 readout sums (kernels.precision; the reference is float64 only)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"kernels.precision = {precision!r} is invalid; allowed: {', '.join(PRECISIONS)}")
     if engine == "fast":
+        import torch
+
         from synsym.ntk.engine import backend, block_fn
 
         if family == "conv":
-            log(f"[kernel {family}] engine fast: {backend(device)}")
-        return block_fn(family, depth, image_size, device)
+            log(f"[kernel {family}] engine fast ({precision}): {backend(device)}")
+        return block_fn(family, depth, image_size, device, getattr(torch, precision))
+    if engine == "neural_tangents" and precision != "float64":
+        raise ValueError("kernels.precision = 'float32' needs kernels.engine = 'fast'; neural_tangents runs in float64")
     if engine == "neural_tangents":
         from synsym.ntk.reference import family_block_fn
 
@@ -139,6 +150,7 @@ def compute_family(
     log: Callable[[str], None] | None = None,
     engine: str = "fast",
     device: str = "cpu",
+    precision: str = "float64",
 ) -> dict[str, np.ndarray]:
     """All kernels of a family in memory: ``{split}_train/{arch}/{kind}`` -> float64 matrix.
 
@@ -148,7 +160,7 @@ def compute_family(
     """
     log = log or (lambda s: print(s, file=sys.stderr, flush=True))
     b = block_size_for(family, x_train.shape[1], max_memory_gb, block_size)
-    fn = block_fn_for(family, depth, x_train.shape[1], engine, device, log)
+    fn = block_fn_for(family, depth, x_train.shape[1], engine, device, log, precision)
     xs = {"train": x_train, **others}
     out = {f"{split}_train/{arch}/{kind}": np.empty((len(x), len(x_train)))
            for split, x in xs.items() for arch in FAMILY_MEMBERS[family] for kind in KINDS}
@@ -175,15 +187,17 @@ def compute_family(
 def compute_shard(
     family: str, xs: dict[str, np.ndarray], depth: int, block_size: int, max_memory_gb: float, shard: int, shards: int,
     out_dir: str | Path, meta: dict, log: Callable[[str], None] | None = None, engine: str = "fast", device: str = "cpu",
+    precision: str = "float64",
 ) -> None:
-    """Shard ``shard`` of ``shards`` of one family's kernels, written atomically to ``out_dir``."""
+    """Shard ``shard`` of ``shards`` of one family's kernels, written atomically to ``out_dir``
+    (float64 files whatever ``precision`` the recursion ran in)."""
     from synsym.core.io import atomic_dir
 
     log = log or (lambda s: print(s, file=sys.stderr, flush=True))
     n, size = len(xs["train"]), xs["train"].shape[1]
     b = block_size_for(family, size, max_memory_gb, block_size)
     rows = shard_rows({k: len(v) for k, v in xs.items()}, b, shards)[shard]
-    fn = block_fn_for(family, depth, size, engine, device, log)
+    fn = block_fn_for(family, depth, size, engine, device, log, precision)
     offset, r = {}, 0
     for blk in rows:
         offset[blk] = r

@@ -54,7 +54,9 @@ def _image_size(config: dict) -> int:
 
 def kernel_key(config: dict, family: str) -> str:
     k = config["kernels"]
-    return f"{family}/s{_image_size(config)}/L{config['model']['depth']}/b{_block(config, family)}/{k['engine']}"
+    precision = k.get("precision", "float64")  # float64 keys stay as calibrations wrote them
+    return (f"{family}/s{_image_size(config)}/L{config['model']['depth']}/b{_block(config, family)}/{k['engine']}"
+            + ("" if precision == "float64" else f"/{precision}"))
 
 
 def train_key(config: dict, arch: str, width: int, n_seeds: int) -> str:
@@ -196,7 +198,8 @@ def _kernel(config: dict, family: str, device: str) -> dict:
     for _ in range(2):  # cold, then warm; 2 blocks per side: 3 block calls of b x b entries
         t0 = time.perf_counter()
         compute_family(family, x, {}, depth, b, config["kernels"]["max_memory_gb"], log=lambda _: None,
-                       engine=config["kernels"]["engine"], device=device)
+                       engine=config["kernels"]["engine"], device=device,
+                       precision=config["kernels"].get("precision", "float64"))
         _sync(device)
         times.append(time.perf_counter() - t0)
     return {"s_per_entry": times[1] / (3 * b * b), "cold_extra_s": max(0.0, times[0] - times[1])}

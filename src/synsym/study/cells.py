@@ -93,7 +93,7 @@ def kernel_job(spec: dict, family: str, transform_id: str, seed: int, shard: int
     kernels.compute_shard(
         family, xs, spec["depth"], k["block_size"], k["max_memory_gb"], shard, shards, out,
         {"transform": transform_id, "seed": seed}, log=log, engine=k["engine"],
-        device=_kernel_device(spec.get("device", "cpu")),
+        device=_kernel_device(spec.get("device", "cpu")), precision=k.get("precision", "float64"),
     )
     log(f"kernel {family}/{transform_id}/s{seed} shard {shard + 1}/{shards}: {time.time() - t0:.1f}s")
 
