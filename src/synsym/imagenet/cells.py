@@ -44,20 +44,35 @@ def launcher(cfg: dict, cuda: bool) -> str:
             "--rdzv-id $SLURM_JOB_ID --rdzv-endpoint $(scontrol show hostnames $SLURM_JOB_NODELIST | head -n1):29500")
 
 
+# Training images/s of one model per family, measured on one NVIDIA H200 (batch 256, 224x224, bf16
+# autocast, synthetic batches; ../shared/measurements/h200.md, our models, SyncBN, ResNet channels_last).
+H200_RATES = {"resnet": ("resnet50", 1154.0), "efficientnet": ("efficientnet_b0", 1301.0), "mixer": ("mixer_s16", 5728.0)}
+
+
 def cost_table(cfg: dict, m_full: int = 1_281_167, n_val: int = 50_000, peak_tflops: float = 989.0) -> list[dict]:
     """GPU-hours per study, and for the distinct jobs of all studies (studies share cells), from
     the recipe: per epoch (3 x m_i training images + n_val evaluated) x 2 x forward
     multiply-accumulates, x epochs. At ``peak_tflops`` (an H100 SXM's dense BF16 data-sheet peak)
-    it is a floor; the 40% column assumes a utilisation typical of well-fed convnet training."""
+    it is a floor; the 40% column assumes a utilisation typical of well-fed convnet training.
+    ``h200_h_measured``: H200-hours at H200_RATES, the measured rate of the family's reference
+    model scaled by forward MACs to the others (an evaluated image costs a third of a trained one)."""
     from synsym.imagenet import models as V
 
     macs: dict[str, int] = {}
 
-    def flops(cell: tuple) -> float:
-        model, _, i, _ = cell
+    def mac(model: str) -> int:
         if model not in macs:
             macs[model] = V.forward_macs(V.build(model, 1000), image_size(cfg, model))
-        return 2.0 * macs[model] * (3 * subset_size(m_full, i) + n_val) * cfg["epochs"]
+        return macs[model]
+
+    def flops(cell: tuple) -> float:
+        model, _, i, _ = cell
+        return 2.0 * mac(model) * (3 * subset_size(m_full, i) + n_val) * cfg["epochs"]
+
+    def h200_hours(cell: tuple) -> float:
+        model, _, i, _ = cell
+        ref, rate = H200_RATES[get(model).family]
+        return (subset_size(m_full, i) + n_val / 3) * cfg["epochs"] / (rate * mac(ref) / mac(model)) / 3600
 
     groups = [(st, study_cells(cfg, st)) for st in STUDIES] + [("all (distinct jobs)", cells(cfg))]
     rows = []
@@ -65,5 +80,5 @@ def cost_table(cfg: dict, m_full: int = 1_281_167, n_val: int = 50_000, peak_tfl
         total = sum(flops(c) for c in cs)
         hours = total / (peak_tflops * 1e12) / 3600
         rows.append({"study": name, "jobs": len(cs), "pflop": total / 1e15, "gpu_h_at_peak": hours,
-                     "gpu_h_at_40pct": hours / 0.4})
+                     "gpu_h_at_40pct": hours / 0.4, "h200_h_measured": sum(h200_hours(c) for c in cs)})
     return rows
