@@ -74,6 +74,9 @@ def test_a_resumable_attempt_asks_for_at_most_max_job_hours():
     assert P.request(30 * 3600, 3000, cfg, rule="train_cell") == (720, 6000)
     assert P.request(30 * 3600, 3000, cfg, rule="kernel") == (3600, 6000)
     assert P.request(1800, 3000, cfg, rule="train_cell") == (60, 6000)
+    # the 30th attempt of a resumable job: still 12 h, memory at most plan.max_job_mem_gb (64 GB)
+    assert P.request(30 * 3600, 3000, cfg, attempt=30, rule="train_cell") == (720, 64 * 1024)
+    assert P.request(30 * 3600, 3000, cfg, attempt=2, rule="train_cell") == (720, 12000)
     assert P.attempts({"pred_s": 30 * 3600}, cfg) == 3 and P.attempts({"pred_s": 60}, cfg) == 1
     rows = [{"rule": "train_cell", "pred_s": 30 * 3600, "pred_mb": 1.0}, {"rule": "kernel", "pred_s": 13 * 3600, "pred_mb": 1.0},
             {"rule": "kernel_cell", "pred_s": 1.0, "pred_mb": 65 * 1024}]

@@ -478,13 +478,16 @@ RESUMABLE = ("train_cell",)
 
 def request(seconds: float, mb: float, config: dict, attempt: int = 1, rule: str | None = None) -> tuple[int, int]:
     """Slurm (runtime minutes, mem_mb) for a predicted job: safety factor, floors, growth per retry;
-    a resumable rule's attempt is capped at plan.max_job_hours."""
+    a resumable rule's attempt is capped at plan.max_job_hours, and its memory grows with retries
+    only up to plan.max_job_mem_gb (it may need a hundred attempts that each end at the time limit,
+    not for want of memory)."""
     p = config["plan"]
     grow = p["retry_scale"] ** (attempt - 1)
     runtime = math.ceil(max(p["min_runtime_min"], math.ceil(seconds * p["safety_factor"] / 60)) * grow)
+    mem = max(p["min_mem_mb"], math.ceil(mb * p["safety_factor"]))
     if rule in RESUMABLE:
         runtime = min(runtime, math.ceil(60 * p["max_job_hours"]))
-    mem = max(p["min_mem_mb"], math.ceil(mb * p["safety_factor"]))
+        return runtime, min(math.ceil(mem * grow), max(mem, math.ceil(1024 * p["max_job_mem_gb"])))
     return runtime, math.ceil(mem * grow)
 
 
