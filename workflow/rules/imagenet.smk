@@ -42,6 +42,8 @@ rule imagenet_shards:
         "../envs/study.yaml"
     log:
         f"{R}/logs/imagenet/shards.log",
+    benchmark:
+        J.benchmark(R, "imagenet_shards")
     resources:
         runtime=600,
         mem_mb=4000,

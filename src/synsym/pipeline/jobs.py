@@ -208,6 +208,7 @@ BENCHMARKS = {
     "scaling_cells": "benchmarks/cells/scaling/{arch}/{transform}.tsv",
     "train_cell": "benchmarks/cells/{study}/{finite}/{arch}/{transform}/w{width}_m{m}.tsv",
     "imagenet_train": "benchmarks/imagenet/{model}/{transform}/i{i}/s{seed}.tsv",
+    "imagenet_shards": "benchmarks/imagenet/shards.tsv",
 }
 
 
