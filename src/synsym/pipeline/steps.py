@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from synsym.core.metrics import power_law_fit
+
 CSV = Path(__file__).with_name("convergence.csv")
 COLUMNS = ("stop_step", "fit_step")  # 100% (a job's stop) and 95% (acceptance)
 
@@ -84,10 +86,10 @@ def fit(rows: list[dict], arch: str, inference: str, column: str = "stop_step") 
         seeds = max(seeds, len(at))
     if len(sizes) < 2:
         return None
-    x, y = np.log(sizes), np.log(slowest)
-    alpha, log_a = np.polyfit(x, y, 1)
-    resid = y - (alpha * x + log_a)
-    se = math.sqrt(float(resid @ resid) / (len(x) - 2) / float(((x - x.mean()) ** 2).sum())) if len(x) > 2 else math.nan
+    # the study's log-log fit (core.metrics.power_law_fit: y ~ c m^-alpha), here for growing steps
+    decay, se = power_law_fit(np.asarray(sizes), np.asarray(slowest))
+    alpha = -decay
+    log_a = float(np.mean(np.log(slowest)) - alpha * np.mean(np.log(sizes)))  # the least-squares intercept
     return StepFit(arch, inference, column, math.exp(log_a), float(alpha), se, tuple(sizes), seeds,
                    float(np.median(spreads)), tuple(censored), int(mine[0]["width"]), int(mine[0]["image_size"]))
 
