@@ -110,3 +110,29 @@ def test_neural_tangents_then_torch_func_does_not_abort():
             "out, vjp = torch.func.vjp(lambda p: 2 * p, torch.ones(3)); print(vjp(torch.ones(3))[0].sum().item())")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0 and r.stdout.strip().endswith("6.0"), r.stderr[-2000:]
+
+
+@pytest.fixture(scope="module")
+def compiled():
+    """bench/sass.py's counts of the kernel compiled for an H200 (sm_90) by Triton's own ptxas: no GPU needed."""
+    from pathlib import Path
+
+    bench = Path(__file__).resolve().parents[1] / "bench" / "sass.py"
+    r = subprocess.run([sys.executable, str(bench), "--sizes", "8", "--dtypes", "float64", "float32", "--json"],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return {row["dtype"]: row for row in json.loads(r.stdout.strip().splitlines()[-1])}
+
+
+def test_compiled_float64_kernel_has_no_float32(compiled):
+    """What the interpreter hides: compiled for sm_90, the float64 kernel takes no .f32 parameter and
+    does no .f32 arithmetic (the kernel before the constexpr fix, 47f5df3~1, has 2 and 4)."""
+    assert compiled["float64"]["f32_params"] == 0 and compiled["float64"]["f32_ops"] == 0, compiled["float64"]
+    assert compiled["float32"]["f32_params"] == 0
+
+
+def test_compiled_kernel_divides_once_per_element_layer(compiled):
+    """One float64 division per (pair, delta, pixel) and layer (the arc-cosine's rational), two square
+    roots: the pixel scales' reciprocals come from the host and acos evaluates one branch (a63fa24: 3)."""
+    assert compiled["float64"]["div"] == 1.0 and compiled["float64"]["sqrt"] == 2.0, compiled["float64"]
+    assert compiled["float32"]["div"] == 1.0

@@ -1,0 +1,159 @@
+"""Benchmark without a GPU: the fused Triton kernel's machine code for an H200 (sm_90), counted.
+
+    python bench/sass.py                          # this checkout: 8x8, 16x16, 32x32, float64 and float32
+    python bench/sass.py --against a63fa24        # side by side with the kernel of another commit
+    python bench/sass.py --sizes 16 --dtypes float64 --block-elems 512 1024
+
+Triton compiles ``synsym.ntk.fused_triton._conv_stack_kernel`` for an sm_90 target and assembles it
+with the ptxas it ships; nothing is launched, so no GPU is needed. Per *element-layer* (one
+(pair, delta, pixel) value through one conv + ReLU layer) it reports the SASS instructions, the
+float64 ones among them, warp shuffles, the divisions and square roots left in the PTX (each a
+~10-20 instruction sequence with a slow-path call), and the registers per thread with the warps an
+SM can then hold (65,536 registers, at most 64 warps). Per-layer counts are exact: the layer loop is
+unrolled, so (count at L = 9 - count at L = 1) / (8 x elements per thread) leaves out the prologue
+(loading pixels) and epilogue (readout sums). Issue #20 asks to work from such counts; time per entry
+needs a GPU (bench/gpu.py). Static counts are a proxy for speed, not a measurement of it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import importlib.util
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+os.environ["TRITON_INTERPRET"] = "0"  # compile for the GPU target even on a machine without one
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+MODULE = "src/synsym/ntk/fused_triton.py"
+FP64 = ("DFMA", "DMUL", "DADD", "DSETP", "DMNMX")
+
+
+def load(rev: str | None):
+    """fused_triton of this checkout (rev None) or of a git revision, as a fresh module."""
+    path = ROOT / MODULE
+    if rev is not None:
+        src = subprocess.run(["git", "-C", str(ROOT), "show", f"{rev}:{MODULE}"], capture_output=True, text=True, check=True).stdout
+        path = Path(tempfile.mkdtemp()) / f"fused_triton_{rev}.py"
+        path.write_text(src)
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def compile_kernel(mod, s: int, dtype: str, depth: int, block_elems: int, num_warps: int):
+    """The compiled kernel (ptx, cubin) for sm_90 at image size s, float64 readouts."""
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    kernel = mod._conv_stack_kernel
+    a = s * s
+    ap = triton.next_power_of_2(a)
+    values = {"SCALE": 2.0 / 9.0, "SB2": 0.0, "S": s, "C": 3, "L": depth, "R": 4, "AP": ap,
+              "BD": min(ap, max(1, block_elems // ap)), "SYM": True}
+    ptr = {"float64": "*fp64", "float32": "*fp32"}[dtype]
+    sig, consts = {}, {}
+    for i, p in enumerate(kernel.params):
+        if p.is_constexpr:
+            if p.name not in values:
+                raise SystemExit(f"bench/sass.py: unknown constexpr {p.name} of {kernel.fn.__name__}; known: {sorted(values)}")
+            sig[p.name], consts[(i,)] = "constexpr", values[p.name]
+        elif p.name.endswith("_ptr"):
+            sig[p.name] = "*fp64" if p.name in ("w_ptr", "pk_ptr", "pt_ptr") else ptr
+        else:  # runtime scalars: the image counts are ints, anything else a Python float (typed fp32)
+            sig[p.name] = "i32" if p.name in ("n1", "n2") else "fp32"
+    src = ASTSource(fn=kernel, signature=sig, constexprs=consts)
+    return triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": num_warps})
+
+
+def counts(compiled) -> tuple[collections.Counter, int]:
+    """SASS opcode counts and registers per thread of a compiled kernel."""
+    import triton
+
+    tools = Path(triton.__file__).parent / "backends" / "nvidia" / "bin"
+    with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
+        f.write(compiled.asm["cubin"])
+        f.flush()
+        sass = subprocess.run([str(tools / "nvdisasm"), "-c", f.name], capture_output=True, text=True, check=True).stdout
+        usage = subprocess.run([str(tools / "cuobjdump"), "--dump-resource-usage", f.name],
+                               capture_output=True, text=True, check=True).stdout
+    ops = collections.Counter()
+    for line in sass.splitlines():
+        m = re.match(r"\s*/\*[0-9a-f]+\*/\s+(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9_]*)", line)
+        if m:
+            ops[m.group(1)] += 1
+    ptx = compiled.asm["ptx"]
+    ops["div.f64"] = len(re.findall(r"\bdiv\.rn\.f64", ptx))
+    ops["sqrt.f64"] = len(re.findall(r"\bsqrt\.rn\.f64", ptx))
+    ops["div.f32"] = len(re.findall(r"\bdiv\.(?:rn|full|approx)\S*\.f32", ptx))
+    return ops, int(re.search(r"REG:(\d+)", usage).group(1))
+
+
+def warps_per_sm(regs: int, num_warps: int) -> int:
+    """Resident warps at this register count (sm_90: 64K registers, 256-register warp granules, 64 warps)."""
+    per_warp = math.ceil(regs * 32 / 256) * 256
+    blocks = 65536 // (per_warp * num_warps)
+    return min(64, blocks * num_warps)
+
+
+def profile(mod, s: int, dtype: str, block_elems: int, num_warps: int) -> dict:
+    """Per element-layer counts, plus what the PTX says about float32 (a float64 kernel should have none)."""
+    c1, c9 = (compile_kernel(mod, s, dtype, d, block_elems, num_warps) for d in (1, 9))
+    (o1, _), (o9, regs) = counts(c1), counts(c9)
+    ptx = c9.asm["ptx"]
+    ap = 1 << (s * s - 1).bit_length()
+    per_thread = min(ap, max(1, block_elems // ap)) * ap / (32 * num_warps)
+    per = {k: (o9[k] - o1[k]) / (8 * per_thread) for k in set(o9) | set(o1)}
+    sass = sum(v for k, v in per.items() if k[0].isupper())
+    return {"instr": sass, "fp64": sum(per.get(k, 0) for k in FP64), "shfl": per.get("SHFL", 0),
+            "shared": per.get("LDS", 0) + per.get("STS", 0), "div": per.get("div.f64", 0) + per.get("div.f32", 0),
+            "sqrt": per.get("sqrt.f64", 0), "regs": regs, "warps": warps_per_sm(regs, num_warps),
+            # a float runtime argument arrives as a .f32 parameter; any .f32 op in a float64 kernel is lost precision
+            "f32_params": len(re.findall(r"\.param\s+\.f32", ptx)), "f32_ops": len(re.findall(r"\.f32\b", ptx))}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--sizes", nargs="+", type=int, default=[8, 16, 32])
+    p.add_argument("--dtypes", nargs="+", default=["float64", "float32"], choices=["float64", "float32"])
+    p.add_argument("--block-elems", nargs="+", type=int, default=[1024])
+    p.add_argument("--num-warps", nargs="+", type=int, default=[4])
+    p.add_argument("--against", help="git revision whose kernel to count side by side (ratios: it / this checkout)")
+    p.add_argument("--json", action="store_true", help="one JSON line of every profile (for tests)")
+    args = p.parse_args()
+    mods = {"this": load(None)}
+    if args.against:
+        mods[args.against] = load(args.against)
+    if args.json:
+        print(json.dumps([{"kernel": name, "size": s, "dtype": dt, "block": be, "num_warps": nw, **profile(mod, s, dt, be, nw)}
+                          for s in args.sizes for dt in args.dtypes for be in args.block_elems for nw in args.num_warps
+                          for name, mod in mods.items()]))
+        return
+    cols = ("instr", "fp64", "shfl", "shared", "div", "sqrt", "regs", "warps")
+    print("per element-layer on sm_90 (H200), static SASS counts; warps = resident warps per SM at that register count")
+    print(f"{'kernel':>10} {'size':>5} {'dtype':>8} {'block':>6} {'nw':>3} " + " ".join(f"{c:>7}" for c in cols))
+    for s in args.sizes:
+        for dt in args.dtypes:
+            for be in args.block_elems:
+                for nw in args.num_warps:
+                    got = {name: profile(mod, s, dt, be, nw) for name, mod in mods.items()}
+                    for name, r in got.items():
+                        print(f"{name:>10} {s:>5} {dt:>8} {be:>6} {nw:>3} " + " ".join(f"{r[c]:>7.1f}" for c in cols))
+                    if args.against:
+                        old, new = got[args.against], got["this"]
+                        print(f"{'ratio':>10} {s:>5} {dt:>8} {be:>6} {nw:>3} instructions {old['instr'] / new['instr']:.2f}x fewer, "
+                              f"fp64 {old['fp64'] / max(new['fp64'], 1e-9):.2f}x, warps/SM {new['warps']}/{old['warps']}")
+
+
+if __name__ == "__main__":
+    main()
