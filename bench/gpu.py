@@ -7,6 +7,7 @@ Sections, each measured side by side in this one process:
   kernels   the fused Triton kernel vs the eager path on the same device: max relative
             difference in float64 and float32, and ms per kernel entry (one image pair, every
             conv readout, NNGP + NTK) at 8x8, 16x16 and 32x32, depth 8
+  blocks    the float64 Triton kernel's ms per entry under each block shape (elements, warps per program)
   training  ms per SGD step of the paper grid's stacked seeds (5; S-Dist 10), float32, 32x32
             images, batch 40, depth 8, with TFLOP/s by the direct-convolution count
   imagenet  training images/s of the ImageNet models (synthetic batches, bf16 autocast on a GPU)
@@ -38,9 +39,11 @@ FULL = {"kernel_sizes": [(8, 1024), (16, 256), (32, 64)], "depth": 8, "image": 3
         "train": [("vec", 8, 5), ("vec", 128, 5), ("lcn", 32, 5), ("fcn", 1024, 5), ("gap", 128, 5),
                   ("lap4", 128, 5), ("lap8", 128, 5), ("vec", 512, 10), ("gap", 512, 10)],
         "compile": [("vec", 8), ("lcn", 32), ("gap", 128)],
-        "imagenet": [("resnet50", 256, 224), ("mixer_s16", 256, 224), ("efficientnet_b0", 256, 224)], "loader": 256}
+        "imagenet": [("resnet50", 256, 224), ("mixer_s16", 256, 224), ("efficientnet_b0", 256, 224)], "loader": 256,
+        "blocks": 6}
 SMOKE = {"kernel_sizes": [(4, 6), (8, 4)], "depth": 2, "image": 8, "steps": 2,
-         "train": [("vec", 4, 2), ("gap", 4, 2)], "compile": [("vec", 4)], "imagenet": [("resnet_tiny", 4, 32)], "loader": 8}
+         "train": [("vec", 4, 2), ("gap", 4, 2)], "compile": [("vec", 4)], "imagenet": [("resnet_tiny", 4, 32)], "loader": 8,
+         "blocks": 2}
 
 
 def sync(device: torch.device) -> None:
@@ -79,6 +82,32 @@ def kernels(device: torch.device, p: dict) -> list[dict]:
             row["tflops_triton"] = E.flops_per_entry(s, p["depth"]) / (row["triton_ms_per_entry"] * 1e-3) / 1e12
             rows.append(row)
             print(json.dumps(row), flush=True)
+    return rows
+
+
+def blocks(device: torch.device, p: dict) -> list[dict]:
+    """ms per entry of the float64 Triton kernel under each (slice elements, warps) per program of
+    fused_triton.BLOCK_CANDIDATES, side by side, with its difference from the eager path; the best goes
+    into fused_triton.GPU_BLOCKS. In the interpreter (no GPU) the block shape does not apply."""
+    from synsym.ntk import engine as E
+    from synsym.ntk import fused_triton as FT
+
+    rows = []
+    for s, m in p["kernel_sizes"]:
+        x = torch.as_tensor(np.random.default_rng(0).standard_normal((m, s, s, 3)), dtype=torch.float64, device=device)
+        w = E.readout_weights(s, torch.float64, device)
+        want = E.conv_block(x, None, p["depth"], w, "eager")
+        saved = FT.GPU_BLOCKS.get(s)
+        for cand in FT.BLOCK_CANDIDATES[: p["blocks"]]:
+            FT.GPU_BLOCKS[s] = cand
+            got = E.conv_block(x, None, p["depth"], w, "triton")
+            rel = max(((got[a][i] - want[a][i]).abs().max() / want[a][i].abs().max()).item()
+                      for a in E.CONV_MEMBERS if (A.get(a).pool or 0) <= s for i in range(2))
+            secs = timed(partial(E.conv_block, x, None, p["depth"], w, "triton"), device, 2)
+            rows.append({"image": s, "m": m, "block_elems": cand[0], "num_warps": cand[1], "rel_diff": rel,
+                         "ms_per_entry": 1e3 * secs / (m * m)})
+            print(json.dumps(rows[-1]), flush=True)
+        FT.GPU_BLOCKS.pop(s) if saved is None else FT.GPU_BLOCKS.__setitem__(s, saved)
     return rows
 
 
@@ -176,6 +205,14 @@ def report(name: str, res: dict, seconds: float) -> str:
              "|---|---|---|---|---|---|---|"]
     lines += [f"| {r['image']}x{r['image']} | {r['m']} | {r['dtype']} | {r['rel_diff']:.1e} | {r['triton_ms_per_entry']:.4g} | "
               f"{r['eager_ms_per_entry']:.4g} | {r['tflops_triton']:.2f} |" for r in res["kernels"]]
+    lines += ["", "## Kernel block shapes (float64, fused Triton)", "",
+              "ms per entry per (slice elements, warps) per program, side by side; the fastest per image size belongs in "
+              "`synsym.ntk.fused_triton.GPU_BLOCKS` (in the interpreter the shape does not apply).", "",
+              "| image | m | block elements | warps | max rel. diff | ms/entry | vs first |", "|---|---|---|---|---|---|---|"]
+    for r in res["blocks"]:
+        first = next(q for q in res["blocks"] if q["image"] == r["image"])
+        lines.append(f"| {r['image']}x{r['image']} | {r['m']} | {r['block_elems']} | {r['num_warps']} | {r['rel_diff']:.1e} | "
+                     f"{r['ms_per_entry']:.4g} | {first['ms_per_entry'] / r['ms_per_entry']:.2f}x |")
     lines += ["", "## Training steps (float32, batch 40, stacked seeds)", "",
               "ms per step under each speed switch (training.tf32 / channels_last / conv / compile; '-': not applicable "
               "or not measured); TFLOP/s is today's path.", "",
@@ -203,7 +240,7 @@ def main(argv: list[str] | None = None) -> None:
     p = SMOKE if a.smoke else FULL
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({os.cpu_count()} cores)"
     t0 = time.perf_counter()
-    res = {"depth": p["depth"], "kernels": kernels(device, p), "training": training(device, p), "imagenet": imagenet(device, p)}
+    res = {"depth": p["depth"], "kernels": kernels(device, p), "blocks": blocks(device, p), "training": training(device, p), "imagenet": imagenet(device, p)}
     out = Path(a.out) if a.out else ROOT / "docs" / f"gpu-{name.replace(' ', '-')}.md"
     out.write_text(report(name, res, time.perf_counter() - t0))
     print(f"wrote {out}", file=sys.stderr)

@@ -29,12 +29,15 @@ def test_gpu_bench_runs_its_every_section(tmp_path):
                        capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert p.returncode == 0, p.stderr[-3000:]
     text = out.read_text()
-    for section in ("## Conv-family kernel", "## Training steps", "## ImageNet", "CPU loader"):
+    for section in ("## Conv-family kernel", "## Kernel block shapes", "## Training steps", "## ImageNet", "CPU loader"):
         assert section in text, section
     # every speed switch timed beside today's path
     assert "| today | tf32 | tf32+nhwc | tf32+per_seed | tf32+compile |" in text and "Summed over the mix" in text
     f64 = [ln.split("|") for ln in text.splitlines() if "| float64 |" in ln]
     assert len(f64) == 2 and all(float(r[4]) < 1e-12 for r in f64), f64
+    # two block shapes per image size, each agreeing with the eager path
+    shapes = [ln.split("|") for ln in text.split("## Kernel block shapes")[1].split("##")[0].splitlines() if ln.startswith("| 4x4") or ln.startswith("| 8x8")]
+    assert len(shapes) == 4 and all(float(r[5]) < 1e-12 for r in shapes), shapes
 
 
 @pytest.mark.slow

@@ -36,7 +36,8 @@ def spy(name, kernel):
         def __getitem__(self, grid):
             def launch(*args, **kw):
                 out["launches"] += 1
-                for p, v in sig.bind(*args, **kw).arguments.items():
+                params = {k: v for k, v in kw.items() if k in sig.parameters}  # not launch options (num_warps)
+                for p, v in sig.bind(*args, **params).arguments.items():
                     if isinstance(v, float) and "constexpr" not in str(sig.parameters[p].annotation):
                         out["float_args"].append(f"{name}({p}={v!r})")
                 return kernel[grid](*args, **kw)

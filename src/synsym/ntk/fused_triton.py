@@ -130,6 +130,15 @@ def _conv_stack_kernel(
         tl.store(pt_ptr + (pid * nb + db) * R + r, tl.sum(tl.sum(wr * ntk.to(wr.dtype), axis=1), axis=0))
 
 
+# (slice elements per program, warps per program) by image size on a GPU. Static counts of the sm_90 code
+# (bench/sass.py) trade instructions against registers: at 32x32, (1024, 1) issues 207 instructions per
+# element-layer and spills 10 to local memory, (1024, 4) issues 298 without spills; which is faster needs a
+# GPU: bench/gpu.py times every candidate of BLOCK_CANDIDATES side by side and prints the best to put here.
+GPU_BLOCKS: dict[int, tuple[int, int]] = {}
+DEFAULT_BLOCK = (1024, 4)
+BLOCK_CANDIDATES = ((1024, 4), (1024, 1), (512, 1), (512, 2), (2048, 4), (256, 1))
+
+
 def interpreted() -> bool:
     """True when the kernel runs in Triton's interpreter (no GPU, or TRITON_INTERPRET=1)."""
     return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
@@ -137,7 +146,7 @@ def interpreted() -> bool:
 
 def conv_stack(
     f1: torch.Tensor, f2: torch.Tensor, sv1: torch.Tensor, sv2: torch.Tensor, w: torch.Tensor,
-    sym: bool, sw2: float, sb2: float, block_elems: int | None = None,
+    sym: bool, sw2: float, sb2: float, block_elems: int | None = None, num_warps: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Readouts after L conv + ReLU layers, (n1 * n2, R) each for NNGP and NTK sums.
 
@@ -145,8 +154,8 @@ def conv_stack(
     sv1 (L, n1, A) and sv2 (L, n2, A) the square roots of the pixel variances
     after each layer's conv; w (D = A, A, R) the readout weights on (delta, a), whose dtype the
     readout sums take (float64 for a float32 recursion: the float32 mode).
-    ``block_elems``: slice elements (offsets x pixels) per program; 1,024 keeps
-    a block in a GPU program's registers, the interpreter prefers whole images.
+    ``block_elems``, ``num_warps``: slice elements (offsets x pixels) and warps per program; by default
+    GPU_BLOCKS' entry for this image size (else DEFAULT_BLOCK) on a GPU, whole images in the interpreter.
     """
     n1, A, C = f1.shape
     n2, L, R = f2.shape[0], sv1.shape[0], w.shape[-1]
@@ -158,8 +167,8 @@ def conv_stack(
         raise RuntimeError(f"Triton kernel: tensors on {f1.device} need "
                            f"{'TRITON_INTERPRET=1' if f1.device.type == 'cpu' else 'a compiled (non-interpreted) Triton'}")
     ap = triton.next_power_of_2(A)
-    if block_elems is None:
-        block_elems = 1 << 14 if interpreted() else 1024
+    tuned = (1 << 14, 4) if interpreted() else GPU_BLOCKS.get(s, DEFAULT_BLOCK)
+    block_elems, num_warps = block_elems or tuned[0], num_warps or tuned[1]
     bd = min(triton.next_power_of_2(A), max(1, block_elems // ap))
     nb = triton.cdiv(A, bd)
     dt = f1.dtype
@@ -170,7 +179,7 @@ def conv_stack(
     rv1, rv2 = 1.0 / sv1, 1.0 / sv2  # (L, n, A) divisions once on the host, not per (pair, delta) on the GPU
     _conv_stack_kernel[(n1 * n2, nb)](
         f1, f2, sv1, sv2, rv1, rv2, w, pk, pt, n1, n2, SCALE=sw2 / 9.0, SB2=float(sb2),
-        S=s, C=C, L=L, R=R, AP=ap, BD=bd, SYM=bool(sym),
+        S=s, C=C, L=L, R=R, AP=ap, BD=bd, SYM=bool(sym), num_warps=num_warps,
     )
     return pk.sum(1), pt.sum(1)
 
