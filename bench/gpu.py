@@ -240,7 +240,8 @@ def main(argv: list[str] | None = None) -> None:
     p = SMOKE if a.smoke else FULL
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({os.cpu_count()} cores)"
     t0 = time.perf_counter()
-    res = {"depth": p["depth"], "kernels": kernels(device, p), "blocks": blocks(device, p), "training": training(device, p), "imagenet": imagenet(device, p)}
+    res = {"depth": p["depth"], "kernels": kernels(device, p), "blocks": blocks(device, p), "training": training(device, p),
+           "imagenet": imagenet(device, p)}
     out = Path(a.out) if a.out else ROOT / "docs" / f"gpu-{name.replace(' ', '-')}.md"
     out.write_text(report(name, res, time.perf_counter() - t0))
     print(f"wrote {out}", file=sys.stderr)

@@ -6,13 +6,14 @@
 
 Triton compiles ``synsym.ntk.fused_triton._conv_stack_kernel`` for an sm_90 target and assembles it
 with the ptxas it ships; nothing is launched, so no GPU is needed. Per *element-layer* (one
-(pair, delta, pixel) value through one conv + ReLU layer) it reports the SASS instructions, the
-float64 ones among them, warp shuffles, shared-memory and register-spill (local memory) accesses, the divisions and square roots left in the PTX (each a
-~10-20 instruction sequence with a slow-path call), and the registers per thread with the warps an
-SM can then hold (65,536 registers, at most 64 warps). Per-layer counts are exact: the layer loop is
-unrolled, so (count at L = 9 - count at L = 1) / (8 x elements per thread) leaves out the prologue
-(loading pixels) and epilogue (readout sums). Issue #20 asks to work from such counts; time per entry
-needs a GPU (bench/gpu.py). Static counts are a proxy for speed, not a measurement of it.
+(pair, delta, pixel) value through one conv + ReLU layer) it reports: the SASS instructions, the
+float64 ones among them, warp shuffles, shared-memory and register-spill (local memory) accesses;
+the divisions and square roots left in the PTX (each a ~10-20 instruction sequence with a
+slow-path call); the registers per thread and the warps an SM can then hold (65,536 registers, at
+most 64 warps). Per-layer counts are exact: the layer loop is unrolled, so (count at L = 9 - count
+at L = 1) / (8 x elements per thread) leaves out the prologue (loading pixels) and the epilogue
+(readout sums). Issue #20 asks to work from such counts; time per entry needs a GPU (bench/gpu.py).
+Static counts are a proxy for speed, not a measurement of it.
 """
 
 from __future__ import annotations
@@ -116,7 +117,8 @@ def profile(mod, s: int, dtype: str, block_elems: int, num_warps: int) -> dict:
     per = {k: (o9[k] - o1[k]) / (8 * per_thread) for k in set(o9) | set(o1)}
     sass = sum(v for k, v in per.items() if k[0].isupper())
     return {"instr": sass, "fp64": sum(per.get(k, 0) for k in FP64), "shfl": per.get("SHFL", 0),
-            "shared": per.get("LDS", 0) + per.get("STS", 0), "spill": per.get("LDL", 0) + per.get("STL", 0), "div": per.get("div.f64", 0) + per.get("div.f32", 0),
+            "shared": per.get("LDS", 0) + per.get("STS", 0), "spill": per.get("LDL", 0) + per.get("STL", 0),
+            "div": per.get("div.f64", 0) + per.get("div.f32", 0),
             "sqrt": per.get("sqrt.f64", 0), "regs": regs, "warps": warps_per_sm(regs, num_warps),
             # a float runtime argument arrives as a .f32 parameter; any .f32 op in a float64 kernel is lost precision
             "f32_params": len(re.findall(r"\.param\s+\.f32", ptx)), "f32_ops": len(re.findall(r"\.f32\b", ptx))}

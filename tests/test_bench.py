@@ -36,7 +36,8 @@ def test_gpu_bench_runs_its_every_section(tmp_path):
     f64 = [ln.split("|") for ln in text.splitlines() if "| float64 |" in ln]
     assert len(f64) == 2 and all(float(r[4]) < 1e-12 for r in f64), f64
     # two block shapes per image size, each agreeing with the eager path
-    shapes = [ln.split("|") for ln in text.split("## Kernel block shapes")[1].split("##")[0].splitlines() if ln.startswith("| 4x4") or ln.startswith("| 8x8")]
+    section = text.split("## Kernel block shapes")[1].split("##")[0]
+    shapes = [ln.split("|") for ln in section.splitlines() if ln.startswith(("| 4x4", "| 8x8"))]
     assert len(shapes) == 4 and all(float(r[5]) < 1e-12 for r in shapes), shapes
 
 
