@@ -98,11 +98,13 @@ def _conv_stack_kernel(
     dh, dw = delta // S, delta % S
     b = tl.where(ok, ((ah + dh) % S) * S + (aw + dw) % S, 0)  # pixel a + delta of image j
     zero = tl.zeros((BD, AP), dtype=tl.int32)
-    # gather indices of the four neighbours along the pixel axis (padded lanes point at themselves)
-    up = tl.where(ok, ((ah + S - 1) % S) * S + aw, a) + zero
-    dn = tl.where(ok, ((ah + 1) % S) * S + aw, a) + zero
-    lf = tl.where(ok, ah * S + (aw + S - 1) % S, a) + zero
-    rt = tl.where(ok, ah * S + (aw + 1) % S, a) + zero
+    # gather indices of the four neighbours along the pixel axis (padded pixels point at themselves);
+    # they depend on the pixel only, so with A a power of two they are the same for every offset
+    px = a < A
+    up = tl.where(px, ((ah + S - 1) % S) * S + aw, a) + zero
+    dn = tl.where(px, ((ah + 1) % S) * S + aw, a) + zero
+    lf = tl.where(px, ah * S + (aw + S - 1) % S, a) + zero
+    rt = tl.where(px, ah * S + (aw + 1) % S, a) + zero
 
     k = tl.load(f1_ptr + (i * A + a) * C, mask=a < A, other=0.0) * tl.load(f2_ptr + (j * A + b) * C, mask=ok, other=0.0)
     for c in tl.static_range(1, C):
