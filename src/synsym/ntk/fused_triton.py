@@ -132,13 +132,15 @@ def _conv_stack_kernel(
         tl.store(pt_ptr + (pid * nb + db) * R + r, tl.sum(tl.sum(wr * ntk.to(wr.dtype), axis=1), axis=0))
 
 
-# (slice elements per program, warps per program) by image size on a GPU. Static counts of the sm_90 code
-# (bench/sass.py) trade instructions against registers: at 32x32, (1024, 1) issues 207 instructions per
-# element-layer and spills 10 to local memory, (1024, 4) issues 298 without spills; which is faster needs a
-# GPU: bench/gpu.py times every candidate of BLOCK_CANDIDATES side by side and prints the best to put here.
-GPU_BLOCKS: dict[int, tuple[int, int]] = {}
+# (slice elements per program, warps per program) by image size on a GPU. Chosen from static counts of
+# the sm_90 code (bench/sass.py; no GPU was at hand): at 32x32 the default (1,024, 4) makes Triton copy the
+# 1,024-pixel slice into all 4 warps for the gathers (266 instructions per element-layer, 48 shuffles),
+# (2,048, 4) gives each pair of warps its own offset: 216 instructions, 24 shuffles, 8 warps per SM
+# either way and a negligible spill. Unmeasured on a GPU: bench/gpu.py times every BLOCK_CANDIDATES
+# entry side by side and prints the fastest to put here.
+GPU_BLOCKS: dict[int, tuple[int, int]] = {32: (2048, 4)}
 DEFAULT_BLOCK = (1024, 4)
-BLOCK_CANDIDATES = ((1024, 4), (1024, 1), (512, 1), (512, 2), (2048, 4), (256, 1))
+BLOCK_CANDIDATES = ((1024, 4), (2048, 4), (2048, 2), (1024, 1), (512, 2), (4096, 4))
 
 
 def interpreted() -> bool:
