@@ -64,6 +64,14 @@ def timed(fn, device: torch.device, repeat: int = 3) -> float:
     return best
 
 
+def max_rel(got: dict, want: dict, s: int) -> float:
+    """Largest relative difference over the conv readouts an s x s image has, NNGP and NTK."""
+    from synsym.ntk import engine as E
+
+    return max(((got[a][i] - want[a][i]).abs().max() / want[a][i].abs().max()).item()
+               for a in E.CONV_MEMBERS if (A.get(a).pool or 0) <= s for i in range(2))
+
+
 def kernels(device: torch.device, p: dict) -> list[dict]:
     from synsym.ntk import engine as E
 
@@ -73,9 +81,7 @@ def kernels(device: torch.device, p: dict) -> list[dict]:
             x = torch.as_tensor(np.random.default_rng(0).standard_normal((m, s, s, 3)), dtype=dt, device=device)
             w = E.readout_weights(s, dt, device)
             out = {impl: E.conv_block(x, None, p["depth"], w, impl) for impl in ("triton", "eager")}
-            rel = max(((out["triton"][a][i] - out["eager"][a][i]).abs().max() / out["eager"][a][i].abs().max()).item()
-                      for a in E.CONV_MEMBERS if (A.get(a).pool or 0) <= s for i in range(2))
-            row = {"image": s, "m": m, "dtype": str(dt).split(".")[1], "rel_diff": rel}
+            row = {"image": s, "m": m, "dtype": str(dt).split(".")[1], "rel_diff": max_rel(out["triton"], out["eager"], s)}
             for impl in ("triton", "eager"):
                 secs = timed(partial(E.conv_block, x, None, p["depth"], w, impl), device, 2)
                 row[f"{impl}_ms_per_entry"] = 1e3 * secs / (m * m)
@@ -100,14 +106,15 @@ def blocks(device: torch.device, p: dict) -> list[dict]:
         saved = FT.GPU_BLOCKS.get(s)
         for cand in FT.BLOCK_CANDIDATES[: p["blocks"]]:
             FT.GPU_BLOCKS[s] = cand
-            got = E.conv_block(x, None, p["depth"], w, "triton")
-            rel = max(((got[a][i] - want[a][i]).abs().max() / want[a][i].abs().max()).item()
-                      for a in E.CONV_MEMBERS if (A.get(a).pool or 0) <= s for i in range(2))
+            rel = max_rel(E.conv_block(x, None, p["depth"], w, "triton"), want, s)
             secs = timed(partial(E.conv_block, x, None, p["depth"], w, "triton"), device, 2)
             rows.append({"image": s, "m": m, "block_elems": cand[0], "num_warps": cand[1], "rel_diff": rel,
                          "ms_per_entry": 1e3 * secs / (m * m)})
             print(json.dumps(rows[-1]), flush=True)
-        FT.GPU_BLOCKS.pop(s) if saved is None else FT.GPU_BLOCKS.__setitem__(s, saved)
+        if saved is None:
+            del FT.GPU_BLOCKS[s]
+        else:
+            FT.GPU_BLOCKS[s] = saved
     return rows
 
 
