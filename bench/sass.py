@@ -35,6 +35,9 @@ os.environ["TRITON_INTERPRET"] = "0"  # compile for the GPU target even on a mac
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 MODULE = "src/synsym/ntk/fused_triton.py"
+
+from synsym.ntk.fused_triton import block_shape  # noqa: E402  (this checkout's: how conv_stack sizes a program)
+
 FP64 = ("DFMA", "DMUL", "DADD", "DSETP", "DMNMX")
 
 
@@ -58,10 +61,8 @@ def compile_kernel(mod, s: int, dtype: str, depth: int, block_elems: int, num_wa
     from triton.compiler import ASTSource
 
     kernel = mod._conv_stack_kernel
-    a = s * s
-    ap = triton.next_power_of_2(a)
-    values = {"SCALE": 2.0 / 9.0, "SB2": 0.0, "S": s, "C": 3, "L": depth, "R": 4, "AP": ap,
-              "BD": min(ap, max(1, block_elems // ap)), "SYM": True}
+    ap, bd = block_shape(s * s, block_elems)
+    values = {"SCALE": 2.0 / 9.0, "SB2": 0.0, "S": s, "C": 3, "L": depth, "R": 4, "AP": ap, "BD": bd, "SYM": True}
     ptr = {"float64": "*fp64", "float32": "*fp32"}[dtype]
     sig, consts = {}, {}
     for i, p in enumerate(kernel.params):
@@ -112,8 +113,8 @@ def profile(mod, s: int, dtype: str, block_elems: int, num_warps: int) -> dict:
     c1, c9 = (compile_kernel(mod, s, dtype, d, block_elems, num_warps) for d in (1, 9))
     (o1, _), (o9, regs) = counts(c1), counts(c9)
     ptx = c9.asm["ptx"]
-    ap = 1 << (s * s - 1).bit_length()
-    per_thread = min(ap, max(1, block_elems // ap)) * ap / (32 * num_warps)
+    ap, bd = block_shape(s * s, block_elems)
+    per_thread = bd * ap / (32 * num_warps)
     per = {k: (o9[k] - o1[k]) / (8 * per_thread) for k in set(o9) | set(o1)}
     sass = sum(v for k, v in per.items() if k[0].isupper())
     return {"instr": sass, "fp64": sum(per.get(k, 0) for k in FP64), "shfl": per.get("SHFL", 0),

@@ -143,6 +143,12 @@ DEFAULT_BLOCK = (1024, 4)
 BLOCK_CANDIDATES = ((1024, 4), (2048, 4), (2048, 2), (1024, 1), (512, 2), (4096, 4))
 
 
+def block_shape(a: int, block_elems: int) -> tuple[int, int]:
+    """(AP, BD) of a program: pixels padded to a power of two, and the offsets that make ~block_elems elements."""
+    ap = triton.next_power_of_2(a)
+    return ap, min(ap, max(1, block_elems // ap))
+
+
 def interpreted() -> bool:
     """True when the kernel runs in Triton's interpreter (no GPU, or TRITON_INTERPRET=1)."""
     return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
@@ -170,10 +176,9 @@ def conv_stack(
     if (f1.device.type == "cpu") != interpreted():
         raise RuntimeError(f"Triton kernel: tensors on {f1.device} need "
                            f"{'TRITON_INTERPRET=1' if f1.device.type == 'cpu' else 'a compiled (non-interpreted) Triton'}")
-    ap = triton.next_power_of_2(A)
     tuned = (1 << 14, 4) if interpreted() else GPU_BLOCKS.get(s, DEFAULT_BLOCK)
     block_elems, num_warps = block_elems or tuned[0], num_warps or tuned[1]
-    bd = min(triton.next_power_of_2(A), max(1, block_elems // ap))
+    ap, bd = block_shape(A, block_elems)
     nb = triton.cdiv(A, bd)
     dt = f1.dtype
     f1, f2, sv1, sv2 = (t.to(dt).contiguous() for t in (f1, f2, sv1, sv2))
