@@ -6,8 +6,9 @@
 
 Triton compiles ``synsym.ntk.fused_triton._conv_stack_kernel`` for an sm_90 target and assembles it
 with the ptxas it ships; nothing is launched, so no GPU is needed. Per *element-layer* (one
-(pair, delta, pixel) value through one conv + ReLU layer) it reports: the SASS instructions, the
-float64 ones among them, warp shuffles, shared-memory and register-spill (local memory) accesses;
+(pair, delta, pixel) value through one conv + ReLU layer) it reports: the SASS instructions (all, and
+the hot ones a warp issues on normal inputs: not the slow-path calls of divisions and square
+roots), the float64 ones among them, warp shuffles, shared-memory and register-spill (local memory) accesses;
 the divisions and square roots left in the PTX (each a ~10-20 instruction sequence with a
 slow-path call); the registers per thread and the warps an SM can then hold (65,536 registers, at
 most 64 warps). Per-layer counts are exact: the layer loop is unrolled, so (count at L = 9 - count
@@ -78,6 +79,33 @@ def compile_kernel(mod, s: int, dtype: str, depth: int, block_elems: int, num_wa
     return triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": num_warps})
 
 
+def opcodes(sass: str) -> list[tuple[str, bool]]:
+    """(opcode, hot) of every SASS instruction in order. Cold: a block that a predicated forward
+    branch jumps over and that calls a subroutine, i.e. the slow path of a float64 division or
+    square root (register moves and a CALL, run only for denormal or special arguments). Such
+    blocks are in the static count but not in the instructions a warp issues on normal inputs."""
+    out: list[tuple[str, bool]] = []
+    target, block = None, []
+    for line in sass.splitlines():
+        label = re.match(r"\s*(\.L_x_\d+):", line)
+        if label and label.group(1) == target:
+            cold = any(op.startswith("CALL") for op in block)
+            out += [(op, not cold) for op in block]
+            target, block = None, []
+            continue
+        m = re.match(r"\s*/\*[0-9a-f]+\*/\s+(@!?U?P\w+\s+)?([A-Z][A-Z0-9_]*)(.*)", line)
+        if not m:
+            continue
+        if target is None and m.group(1) and m.group(2) == "BRA" and (t := re.search(r"(\.L_x_\d+)", m.group(3))):
+            out.append(("BRA", True))
+            target, block = t.group(1), []
+        elif target is None:
+            out.append((m.group(2), True))
+        else:
+            block.append(m.group(2))
+    return out + [(op, True) for op in block]
+
+
 def counts(compiled) -> tuple[collections.Counter, int]:
     """SASS opcode counts and registers per thread of a compiled kernel."""
     import triton
@@ -90,10 +118,9 @@ def counts(compiled) -> tuple[collections.Counter, int]:
         usage = subprocess.run([str(tools / "cuobjdump"), "--dump-resource-usage", f.name],
                                capture_output=True, text=True, check=True).stdout
     ops = collections.Counter()
-    for line in sass.splitlines():
-        m = re.match(r"\s*/\*[0-9a-f]+\*/\s+(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9_]*)", line)
-        if m:
-            ops[m.group(1)] += 1
+    for op, hot in opcodes(sass):
+        ops[op] += 1
+        ops["hot"] += hot
     ptx = compiled.asm["ptx"]
     ops["div.f64"] = len(re.findall(r"\bdiv\.rn\.f64", ptx))
     ops["sqrt.f64"] = len(re.findall(r"\bsqrt\.rn\.f64", ptx))
@@ -117,7 +144,7 @@ def profile(mod, s: int, dtype: str, block_elems: int, num_warps: int) -> dict:
     per_thread = bd * ap / (32 * num_warps)
     per = {k: (o9[k] - o1[k]) / (8 * per_thread) for k in set(o9) | set(o1)}
     sass = sum(v for k, v in per.items() if k[0].isupper())
-    return {"instr": sass, "fp64": sum(per.get(k, 0) for k in FP64), "shfl": per.get("SHFL", 0),
+    return {"instr": sass, "hot": per.get("hot", 0), "fp64": sum(per.get(k, 0) for k in FP64), "shfl": per.get("SHFL", 0),
             "shared": per.get("LDS", 0) + per.get("STS", 0), "spill": per.get("LDL", 0) + per.get("STL", 0),
             "div": per.get("div.f64", 0) + per.get("div.f32", 0),
             "sqrt": per.get("sqrt.f64", 0), "regs": regs, "warps": warps_per_sm(regs, num_warps),
@@ -142,7 +169,7 @@ def main() -> None:
                           for s in args.sizes for dt in args.dtypes for be in args.block_elems for nw in args.num_warps
                           for name, mod in mods.items()]))
         return
-    cols = ("instr", "fp64", "shfl", "shared", "spill", "div", "sqrt", "regs", "warps")
+    cols = ("instr", "hot", "fp64", "shfl", "shared", "spill", "div", "sqrt", "regs", "warps")
     print("per element-layer on sm_90 (H200), static SASS counts; warps = resident warps per SM at that register count")
     print(f"{'kernel':>10} {'size':>5} {'dtype':>8} {'block':>6} {'nw':>3} " + " ".join(f"{c:>7}" for c in cols))
     for s in args.sizes:
@@ -155,6 +182,7 @@ def main() -> None:
                     if args.against:
                         old, new = got[args.against], got["this"]
                         print(f"{'ratio':>10} {s:>5} {dt:>8} {be:>6} {nw:>3} instructions {old['instr'] / new['instr']:.2f}x fewer, "
+                              f"hot {old['hot'] / new['hot']:.2f}x, "
                               f"fp64 {old['fp64'] / max(new['fp64'], 1e-9):.2f}x, warps/SM {new['warps']}/{old['warps']}")
 
 

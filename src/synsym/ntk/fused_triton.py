@@ -10,10 +10,14 @@ readouts (vec, gap, lap4, lap8): a few numbers per program instead of the
 - The 3x3 circular box filter is two register gathers (``tl.gather``) along
   the pixel axis per direction: rows, then columns, in the eager path's
   (up + mid) + down order.
-- The arc-cosine is written out (fdlibm's acos: a rational approximation on
-  [0, 0.5] and the half-angle identity outside), because Triton's interpreter
-  has no libdevice acos; the same code runs compiled on a GPU and interpreted
-  on CPU tensors (``TRITON_INTERPRET=1``), which is how CI tests it.
+- The arc-cosine is written out (fdlibm's acos layout: asin's series on [0, 0.5]
+  and the half-angle identity outside, with a fitted polynomial in place of
+  fdlibm's rational, so no division), because Triton's interpreter has no
+  libdevice acos; the same code runs compiled on a GPU and interpreted on CPU
+  tensors (``TRITON_INTERPRET=1``), which is how CI tests it.
+- No division and no masked load in the layer loop, and the arc-cosine map's
+  1 / (2 pi) folded into constants: each is instructions per element-layer,
+  counted on the sm_90 code by bench/sass.py.
 - Float scalars (the weight and bias variances) are ``tl.constexpr``: compiled Triton passes a
   float runtime argument as float32 (4e-8 off in float64 on a GPU), the interpreter does not.
 - The exact diagonal: for K(x, x) at delta = 0 the correlation is set to
@@ -41,20 +45,32 @@ import triton.language as tl  # noqa: E402
 
 @triton.jit
 def _r(z):
-    """fdlibm's (e_acos.c) rational R(z) = p(z) / q(z): asin(x) = x + x R(x^2) on |x| < 0.5."""
-    p = z * (1.66666666666666657415e-01 + z * (-3.25565818622400915405e-01 + z * (2.01212532134862925881e-01 + z * (
-        -4.00555345006794114027e-02 + z * (7.91534994289814532176e-04 + z * 3.47933107596021167570e-05)))))
-    q = 1.0 + z * (-2.40339491173441421878e00 + z * (2.02094576023350569471e00 + z * (
-        -6.88283971605453293030e-01 + z * 7.70381505559019352791e-02)))
-    return p / q
+    """R(z) = z P(z): asin(x) = x + x R(x^2) on |x| <= 0.5, within ~1 ulp.
+
+    P is a degree-12 polynomial, Chebyshev-fitted at 60 digits to (asin(sqrt z) - sqrt z) / z^1.5 on
+    [0, 1/4] (``mpmath.chebyfit(P, [0, 0.25], 13)``), evaluated by Horner. fdlibm's rational p / q in
+    its place costs a float64 division, ~17 SASS instructions with a slow-path call on sm_90."""
+    p = 0.028757851367421566 * z - 0.014851887071247204
+    p = p * z + 0.01740087944269402
+    p = p * z + 0.005457506718640358
+    p = p * z + 0.01032281435018578
+    p = p * z + 0.011479177415184906
+    p = p * z + 0.013971212973552933
+    p = p * z + 0.017352392720869973
+    p = p * z + 0.022372172942149890
+    p = p * z + 0.030381944138531247
+    p = p * z + 0.04464285714635543
+    p = p * z + 0.07499999999998433
+    p = p * z + 0.16666666666666669
+    return z * p
 
 
 @triton.jit
 def _acos(x):
-    """arccos on [-1, 1] to ~1 ulp, from sqrt, one division and polynomials only (no libdevice).
+    """arccos on [-1, 1] to ~1 ulp, from one sqrt and polynomials only (no division, no libdevice).
 
-    fdlibm's two branches share one R(z): a GPU runs both sides of a ``tl.where``, so choosing z
-    first halves the rational's cost (one float64 division, ~15 instructions, instead of two)."""
+    fdlibm's two branches share one R(z): a GPU runs both sides of a ``tl.where``, so z is chosen
+    first and R evaluated once."""
     ax = tl.abs(x)
     big = ax >= 0.5
     # |x| < 0.5: pi/2 - (x + x R(x^2)); |x| >= 0.5: acos(|x|) = 2 asin(sqrt(z)), z = (1 - |x|) / 2
@@ -105,31 +121,38 @@ def _conv_stack_kernel(
     dn = tl.where(px, ((ah + 1) % S) * S + aw, a) + zero
     lf = tl.where(px, ah * S + (aw + S - 1) % S, a) + zero
     rt = tl.where(px, ah * S + (aw + 1) % S, a) + zero
+    # unmasked per-layer loads (a masked load first fills its registers with the default, two moves
+    # per float64 value): padded pixels read pixel 0's scales, padded offsets b = 0; both stay finite
+    # and are dropped before the readout
+    ac = tl.where(px, a, 0)
 
     k = tl.load(f1_ptr + (i * A + a) * C, mask=a < A, other=0.0) * tl.load(f2_ptr + (j * A + b) * C, mask=ok, other=0.0)
     for c in tl.static_range(1, C):
         k += tl.load(f1_ptr + (i * A + a) * C + c, mask=a < A, other=0.0) * tl.load(
             f2_ptr + (j * A + b) * C + c, mask=ok, other=0.0)
+    # k and ntk are carried times 2 pi (the arc-cosine map's 1 / (2 pi) moves into the box's constexpr
+    # scale and the readouts): two float64 multiplications fewer per element-layer
+    k = k * 6.283185307179586
     ntk = tl.zeros_like(k)
     exact = (delta == 0) & (i == j) & SYM
     for layer in tl.static_range(L):
-        kb = _box(k, up, dn, lf, rt, SCALE, SB2)
-        ntk = _box(ntk, up, dn, lf, rt, SCALE, kb)
-        o1, o2 = (layer * n1 + i) * A + a, (layer * n2 + j) * A + b
-        q = tl.load(sv1_ptr + o1, mask=a < A, other=1.0) * tl.load(sv2_ptr + o2, mask=ok, other=1.0)
-        rq = tl.load(rv1_ptr + o1, mask=a < A, other=1.0) * tl.load(rv2_ptr + o2, mask=ok, other=1.0)
+        kb = _box(k, up, dn, lf, rt, SCALE * 0.15915494309189535, SB2)
+        ntk = _box(ntk, up, dn, lf, rt, SCALE * 0.15915494309189535, kb)
+        o1, o2 = (layer * n1 + i) * A + ac, (layer * n2 + j) * A + b
+        q = tl.load(sv1_ptr + o1) * tl.load(sv2_ptr + o2)
+        rq = tl.load(rv1_ptr + o1) * tl.load(rv2_ptr + o2)
         c = tl.minimum(tl.maximum(kb * rq, -1.0), 1.0)  # reciprocals from the host: no division here
         c = tl.where(exact, 1.0, c)
         pm = 3.14159265358979311600e00 - _acos(c)
         sn = tl.sqrt(tl.maximum(1.0 - c * c, 0.0))
-        k = (sn + pm * c) * q * 0.15915494309189535  # 1 / (2 pi)
-        ntk = ntk * pm * 0.15915494309189535
+        k = (sn + pm * c) * q
+        ntk = ntk * pm
     k = tl.where(ok, k, 0.0)
     ntk = tl.where(ok, ntk, 0.0)
     for r in tl.static_range(R):  # readouts in w's dtype: float64 sums of a float32 recursion
         wr = tl.load(w_ptr + (delta * A + a) * R + r, mask=ok, other=0.0)
-        tl.store(pk_ptr + (pid * nb + db) * R + r, tl.sum(tl.sum(wr * k.to(wr.dtype), axis=1), axis=0))
-        tl.store(pt_ptr + (pid * nb + db) * R + r, tl.sum(tl.sum(wr * ntk.to(wr.dtype), axis=1), axis=0))
+        tl.store(pk_ptr + (pid * nb + db) * R + r, tl.sum(tl.sum(wr * k.to(wr.dtype), axis=1), axis=0) * 0.15915494309189535)
+        tl.store(pt_ptr + (pid * nb + db) * R + r, tl.sum(tl.sum(wr * ntk.to(wr.dtype), axis=1), axis=0) * 0.15915494309189535)
 
 
 # (slice elements per program, warps per program) by image size on a GPU. Chosen from static counts of
