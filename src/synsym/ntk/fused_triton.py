@@ -66,22 +66,17 @@ def _r(z):
 
 
 @triton.jit
-def _acos(x):
-    """arccos on [-1, 1] to ~1 ulp, from one sqrt and polynomials only (no division, no libdevice).
+def _arc(ax):
+    """arccos of ax in [0, 1] (so in [0, pi/2]) to ~1 ulp, from one sqrt and a polynomial (no division).
 
     fdlibm's two branches share one R(z): a GPU runs both sides of a ``tl.where``, so z is chosen
-    first and R evaluated once."""
-    ax = tl.abs(x)
+    first and R evaluated once. Callers put the sign back: acos(-ax) = pi - acos(ax)."""
     big = ax >= 0.5
-    # |x| < 0.5: pi/2 - (x + x R(x^2)); |x| >= 0.5: acos(|x|) = 2 asin(sqrt(z)), z = (1 - |x|) / 2
-    z = tl.where(big, (1.0 - ax) * 0.5, x * x)
+    # ax < 0.5: pi/2 - asin(ax), asin(ax) = ax + ax R(ax^2); ax >= 0.5: 2 asin(sqrt(z)), z = (1 - ax) / 2
+    z = tl.where(big, (1.0 - ax) * 0.5, ax * ax)
     r = _r(z)
-    small = 1.57079632679489655800e00 - (x - (6.12323399573676603587e-17 - x * r))
     s = tl.sqrt(z)
-    w = s * r
-    neg = 3.14159265358979311600e00 - 2.0 * (s + (w - 6.12323399573676603587e-17))
-    pos = 2.0 * (s + w)
-    return tl.where(big, tl.where(x < 0, neg, pos), small)
+    return tl.where(big, 2.0 * (s + s * r), 1.5707963267948966 - (ax + ax * r))
 
 
 @triton.jit
@@ -141,12 +136,15 @@ def _conv_stack_kernel(
         o1, o2 = (layer * n1 + i) * A + ac, (layer * n2 + j) * A + b
         q = tl.load(sv1_ptr + o1) * tl.load(sv2_ptr + o2)
         rq = tl.load(rv1_ptr + o1) * tl.load(rv2_ptr + o2)
-        c = tl.minimum(tl.maximum(kb * rq, -1.0), 1.0)  # reciprocals from the host: no division here
-        c = tl.where(exact, 1.0, c)
-        pm = 3.14159265358979311600e00 - _acos(c)
-        sn = tl.sqrt(tl.maximum(1.0 - c * c, 0.0))
-        k = (sn + pm * c) * q
-        ntk = ntk * pm
+        x = kb * rq  # the correlation c; reciprocals from the host: no division here
+        ax = tl.where(exact, 1.0, tl.minimum(tl.abs(x), 1.0))  # |c|, clamped to 1
+        ta = _arc(ax)
+        # u = (pi - acos c) sign(c): pi - acos c is ta for c < 0 and pi - ta otherwise, so
+        # |u| = pi - acos c and ax u = (pi - acos c) c; no pi - (pi - ...) cancellation near c = -1
+        u = tl.where(x < 0, -ta, 3.141592653589793 - ta)
+        sn = tl.sqrt(1.0 - ax * ax)  # >= 0 as computed: ax <= 1, so ax * ax <= 1 after rounding too
+        k = (sn + ax * u) * q
+        ntk = ntk * tl.abs(u)
     k = tl.where(ok, k, 0.0)
     ntk = tl.where(ok, ntk, 0.0)
     for r in tl.static_range(R):  # readouts in w's dtype: float64 sums of a float32 recursion
@@ -157,9 +155,9 @@ def _conv_stack_kernel(
 
 # (slice elements per program, warps per program) by image size on a GPU. Chosen from static counts of
 # the sm_90 code (bench/sass.py; no GPU was at hand): at 32x32 the default (1,024, 4) makes Triton copy the
-# 1,024-pixel slice into all 4 warps for the gathers (266 instructions per element-layer, 48 shuffles),
-# (2,048, 4) gives each pair of warps its own offset: 216 instructions, 24 shuffles, 8 warps per SM
-# either way and a negligible spill. Unmeasured on a GPU: bench/gpu.py times every BLOCK_CANDIDATES
+# 1,024-pixel slice into all 4 warps for the gathers (208 hot instructions per element-layer, 48 shuffles), (2,048, 4) gives
+# each pair of warps its own offset: 157 hot instructions, 24 shuffles, 8 warps per SM either way and
+# ~2.5 spill accesses. Unmeasured on a GPU: bench/gpu.py times every BLOCK_CANDIDATES
 # entry side by side and prints the fastest to put here.
 GPU_BLOCKS: dict[int, tuple[int, int]] = {32: (2048, 4)}
 DEFAULT_BLOCK = (1024, 4)
@@ -219,11 +217,13 @@ def conv_stack(
 @triton.jit
 def _acos_kernel(x_ptr, y_ptr, n, BLOCK: tl.constexpr):
     o = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-    tl.store(y_ptr + o, _acos(tl.load(x_ptr + o, mask=o < n, other=0.0)), mask=o < n)
+    x = tl.load(x_ptr + o, mask=o < n, other=0.0)
+    ta = _arc(tl.abs(x))
+    tl.store(y_ptr + o, tl.where(x < 0, 3.141592653589793 - ta, ta), mask=o < n)
 
 
 def acos(x: torch.Tensor) -> torch.Tensor:
-    """The kernel's own arc-cosine, elementwise (to test it against torch.arccos)."""
+    """The kernel's own arc-cosine (_arc with the sign put back), elementwise, to test against torch.arccos."""
     x = x.contiguous()
     y = torch.empty_like(x)
     _acos_kernel[(triton.cdiv(x.numel(), 1024),)](x, y, x.numel(), BLOCK=1024)
