@@ -40,7 +40,7 @@ FULL = {"kernel_sizes": [(8, 1024), (16, 256), (32, 64)], "depth": 8, "image": 3
                   ("lap4", 128, 5), ("lap8", 128, 5), ("vec", 512, 10), ("gap", 512, 10)],
         "compile": [("vec", 8), ("lcn", 32), ("gap", 128)],
         "imagenet": [("resnet50", 256, 224), ("mixer_s16", 256, 224), ("efficientnet_b0", 256, 224)], "loader": 256,
-        "blocks": 6}
+        "blocks": 4}
 SMOKE = {"kernel_sizes": [(4, 6), (8, 4)], "depth": 2, "image": 8, "steps": 2,
          "train": [("vec", 4, 2), ("gap", 4, 2)], "compile": [("vec", 4)], "imagenet": [("resnet_tiny", 4, 32)], "loader": 8,
          "blocks": 2}
@@ -242,10 +242,13 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--smoke", action="store_true", help="tiny sizes (tests; any device)")
+    ap.add_argument("--blocks", type=int, help="how many of fused_triton.BLOCK_CANDIDATES to time "
+                    "(default 4: each compiles for ~1 min at 32x32)")
     ap.add_argument("--out", help="the report (default docs/gpu-<device name>.md)")
     a = ap.parse_args(argv)
     device = resolve_device(a.device)
-    p = SMOKE if a.smoke else FULL
+    p = dict(SMOKE if a.smoke else FULL)
+    p["blocks"] = a.blocks or p["blocks"]
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({os.cpu_count()} cores)"
     t0 = time.perf_counter()
     res = {"depth": p["depth"], "kernels": kernels(device, p), "blocks": blocks(device, p), "training": training(device, p),

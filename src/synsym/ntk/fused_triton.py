@@ -161,7 +161,10 @@ def _conv_stack_kernel(
 # entry side by side and prints the fastest to put here.
 GPU_BLOCKS: dict[int, tuple[int, int]] = {32: (2048, 4)}
 DEFAULT_BLOCK = (1024, 4)
-BLOCK_CANDIDATES = ((1024, 4), (2048, 4), (2048, 2), (1024, 1), (512, 2), (4096, 4))
+# What bench/gpu.py times, in this order (it takes the first few: each shape compiles for ~1 min at 32x32).
+# 32 elements per thread ((2048, 2), (1024, 1), (4096, 4)) spill thousands of times at 32x32 by static
+# count and compile for minutes, so they are not candidates; (512, 4) holds 20 warps per SM at 16x16.
+BLOCK_CANDIDATES = ((1024, 4), (2048, 4), (512, 4), (512, 2), (2048, 8))
 
 
 def block_shape(a: int, block_elems: int) -> tuple[int, int]:
