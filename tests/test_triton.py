@@ -65,6 +65,7 @@ xs = torch.cat([xs, torch.nextafter(xs, torch.zeros_like(xs))]).to(dev)
 got = fused_triton.acos(xs)
 out["acos_err"] = (got - torch.arccos(xs)).abs().max().item()
 out["acos_at_1"] = got[xs == 1.0].abs().max().item()
+out["asin_p"] = list(fused_triton.ASIN_P.value)
 print(json.dumps(out))
 """
 
@@ -101,6 +102,20 @@ def test_triton_acos(report):
     """The kernel's own arccos (the interpreter has no libdevice acos): within 1e-15 of torch on [-1, 1], acos(1) = 0."""
     assert report["acos_err"] < 1e-15
     assert report["acos_at_1"] == 0.0
+
+
+def test_asin_polynomial_is_the_stated_fit(report):
+    """The kernel's asin polynomial is what its comment says: mpmath's Chebyshev fit of degree 12 at
+    60 digits to (asin(sqrt z) - sqrt z) / z^1.5 on [0, 1/4], rounded to float64."""
+    import mpmath as mp
+
+    def p(z):
+        x = mp.sqrt(z)
+        return mp.mpf(1) / 6 if z == 0 else (mp.asin(x) - x) / (z * x)
+
+    with mp.workdps(60):
+        fit = [float(c) for c in reversed(mp.chebyfit(p, [0, 0.25], 13))]
+    assert report["asin_p"] == pytest.approx(fit, rel=1e-13, abs=0)
 
 
 def test_neural_tangents_then_torch_func_does_not_abort():

@@ -42,26 +42,22 @@ if not torch.cuda.is_available():
 import triton  # noqa: E402
 import triton.language as tl  # noqa: E402
 
+# asin(x) = x + x z P(z), z = x^2 <= 1/4: P's coefficients, z^0 first. A degree-12 polynomial fitted at 60
+# digits to (asin(sqrt z) - sqrt z) / z^1.5 on [0, 1/4] by Chebyshev interpolation,
+# mpmath.chebyfit(P, [0, 0.25], 13) (tests/test_triton.py refits it); asin within ~1 ulp on [0, 0.5].
+ASIN_P = tl.constexpr((
+    0.16666666666666669, 0.07499999999998433, 0.04464285714635543, 0.030381944138531247, 0.02237217294214989,
+    0.017352392720869973, 0.013971212973552933, 0.011479177415184906, 0.01032281435018578,
+    0.005457506718640358, 0.01740087944269402, -0.014851887071247204, 0.028757851367421566))
+
 
 @triton.jit
 def _r(z):
-    """R(z) = z P(z): asin(x) = x + x R(x^2) on |x| <= 0.5, within ~1 ulp.
-
-    P is a degree-12 polynomial, Chebyshev-fitted at 60 digits to (asin(sqrt z) - sqrt z) / z^1.5 on
-    [0, 1/4] (``mpmath.chebyfit(P, [0, 0.25], 13)``), evaluated by Horner. fdlibm's rational p / q in
-    its place costs a float64 division, ~17 SASS instructions with a slow-path call on sm_90."""
-    p = 0.028757851367421566 * z - 0.014851887071247204
-    p = p * z + 0.01740087944269402
-    p = p * z + 0.005457506718640358
-    p = p * z + 0.01032281435018578
-    p = p * z + 0.011479177415184906
-    p = p * z + 0.013971212973552933
-    p = p * z + 0.017352392720869973
-    p = p * z + 0.022372172942149890
-    p = p * z + 0.030381944138531247
-    p = p * z + 0.04464285714635543
-    p = p * z + 0.07499999999998433
-    p = p * z + 0.16666666666666669
+    """R(z) = z P(z) by Horner (ASIN_P): asin(x) = x + x R(x^2) on |x| <= 0.5. fdlibm's rational p / q
+    in its place costs a float64 division, ~17 SASS instructions with a slow-path call on sm_90."""
+    p = ASIN_P[12] * z + ASIN_P[11]
+    for n in tl.static_range(2, 13):
+        p = p * z + ASIN_P[12 - n]
     return z * p
 
 
