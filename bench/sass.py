@@ -3,6 +3,7 @@
     python bench/sass.py                          # this checkout: 8x8, 16x16, 32x32, float64 and float32
     python bench/sass.py --against a63fa24        # side by side with the kernel of another commit
     python bench/sass.py --sizes 16 --dtypes float64 --block-elems 512 1024
+    python bench/sass.py --predict                # what the H200 measurement of a63fa24 predicts for this kernel
 
 Triton compiles ``synsym.ntk.fused_triton._conv_stack_kernel`` for an sm_90 target and assembles it
 with the ptxas it ships; nothing is launched, so no GPU is needed. Per *element-layer* (one
@@ -152,6 +153,29 @@ def profile(mod, s: int, dtype: str, block_elems: int, num_warps: int) -> dict:
             "f32_params": len(re.findall(r"\.param\s+\.f32", ptx)), "f32_ops": len(re.findall(r"\.f32\b", ptx))}
 
 
+# The float64 kernel measured on one NVIDIA H200, ms per entry at depth 8 with blocks of 1,024 elements on
+# 4 warps (../shared/measurements/h200.md: commit 3be5a62, whose kernel is a63fa24's but for two float32
+# scalar arguments), and that GPU's rates: thread instructions issued per second (132 SMs x 4 schedulers
+# x 32 lanes x 1.98 GHz) and float64 lane operations per second (64 per SM and clock).
+H200_MS = {8: 0.00059, 16: 0.0150, 32: 0.287}
+H200_ISSUE, H200_FP64 = 132 * 4 * 32 * 1.98e9, 132 * 64 * 1.98e9
+MEASURED = "a63fa24"
+
+
+def predict(measured: dict, now: dict, s: int, depth: int = 8, speedup: float = 5.0) -> dict:
+    """What the H200 measurement of the `measured` kernel says about `now` (both profile() rows at size s).
+
+    efficiency: the share of the issue rate the measured kernel reached (its hot instructions x its
+    element-layers per second); ms_per_entry: now's time at that same efficiency (an assumption, not a
+    measurement); for `speedup` x the measured speed: the issue and float64 shares now's counts would
+    need, and the hot instructions that would do at the measured efficiency."""
+    rate = (s * s) ** 2 * depth / (H200_MS[s] * 1e-3)  # element-layers per second, measured
+    eff = rate * measured["hot"] / H200_ISSUE
+    return {"efficiency": eff, "ms_per_entry": H200_MS[s] * now["hot"] / measured["hot"],
+            "speedup": measured["hot"] / now["hot"], "need_issue": speedup * rate * now["hot"] / H200_ISSUE,
+            "need_fp64": speedup * rate * now["fp64"] / H200_FP64, "hot_at_efficiency": eff * H200_ISSUE / (speedup * rate)}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sizes", nargs="+", type=int, default=[8, 16, 32])
@@ -160,7 +184,11 @@ def main() -> None:
     p.add_argument("--num-warps", nargs="+", type=int, default=[4])
     p.add_argument("--against", help="git revision whose kernel to count side by side (ratios: it / this checkout)")
     p.add_argument("--json", action="store_true", help="one JSON line of every profile (for tests)")
+    p.add_argument("--predict", action="store_true", help=f"float64: this checkout's kernel (at its GPU_BLOCKS shape) "
+                   f"against {MEASURED}'s (1,024 x 4), with the H200 measurement of the latter")
     args = p.parse_args()
+    if args.predict:
+        return print_predictions(args.sizes, args.json)
     mods = {"this": load(None)}
     if args.against:
         mods[args.against] = load(args.against)
@@ -184,6 +212,26 @@ def main() -> None:
                         print(f"{'ratio':>10} {s:>5} {dt:>8} {be:>6} {nw:>3} instructions {old['instr'] / new['instr']:.2f}x fewer, "
                               f"hot {old['hot'] / new['hot']:.2f}x, "
                               f"fp64 {old['fp64'] / max(new['fp64'], 1e-9):.2f}x, warps/SM {new['warps']}/{old['warps']}")
+
+
+def print_predictions(sizes: list[int], as_json: bool) -> None:
+    """README's "What the counts say about the 5x target", recomputed."""
+    this, old = load(None), load(MEASURED)
+    rows = []
+    for s in sizes:
+        be, nw = this.GPU_BLOCKS.get(s, this.DEFAULT_BLOCK)
+        measured, now = profile(old, s, "float64", 1024, 4), profile(this, s, "float64", be, nw)
+        rows.append({"size": s, "block": be, "num_warps": nw, "measured_hot": measured["hot"], "hot": now["hot"],
+                     "fp64": now["fp64"], "measured_ms": H200_MS[s], **predict(measured, now, s)})
+        if not as_json:
+            r = rows[-1]
+            print(f"{s}x{s}: {MEASURED} at 1,024 x 4 measured {r['measured_ms']} ms/entry with {r['measured_hot']:.0f} hot "
+                  f"instructions per element-layer: {r['efficiency']:.0%} of the H200's issue rate. This checkout at "
+                  f"{be} x {nw}: {r['hot']:.0f} hot, {r['fp64']:.0f} float64 -> {r['ms_per_entry']:.3g} ms/entry at that "
+                  f"efficiency ({r['speedup']:.2f}x, unmeasured). 5x needs {r['need_issue']:.0%} of the issue rate and "
+                  f"{r['need_fp64']:.0%} of the float64 pipes, or <= {r['hot_at_efficiency']:.0f} hot at {r['efficiency']:.0%}.")
+    if as_json:
+        print(json.dumps(rows))
 
 
 if __name__ == "__main__":

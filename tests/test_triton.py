@@ -153,3 +153,23 @@ def test_compiled_kernel_does_not_divide(compiled):
     (a63fa24 divides 3 times per element-layer, 84d72d8 once); two square roots remain."""
     assert compiled["float64"]["div"] == 0.0 and compiled["float64"]["sqrt"] == 2.0, compiled["float64"]
     assert compiled["float32"]["div"] == 0.0
+
+
+def test_sass_predicts_from_the_h200_measurement():
+    """bench/sass.py --predict: the share of the H200's issue rate that a63fa24's measured kernel reached
+    (element-layers per second x hot instructions), today's kernel's time at that share, and today's
+    kernel issuing fewer instructions per element-layer than the measured one (a static count)."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    if subprocess.run(["git", "-C", str(root), "cat-file", "-e", "a63fa24^{commit}"], capture_output=True).returncode:
+        pytest.skip("a63fa24 (the kernel measured on the H200) is not in this clone's history")
+    r = subprocess.run([sys.executable, str(root / "bench" / "sass.py"), "--predict", "--sizes", "8", "--json"],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    row = json.loads(r.stdout.strip().splitlines()[-1])[0]
+    rate = 64 ** 2 * 8 / 0.00059e-3  # element-layers per second: 4,096 (pixel, offset) elements x 8 layers
+    assert row["efficiency"] == pytest.approx(rate * row["measured_hot"] / (132 * 4 * 32 * 1.98e9))
+    assert 0 < row["efficiency"] < 1
+    assert row["ms_per_entry"] == pytest.approx(0.00059 * row["hot"] / row["measured_hot"])
+    assert row["hot"] < row["measured_hot"]
