@@ -42,6 +42,7 @@ if not torch.cuda.is_available():
 import triton  # noqa: E402
 import triton.language as tl  # noqa: E402
 
+PI, TWO_PI, INV_TWO_PI = tl.constexpr(math.pi), tl.constexpr(2 * math.pi), tl.constexpr(1 / (2 * math.pi))
 # asin(x) = x + x z P(z), z = x^2 <= 1/4: P's coefficients, z^0 first. A degree-12 polynomial fitted at 60
 # digits to (asin(sqrt z) - sqrt z) / z^1.5 on [0, 1/4] by Chebyshev interpolation,
 # mpmath.chebyfit(P, [0, 0.25], 13) (tests/test_triton.py refits it); asin within ~1 ulp on [0, 0.5].
@@ -123,12 +124,12 @@ def _conv_stack_kernel(
             f2_ptr + (j * A + b) * C + c, mask=ok, other=0.0)
     # k and ntk are carried times 2 pi (the arc-cosine map's 1 / (2 pi) moves into the box's constexpr
     # scale and the readouts): two float64 multiplications fewer per element-layer
-    k = k * 6.283185307179586
+    k = k * TWO_PI
     ntk = tl.zeros_like(k)
     exact = (delta == 0) & (i == j) & SYM
     for layer in tl.static_range(L):
-        kb = _box(k, up, dn, lf, rt, SCALE * 0.15915494309189535, SB2)
-        ntk = _box(ntk, up, dn, lf, rt, SCALE * 0.15915494309189535, kb)
+        kb = _box(k, up, dn, lf, rt, SCALE * INV_TWO_PI, SB2)
+        ntk = _box(ntk, up, dn, lf, rt, SCALE * INV_TWO_PI, kb)
         o1, o2 = (layer * n1 + i) * A + ac, (layer * n2 + j) * A + b
         q = tl.load(sv1_ptr + o1) * tl.load(sv2_ptr + o2)
         rq = tl.load(rv1_ptr + o1) * tl.load(rv2_ptr + o2)
@@ -137,7 +138,7 @@ def _conv_stack_kernel(
         ta = _arc(ax)
         # u = (pi - acos c) sign(c): pi - acos c is ta for c < 0 and pi - ta otherwise, so
         # |u| = pi - acos c and ax u = (pi - acos c) c; no pi - (pi - ...) cancellation near c = -1
-        u = tl.where(x < 0, -ta, 3.141592653589793 - ta)
+        u = tl.where(x < 0, -ta, PI - ta)
         sn = tl.sqrt(1.0 - ax * ax)  # >= 0 as computed: ax <= 1, so ax * ax <= 1 after rounding too
         k = (sn + ax * u) * q
         ntk = ntk * tl.abs(u)
@@ -145,16 +146,16 @@ def _conv_stack_kernel(
     ntk = tl.where(ok, ntk, 0.0)
     for r in tl.static_range(R):  # readouts in w's dtype: float64 sums of a float32 recursion
         wr = tl.load(w_ptr + (delta * A + a) * R + r, mask=ok, other=0.0)
-        tl.store(pk_ptr + (pid * nb + db) * R + r, tl.sum(tl.sum(wr * k.to(wr.dtype), axis=1), axis=0) * 0.15915494309189535)
-        tl.store(pt_ptr + (pid * nb + db) * R + r, tl.sum(tl.sum(wr * ntk.to(wr.dtype), axis=1), axis=0) * 0.15915494309189535)
+        tl.store(pk_ptr + (pid * nb + db) * R + r, tl.sum(tl.sum(wr * k.to(wr.dtype), axis=1), axis=0) * INV_TWO_PI)
+        tl.store(pt_ptr + (pid * nb + db) * R + r, tl.sum(tl.sum(wr * ntk.to(wr.dtype), axis=1), axis=0) * INV_TWO_PI)
 
 
 # (slice elements per program, warps per program) by image size on a GPU. Chosen from static counts of
 # the sm_90 code (bench/sass.py; no GPU was at hand): at 32x32 the default (1,024, 4) makes Triton copy the
-# 1,024-pixel slice into all 4 warps for the gathers (208 hot instructions per element-layer, 48 shuffles), (2,048, 4) gives
-# each pair of warps its own offset: 157 hot instructions, 24 shuffles, 8 warps per SM either way and
-# ~2.5 spill accesses. Unmeasured on a GPU: bench/gpu.py times every BLOCK_CANDIDATES
-# entry side by side and prints the fastest to put here.
+# 1,024-pixel slice into all 4 warps for the gathers (208 hot instructions per element-layer, 48
+# shuffles), (2,048, 4) gives each pair of warps its own offset: 157 hot instructions, 24 shuffles, 8
+# warps per SM either way and ~2.5 spill accesses. Unmeasured on a GPU: bench/gpu.py times the
+# BLOCK_CANDIDATES side by side and prints the fastest to put here.
 GPU_BLOCKS: dict[int, tuple[int, int]] = {32: (2048, 4)}
 DEFAULT_BLOCK = (1024, 4)
 # What bench/gpu.py times, in this order (it takes the first few: each shape compiles for ~1 min at 32x32).
@@ -218,7 +219,7 @@ def _acos_kernel(x_ptr, y_ptr, n, BLOCK: tl.constexpr):
     o = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     x = tl.load(x_ptr + o, mask=o < n, other=0.0)
     ta = _arc(tl.abs(x))
-    tl.store(y_ptr + o, tl.where(x < 0, 3.141592653589793 - ta, ta), mask=o < n)
+    tl.store(y_ptr + o, tl.where(x < 0, PI - ta, ta), mask=o < n)
 
 
 def acos(x: torch.Tensor) -> torch.Tensor:
