@@ -8,8 +8,11 @@ one child process that never imports neural-tangents; the tests assert on what i
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+
+SASS = Path(__file__).resolve().parents[1] / "bench" / "sass.py"  # counts the kernel compiled for sm_90
 
 CASES = [  # (image size, depth, dtype)
     (8, 8, "float64"), (8, 3, "float64"), (16, 2, "float64"), (5, 3, "float64"), (2, 2, "float64"), (8, 4, "float32"),
@@ -131,10 +134,7 @@ def test_neural_tangents_then_torch_func_does_not_abort():
 @pytest.fixture(scope="module")
 def compiled():
     """bench/sass.py's counts of the kernel compiled for an H200 (sm_90) by Triton's own ptxas: no GPU needed."""
-    from pathlib import Path
-
-    bench = Path(__file__).resolve().parents[1] / "bench" / "sass.py"
-    r = subprocess.run([sys.executable, str(bench), "--sizes", "8", "--dtypes", "float64", "float32", "--json"],
+    r = subprocess.run([sys.executable, str(SASS), "--sizes", "8", "--dtypes", "float64", "float32", "--json"],
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     return {row["dtype"]: row for row in json.loads(r.stdout.strip().splitlines()[-1])}
@@ -159,12 +159,9 @@ def test_sass_predicts_from_the_h200_measurement():
     """bench/sass.py --predict: the share of the H200's issue rate that a63fa24's measured kernel reached
     (element-layers per second x hot instructions), today's kernel's time at that share, and today's
     kernel issuing fewer instructions per element-layer than the measured one (a static count)."""
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parents[1]
-    if subprocess.run(["git", "-C", str(root), "cat-file", "-e", "a63fa24^{commit}"], capture_output=True).returncode:
+    if subprocess.run(["git", "-C", str(SASS.parents[1]), "cat-file", "-e", "a63fa24^{commit}"], capture_output=True).returncode:
         pytest.skip("a63fa24 (the kernel measured on the H200) is not in this clone's history")
-    r = subprocess.run([sys.executable, str(root / "bench" / "sass.py"), "--predict", "--sizes", "8", "--json"],
+    r = subprocess.run([sys.executable, str(SASS), "--predict", "--sizes", "8", "--json"],
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     row = json.loads(r.stdout.strip().splitlines()[-1])[0]
