@@ -9,7 +9,8 @@ readouts (vec, gap, lap4, lap8): a few numbers per program instead of the
 
 - The 3x3 circular box filter is two register gathers (``tl.gather``) along
   the pixel axis per direction: rows, then columns, in the eager path's
-  (up + mid) + down order.
+  (up + mid) + down order; the NNGP and NTK slices go through them joined
+  as one tensor.
 - The arc-cosine is written out (fdlibm's acos layout: asin's series on [0, 0.5]
   and the half-angle identity outside, with a fitted polynomial in place of
   fdlibm's rational, so no division), because Triton's interpreter has no
@@ -77,10 +78,17 @@ def _arc(ax):
 
 
 @triton.jit
-def _box(x, up, dn, lf, rt, scale, add):
-    """scale * (circular 3x3 box sum of x along the pixel axis) + add; up/dn/lf/rt are gather indices."""
+def _boxes(k, ntk, up, dn, lf, rt, scale, add):
+    """The layer's two box filters at once: kb = scale * box(k) + add and scale * box(ntk) + kb, where box
+    is the circular 3x3 sum along the pixel axis ((up + mid) + down, then (left + mid) + right, the
+    eager path's order). k and ntk go through the gathers side by side as one (BD, AP, 2) tensor
+    (up/dn/lf/rt are gather indices of that shape): half the gathers, index arithmetic and register-layout
+    conversions of two separate filters, and no copy of the slice into every warp at 32x32 (bench/sass.py)."""
+    x = tl.join(k, ntk)
     t = (tl.gather(x, up, axis=1) + x) + tl.gather(x, dn, axis=1)
-    return scale * ((tl.gather(t, lf, axis=1) + t) + tl.gather(t, rt, axis=1)) + add
+    bk, bn = tl.split((tl.gather(t, lf, axis=1) + t) + tl.gather(t, rt, axis=1))
+    kb = scale * bk + add
+    return kb, scale * bn + kb
 
 
 @triton.jit
@@ -105,14 +113,15 @@ def _conv_stack_kernel(
     ah, aw = a // S, a % S
     dh, dw = delta // S, delta % S
     b = tl.where(ok, ((ah + dh) % S) * S + (aw + dw) % S, 0)  # pixel a + delta of image j
-    zero = tl.zeros((BD, AP), dtype=tl.int32)
     # gather indices of the four neighbours along the pixel axis (padded pixels point at themselves);
     # they depend on the pixel only, so with A a power of two they are the same for every offset
+    # and for both halves of the joined (k, ntk) tensor _boxes filters
     px = a < A
-    up = tl.where(px, ((ah + S - 1) % S) * S + aw, a) + zero
-    dn = tl.where(px, ((ah + 1) % S) * S + aw, a) + zero
-    lf = tl.where(px, ah * S + (aw + S - 1) % S, a) + zero
-    rt = tl.where(px, ah * S + (aw + 1) % S, a) + zero
+    zero = tl.zeros((BD, AP, 2), dtype=tl.int32)
+    up = tl.where(px, ((ah + S - 1) % S) * S + aw, a)[:, :, None] + zero
+    dn = tl.where(px, ((ah + 1) % S) * S + aw, a)[:, :, None] + zero
+    lf = tl.where(px, ah * S + (aw + S - 1) % S, a)[:, :, None] + zero
+    rt = tl.where(px, ah * S + (aw + 1) % S, a)[:, :, None] + zero
     # unmasked per-layer loads (a masked load first fills its registers with the default, two moves
     # per float64 value): padded pixels read pixel 0's scales, padded offsets b = 0; both stay finite
     # and are dropped before the readout
@@ -128,8 +137,7 @@ def _conv_stack_kernel(
     ntk = tl.zeros_like(k)
     exact = (delta == 0) & (i == j) & SYM
     for layer in tl.static_range(L):
-        kb = _box(k, up, dn, lf, rt, SCALE * INV_TWO_PI, SB2)
-        ntk = _box(ntk, up, dn, lf, rt, SCALE * INV_TWO_PI, kb)
+        kb, ntk = _boxes(k, ntk, up, dn, lf, rt, SCALE * INV_TWO_PI, SB2)
         o1, o2 = (layer * n1 + i) * A + ac, (layer * n2 + j) * A + b
         q = tl.load(sv1_ptr + o1) * tl.load(sv2_ptr + o2)
         rq = tl.load(rv1_ptr + o1) * tl.load(rv2_ptr + o2)
@@ -151,11 +159,10 @@ def _conv_stack_kernel(
 
 
 # (slice elements per program, warps per program) by image size on a GPU. Chosen from static counts of
-# the sm_90 code (bench/sass.py; no GPU was at hand): at 32x32 the default (1,024, 4) makes Triton copy the
-# 1,024-pixel slice into all 4 warps for the gathers (208 hot instructions per element-layer, 48
-# shuffles), (2,048, 4) gives each pair of warps its own offset: 157 hot instructions, 24 shuffles, 8
-# warps per SM either way and ~2.5 spill accesses. Unmeasured on a GPU: bench/gpu.py times the
-# BLOCK_CANDIDATES side by side and prints the fastest to put here.
+# the sm_90 code (bench/sass.py; no GPU was at hand): at 32x32, (2,048, 4) takes 132 hot instructions per
+# element-layer (12 shuffles, 8 warps per SM, ~4 spill accesses), the default (1,024, 4) 152 (24 shuffles,
+# 12 warps per SM, no spills). Unmeasured on a GPU: bench/gpu.py times the BLOCK_CANDIDATES side by side
+# and prints the fastest to put here.
 GPU_BLOCKS: dict[int, tuple[int, int]] = {32: (2048, 4)}
 DEFAULT_BLOCK = (1024, 4)
 # What bench/gpu.py times, in this order (it takes the first few: each shape compiles for ~1 min at 32x32).
