@@ -70,8 +70,9 @@ def _arc(ax):
     fdlibm's two branches share one R(z): a GPU runs both sides of a ``tl.where``, so z is chosen
     first and R evaluated once. Callers put the sign back: acos(-ax) = pi - acos(ax)."""
     big = ax >= 0.5
-    # ax < 0.5: pi/2 - asin(ax), asin(ax) = ax + ax R(ax^2); ax >= 0.5: 2 asin(sqrt(z)), z = (1 - ax) / 2
-    z = tl.where(big, (1.0 - ax) * 0.5, ax * ax)
+    # ax < 0.5: pi/2 - asin(ax), asin(ax) = ax + ax R(ax^2); ax >= 0.5: 2 asin(sqrt(z)), z = (1 - ax) / 2,
+    # written 0.5 - 0.5 ax: one fused multiply-add, exact for ax in [0.5, 1] as (1 - ax) * 0.5 is
+    z = tl.where(big, 0.5 - 0.5 * ax, ax * ax)
     r = _r(z)
     s = tl.sqrt(z)
     return tl.where(big, 2.0 * (s + s * r), 1.5707963267948966 - (ax + ax * r))
