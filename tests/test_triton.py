@@ -170,3 +170,14 @@ def test_sass_predicts_from_the_h200_measurement():
     assert 0 < row["efficiency"] < 1
     assert row["ms_per_entry"] == pytest.approx(0.00059 * row["hot"] / row["measured_hot"])
     assert row["hot"] < row["measured_hot"]
+
+
+def test_compiled_box_filters_share_their_layout_conversions():
+    """k and ntk go through the box filter's gathers joined (fused_triton._boxes): per layer one
+    register-layout conversion into the gathers' layout and one out, 4 shared-memory accesses per
+    element-layer at 16x16 (two separate filters, as in 13849b9, take 8, and 13 shuffles either way)."""
+    r = subprocess.run([sys.executable, str(SASS), "--sizes", "16", "--dtypes", "float64", "--json"],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    row = json.loads(r.stdout.strip().splitlines()[-1])[0]
+    assert row["shared"] <= 4.0 and row["shfl"] <= 13.0, row
