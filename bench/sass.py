@@ -149,8 +149,11 @@ def profile(mod, s: int, dtype: str, block_elems: int, num_warps: int) -> dict:
             "shared": per.get("LDS", 0) + per.get("STS", 0), "spill": per.get("LDL", 0) + per.get("STL", 0),
             "div": per.get("div.f64", 0) + per.get("div.f32", 0),
             "sqrt": per.get("sqrt.f64", 0), "regs": regs, "warps": warps_per_sm(regs, num_warps),
-            # a float runtime argument arrives as a .f32 parameter; any .f32 op in a float64 kernel is lost precision
-            "f32_params": len(re.findall(r"\.param\s+\.f32", ptx)), "f32_ops": len(re.findall(r"\.f32\b", ptx))}
+            "branches": per.get("BRA", 0),
+            # a float runtime argument arrives as a .f32 parameter; any .f32 op in a float64 kernel is lost
+            # precision, but for the 4 of each square root's start (cvt to f32, + 1e-30, rsqrt.approx, cvt back)
+            "f32_params": len(re.findall(r"\.param\s+\.f32", ptx)),
+            "f32_ops": len(re.findall(r"\.f32\b", ptx)) - 4 * len(re.findall(r"\brsqrt\.approx(?:\.ftz)?\.f32", ptx))}
 
 
 # The float64 kernel measured on one NVIDIA H200, ms per entry at depth 8 with blocks of 1,024 elements on
@@ -197,7 +200,7 @@ def main() -> None:
                           for s in args.sizes for dt in args.dtypes for be in args.block_elems for nw in args.num_warps
                           for name, mod in mods.items()]))
         return
-    cols = ("instr", "hot", "fp64", "shfl", "shared", "spill", "div", "sqrt", "regs", "warps")
+    cols = ("instr", "hot", "fp64", "shfl", "shared", "spill", "div", "sqrt", "branches", "regs", "warps")
     print("per element-layer on sm_90 (H200), static SASS counts; warps = resident warps per SM at that register count")
     print(f"{'kernel':>10} {'size':>5} {'dtype':>8} {'block':>6} {'nw':>3} " + " ".join(f"{c:>7}" for c in cols))
     for s in args.sizes:

@@ -69,6 +69,15 @@ got = fused_triton.acos(xs)
 out["acos_err"] = (got - torch.arccos(xs)).abs().max().item()
 out["acos_at_1"] = got[xs == 1.0].abs().max().item()
 out["asin_p"] = list(fused_triton.ASIN_P.value)
+# square roots of what the kernel takes roots of ((1 - |c|) / 2 and 1 - c^2 for |c| <= 1) and more
+rng = np.random.default_rng(2)
+ax = torch.as_tensor(rng.uniform(0, 1, 100000))
+vs = torch.cat([ax, ax / 4, 0.5 - 0.5 * ax, 1 - ax * ax, torch.as_tensor(2.0 ** rng.uniform(-80, 0, 100000))])
+vs = torch.cat([vs, torch.nextafter(vs, torch.ones_like(vs)),
+                torch.tensor([0.0, 1e-25, 2.0 ** -54, 2.0 ** -52, 0.25, 0.5, 1.0], dtype=torch.float64)]).to(dev)
+want = np.sqrt(vs.cpu().numpy())  # IEEE, correctly rounded (torch 2.13's CPU sqrt is 1 ulp off in ~1.4% of these)
+out["sqrt_wrong"] = {str(e): int((fused_triton.sqrt(vs, e).cpu().numpy() != want).sum())
+                     for e in (0.0, 2.0 ** -18, -(2.0 ** -18))}
 print(json.dumps(out))
 """
 
@@ -105,6 +114,13 @@ def test_triton_acos(report):
     """The kernel's own arccos (the interpreter has no libdevice acos): within 1e-15 of torch on [-1, 1], acos(1) = 0."""
     assert report["acos_err"] < 1e-15
     assert report["acos_at_1"] == 0.0
+
+
+def test_triton_sqrt_is_correctly_rounded(report):
+    """The kernel's branch-free square root equals the IEEE one (numpy's) bit for bit on 1M arguments (0, 1e-25,
+    random ones down to 2^-80, the kernel's own kinds of argument), also when its float32 rsqrt start
+    is made 2^-12 worse (a GPU's MUFU start is far better than that)."""
+    assert report["sqrt_wrong"] == {str(e): 0 for e in (0.0, 2.0 ** -18, -(2.0 ** -18))}
 
 
 def test_asin_polynomial_is_the_stated_fit(report):
@@ -147,12 +163,15 @@ def test_compiled_float64_kernel_has_no_float32(compiled):
     assert compiled["float32"]["f32_params"] == 0
 
 
-def test_compiled_kernel_does_not_divide(compiled):
+def test_compiled_kernel_does_not_divide_or_branch(compiled):
     """No float64 division in the layer loop (each is ~17 SASS instructions with a slow-path call):
     the pixel scales' reciprocals come from the host and the arc-cosine's asin is a polynomial
-    (a63fa24 divides 3 times per element-layer, 84d72d8 once); two square roots remain."""
-    assert compiled["float64"]["div"] == 0.0 and compiled["float64"]["sqrt"] == 2.0, compiled["float64"]
-    assert compiled["float32"]["div"] == 0.0
+    (a63fa24 divides 3 times per element-layer, 84d72d8 once). No sqrt.rn either, and no branch at
+    all: the layer loop is straight-line code, so the scheduler can interleave a thread's elements
+    (13849b9 has 2 sqrt.rn.f64 per element-layer, each behind a branch to its slow path)."""
+    row = compiled["float64"]
+    assert row["div"] == 0.0 and row["sqrt"] == 0.0 and row["branches"] == 0.0, row
+    assert compiled["float32"]["div"] == 0.0  # float32 keeps its short sqrt.rn
 
 
 def test_sass_predicts_from_the_h200_measurement():

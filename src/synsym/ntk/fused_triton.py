@@ -64,6 +64,38 @@ def _r(z):
 
 
 @triton.jit
+def _sqrt_from(v, y):
+    """sqrt(v), correctly rounded, from a rough 1 / sqrt(v) y (relative error up to ~2^-18 will do;
+    with 2^-12 about one root in 2^16 is 1 ulp off, see tests/test_triton.py).
+
+    CUDA's own sequence for sqrt.rn.f64 (a third-order Newton step on y, then s = v y corrected by the
+    exactly computed residual v - s^2), in explicit fused multiply-adds so the interpreter rounds as a
+    GPU does; y / 2 comes from the exponent (no float64 operation)."""
+    e = tl.fma(-v, y * y, 1.0)
+    y = tl.fma(tl.fma(e, 0.375, 0.5), y * e, y)
+    s = v * y
+    half_y = (y.to(tl.int64, bitcast=True) - (1 << 52)).to(tl.float64, bitcast=True)
+    return tl.fma(tl.fma(-s, s, v), half_y, s)
+
+
+@triton.jit
+def _sqrt(v):
+    """sqrt(v) in float64 for v = 0 or v >= 1e-25 (every argument whose root the kernel uses; smaller
+    ones give a finite wrong value), without a branch.
+
+    ``tl.sqrt`` (sqrt.rn.f64) is the same arithmetic from a float64 MUFU start plus a range check that
+    branches to a slow path: each of a thread's square roots is then its own basic block, a chain
+    of ~9 dependent float64 operations that the scheduler cannot interleave with its other elements'.
+    Here the start is float32's approximate rsqrt (+ 1e-30 keeps it finite at v = 0, where s = 0 v
+    is exact), and the code is straight-line."""
+    if v.dtype == tl.float64:
+        r = _sqrt_from(v, tl.math.rsqrt(v.to(tl.float32) + 1e-30).to(tl.float64))
+    else:  # float32's sqrt.rn is a short sequence of short-latency operations: kept
+        r = tl.sqrt(v)
+    return r
+
+
+@triton.jit
 def _arc(ax):
     """arccos of ax in [0, 1] (so in [0, pi/2]) to ~1 ulp, from one sqrt and a polynomial (no division).
 
@@ -74,7 +106,7 @@ def _arc(ax):
     # written 0.5 - 0.5 ax: one fused multiply-add, exact for ax in [0.5, 1] as (1 - ax) * 0.5 is
     z = tl.where(big, 0.5 - 0.5 * ax, ax * ax)
     r = _r(z)
-    s = tl.sqrt(z)
+    s = _sqrt(z)
     return tl.where(big, 2.0 * (s + s * r), 1.5707963267948966 - (ax + ax * r))
 
 
@@ -148,7 +180,7 @@ def _conv_stack_kernel(
         # u = (pi - acos c) sign(c): pi - acos c is ta for c < 0 and pi - ta otherwise, so
         # |u| = pi - acos c and ax u = (pi - acos c) c; no pi - (pi - ...) cancellation near c = -1
         u = tl.where(x < 0, -ta, PI - ta)
-        sn = tl.sqrt(1.0 - ax * ax)  # >= 0 as computed: ax <= 1, so ax * ax <= 1 after rounding too
+        sn = _sqrt(1.0 - ax * ax)  # >= 0 as computed: ax <= 1, so ax * ax <= 1 after rounding too
         k = (sn + ax * u) * q
         ntk = ntk * tl.abs(u)
     k = tl.where(ok, k, 0.0)
@@ -235,4 +267,21 @@ def acos(x: torch.Tensor) -> torch.Tensor:
     x = x.contiguous()
     y = torch.empty_like(x)
     _acos_kernel[(triton.cdiv(x.numel(), 1024),)](x, y, x.numel(), BLOCK=1024)
+    return y
+
+
+@triton.jit
+def _sqrt_kernel(x_ptr, y_ptr, n, START_ERROR: tl.constexpr, BLOCK: tl.constexpr):
+    o = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    x = tl.load(x_ptr + o, mask=o < n, other=0.0)
+    y0 = tl.math.rsqrt(x.to(tl.float32) + 1e-30).to(tl.float64) * (1.0 + START_ERROR)
+    tl.store(y_ptr + o, tl.where(START_ERROR == 0.0, _sqrt(x), _sqrt_from(x, y0)), mask=o < n)
+
+
+def sqrt(x: torch.Tensor, start_error: float = 0.0) -> torch.Tensor:
+    """The kernel's own square root (_sqrt), elementwise, to test against torch.sqrt; with start_error,
+    _sqrt_from started from float32's rsqrt times (1 + start_error): a worse start than the GPU's."""
+    x = x.contiguous()
+    y = torch.empty_like(x)
+    _sqrt_kernel[(triton.cdiv(x.numel(), 1024),)](x, y, x.numel(), START_ERROR=float(start_error), BLOCK=1024)
     return y
