@@ -16,7 +16,8 @@ readouts (vec, gap, lap4, lap8): a few numbers per program instead of the
   fdlibm's rational, so no division), because Triton's interpreter has no
   libdevice acos; the same code runs compiled on a GPU and interpreted on CPU
   tensors (``TRITON_INTERPRET=1``), which is how CI tests it.
-- No division and no masked load in the layer loop, and the arc-cosine map's
+- No division, no branch (float64 square roots are straight-line code, see
+  _sqrt) and no masked load in the layer loop, and the arc-cosine map's
   1 / (2 pi) folded into constants: each is instructions per element-layer,
   counted on the sm_90 code by bench/sass.py.
 - Float scalars (the weight and bias variances) are ``tl.constexpr``: compiled Triton passes a
