@@ -158,7 +158,7 @@ def compiled():
 
 def test_compiled_float64_kernel_has_no_float32(compiled):
     """What the interpreter hides: compiled for sm_90, the float64 kernel takes no .f32 parameter and
-    does no .f32 arithmetic but the 4 operations of each square root's float32 start (bench/sass.py
+    does no .f32 arithmetic but the 7 operations of each square root's float32 start (bench/sass.py
     leaves those out; the kernel before the constexpr fix, 47f5df3~1, fails here)."""
     assert compiled["float64"]["f32_params"] == 0 and compiled["float64"]["f32_ops"] == 0, compiled["float64"]
     assert compiled["float32"]["f32_params"] == 0

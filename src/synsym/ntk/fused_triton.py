@@ -65,18 +65,14 @@ def _r(z):
 
 
 @triton.jit
-def _sqrt_from(v, y):
-    """sqrt(v), correctly rounded, from a rough 1 / sqrt(v) y (relative error up to ~2^-18 will do;
-    with 2^-12 about one root in 2^16 is 1 ulp off, see tests/test_triton.py).
-
-    CUDA's own sequence for sqrt.rn.f64 (a third-order Newton step on y, then s = v y corrected by the
-    exactly computed residual v - s^2), in explicit fused multiply-adds so the interpreter rounds as a
-    GPU does; y / 2 comes from the exponent (no float64 operation)."""
-    e = tl.fma(-v, y * y, 1.0)
-    y = tl.fma(tl.fma(e, 0.375, 0.5), y * e, y)
-    s = v * y
-    half_y = (y.to(tl.int64, bitcast=True) - (1 << 52)).to(tl.float64, bitcast=True)
-    return tl.fma(tl.fma(-s, s, v), half_y, s)
+def _sqrt_from(v, s, h):
+    """sqrt(v), correctly rounded, from rough s ~ sqrt(v) and h ~ 1 / (2 sqrt(v)) (relative errors up to
+    ~2^-18 will do): three Newton steps s += (v - s^2) h, each two fused multiply-adds (explicit, so
+    the interpreter rounds as a GPU does). With start error e the error goes e -> 1.5 e^2 -> ~e^3 ->
+    ~e^4 below rounding: from float32's ~2^-22, correctly rounded but for ~1 root in 2^40."""
+    for _ in tl.static_range(3):
+        s = tl.fma(tl.fma(-s, s, v), h, s)
+    return s
 
 
 @triton.jit
@@ -84,13 +80,15 @@ def _sqrt(v):
     """sqrt(v) in float64 for v = 0 or v >= 1e-25 (every argument whose root the kernel uses; smaller
     ones give a finite wrong value), without a branch.
 
-    ``tl.sqrt`` (sqrt.rn.f64) is the same arithmetic from a float64 MUFU start plus a range check that
-    branches to a slow path: each of a thread's square roots is then its own basic block, a chain
-    of ~9 dependent float64 operations that the scheduler cannot interleave with its other elements'.
-    Here the start is float32's approximate rsqrt (+ 1e-30 keeps it finite at v = 0, where s = 0 v
-    is exact), and the code is straight-line."""
+    ``tl.sqrt`` (sqrt.rn.f64) starts from a float64 MUFU rsqrt and refines in ~9 dependent float64
+    operations behind a range check that branches to a slow path: each of a thread's square roots
+    is then its own basic block, which the scheduler cannot interleave with its other elements'.
+    Here the start is float32's approximate rsqrt (+ 1e-30 keeps it finite at v = 0, where s stays
+    0), then 6 float64 operations of straight-line code."""
     if v.dtype == tl.float64:
-        r = _sqrt_from(v, tl.math.rsqrt(v.to(tl.float32) + 1e-30).to(tl.float64))
+        vf = v.to(tl.float32)
+        y = tl.math.rsqrt(vf + 1e-30)
+        r = _sqrt_from(v, (vf * y).to(tl.float64), (0.5 * y).to(tl.float64))
     else:  # float32's sqrt.rn is a short sequence of short-latency operations: kept
         r = tl.sqrt(v)
     return r
@@ -275,13 +273,15 @@ def acos(x: torch.Tensor) -> torch.Tensor:
 def _sqrt_kernel(x_ptr, y_ptr, n, START_ERROR: tl.constexpr, BLOCK: tl.constexpr):
     o = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     x = tl.load(x_ptr + o, mask=o < n, other=0.0)
-    y0 = tl.math.rsqrt(x.to(tl.float32) + 1e-30).to(tl.float64) * (1.0 + START_ERROR)
-    tl.store(y_ptr + o, tl.where(START_ERROR == 0.0, _sqrt(x), _sqrt_from(x, y0)), mask=o < n)
+    xf = x.to(tl.float32)
+    y = tl.math.rsqrt(xf + 1e-30)
+    rough = _sqrt_from(x, (xf * y).to(tl.float64) * (1.0 + START_ERROR), (0.5 * y).to(tl.float64) * (1.0 + START_ERROR))
+    tl.store(y_ptr + o, tl.where(START_ERROR == 0.0, _sqrt(x), rough), mask=o < n)
 
 
 def sqrt(x: torch.Tensor, start_error: float = 0.0) -> torch.Tensor:
-    """The kernel's own square root (_sqrt), elementwise, to test against torch.sqrt; with start_error,
-    _sqrt_from started from float32's rsqrt times (1 + start_error): a worse start than the GPU's."""
+    """The kernel's own square root (_sqrt), elementwise, to test against IEEE sqrt; with start_error,
+    _sqrt_from started from float32's root and rsqrt times (1 + start_error): a worse start than the GPU's."""
     x = x.contiguous()
     y = torch.empty_like(x)
     _sqrt_kernel[(triton.cdiv(x.numel(), 1024),)](x, y, x.numel(), START_ERROR=float(start_error), BLOCK=1024)
