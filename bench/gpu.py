@@ -8,6 +8,8 @@ Sections, each measured side by side in this one process:
             difference in float64 and float32, and ms per kernel entry (one image pair, every
             conv readout, NNGP + NTK) at 8x8, 16x16 and 32x32, depth 8
   blocks    the float64 Triton kernel's ms per entry under each block shape (elements, warps per program)
+  roots     the kernel's own float64 square root (float32 rsqrt start, Newton steps) against IEEE
+            sqrt bit for bit, and its arccos against torch's, computed on the device
   training  ms per SGD step of the paper grid's stacked seeds (5; S-Dist 10), float32, 32x32
             images, batch 40, depth 8, with TFLOP/s by the direct-convolution count
   imagenet  training images/s of the ImageNet models (synthetic batches, bf16 autocast on a GPU)
@@ -40,10 +42,10 @@ FULL = {"kernel_sizes": [(8, 1024), (16, 256), (32, 64)], "depth": 8, "image": 3
                   ("lap4", 128, 5), ("lap8", 128, 5), ("vec", 512, 10), ("gap", 512, 10)],
         "compile": [("vec", 8), ("lcn", 32), ("gap", 128)],
         "imagenet": [("resnet50", 256, 224), ("mixer_s16", 256, 224), ("efficientnet_b0", 256, 224)], "loader": 256,
-        "blocks": 4}
+        "blocks": 4, "roots": 1_000_000}
 SMOKE = {"kernel_sizes": [(4, 6), (8, 4)], "depth": 2, "image": 8, "steps": 2,
          "train": [("vec", 4, 2), ("gap", 4, 2)], "compile": [("vec", 4)], "imagenet": [("resnet_tiny", 4, 32)], "loader": 8,
-         "blocks": 2}
+         "blocks": 2, "roots": 1000}
 
 
 def sync(device: torch.device) -> None:
@@ -115,6 +117,24 @@ def blocks(device: torch.device, p: dict) -> list[dict]:
             del FT.GPU_BLOCKS[s]
         else:
             FT.GPU_BLOCKS[s] = saved
+    return rows
+
+
+def roots(device: torch.device, p: dict) -> list[dict]:
+    """The kernel's square root and arccos as compiled for the device: a GPU's float32 MUFU rsqrt, which
+    the interpreter does not have, starts the root; it must still be IEEE's bit for bit."""
+    from synsym.ntk import fused_triton as FT
+
+    rng = np.random.default_rng(3)
+    ax = rng.uniform(0, 1, p["roots"])
+    v = np.concatenate([ax, 0.5 - 0.5 * ax, 1 - ax * ax, 2.0 ** rng.uniform(-80, 0, p["roots"]), [0.0, 1e-25, 1.0]])
+    got = FT.sqrt(torch.as_tensor(v, device=device)).cpu().numpy()
+    c = torch.as_tensor(np.concatenate([2 * ax - 1, [-1.0, 0.0, 1.0]]), device=device)
+    rows = [{"what": "sqrt, differing from IEEE (numpy)", "n": int(v.size), "value": int((got != np.sqrt(v)).sum())},
+            {"what": "arccos, max abs. diff from torch.arccos", "n": int(c.numel()),
+             "value": (FT.acos(c) - torch.arccos(c)).abs().max().item()}]
+    for r in rows:
+        print(json.dumps(r), flush=True)
     return rows
 
 
@@ -221,6 +241,8 @@ def report(name: str, res: dict, seconds: float) -> str:
         first = next(q for q in res["blocks"] if q["image"] == r["image"])
         lines.append(f"| {r['image']}x{r['image']} | {r['m']} | {r['block_elems']} | {r['num_warps']} | {r['rel_diff']:.1e} | "
                      f"{r['ms_per_entry']:.4g} | {first['ms_per_entry'] / r['ms_per_entry']:.2f}x |")
+    lines += ["", "## The kernel's square root and arccos, on the device", "", "| what | arguments | value |", "|---|---|---|"]
+    lines += [f"| {r['what']} | {r['n']:,} | {r['value']:.3g} |" for r in res["roots"]]
     lines += ["", "## Training steps (float32, batch 40, stacked seeds)", "",
               "ms per step under each speed switch (training.tf32 / channels_last / conv / compile; '-': not applicable "
               "or not measured); TFLOP/s is today's path.", "",
@@ -251,7 +273,8 @@ def main(argv: list[str] | None = None) -> None:
     p["blocks"] = a.blocks or p["blocks"]
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({os.cpu_count()} cores)"
     t0 = time.perf_counter()
-    res = {"depth": p["depth"], "kernels": kernels(device, p), "blocks": blocks(device, p), "training": training(device, p),
+    res = {"depth": p["depth"], "kernels": kernels(device, p), "blocks": blocks(device, p), "roots": roots(device, p),
+           "training": training(device, p),
            "imagenet": imagenet(device, p)}
     out = Path(a.out) if a.out else ROOT / "docs" / f"gpu-{name.replace(' ', '-')}.md"
     out.write_text(report(name, res, time.perf_counter() - t0))
