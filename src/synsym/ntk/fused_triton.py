@@ -125,8 +125,8 @@ def _boxes(k, ntk, up, dn, lf, rt, scale, add):
 
 @triton.jit
 def _conv_stack_kernel(
-    f1_ptr, f2_ptr, sv1_ptr, sv2_ptr, rv1_ptr, rv2_ptr, w_ptr, pk_ptr, pt_ptr,
-    n1, n2,
+    f1_ptr, f2_ptr, sc1_ptr, sc2_ptr, w_ptr, pk_ptr, pt_ptr,
+    n2,
     SCALE: tl.constexpr, SB2: tl.constexpr,
     S: tl.constexpr, C: tl.constexpr, L: tl.constexpr, R: tl.constexpr,
     AP: tl.constexpr, BD: tl.constexpr, SYM: tl.constexpr,
@@ -167,12 +167,14 @@ def _conv_stack_kernel(
     # scale and the readouts): two float64 multiplications fewer per element-layer
     k = k * TWO_PI
     ntk = tl.zeros_like(k)
+    # each pixel's (scale, reciprocal) of every layer, interleaved and layer-minor: one address per element
+    # for the whole depth, the layer's two values at constant offsets (no address arithmetic in the loop)
+    p1, p2 = sc1_ptr + (i * A + ac) * (2 * L), sc2_ptr + (j * A + b) * (2 * L)
     exact = (delta == 0) & (i == j) & SYM
     for layer in tl.static_range(L):
         kb, ntk = _boxes(k, ntk, up, dn, lf, rt, SCALE * INV_TWO_PI, SB2)
-        o1, o2 = (layer * n1 + i) * A + ac, (layer * n2 + j) * A + b
-        q = tl.load(sv1_ptr + o1) * tl.load(sv2_ptr + o2)
-        rq = tl.load(rv1_ptr + o1) * tl.load(rv2_ptr + o2)
+        q = tl.load(p1 + 2 * layer) * tl.load(p2 + 2 * layer)
+        rq = tl.load(p1 + (2 * layer + 1)) * tl.load(p2 + (2 * layer + 1))
         x = kb * rq  # the correlation c; reciprocals from the host: no division here
         # |c| clamped to 1, in one compare-and-select with the exact diagonal's (tl.minimum adds ~4 instructions
         # of NaN handling; a NaN c still gives NaN here)
@@ -248,9 +250,11 @@ def conv_stack(
     w = w.contiguous()  # its own dtype: float64 readout sums of a float32 recursion
     pk = torch.empty(n1 * n2, nb, R, dtype=w.dtype, device=f1.device)
     pt = torch.empty_like(pk)
-    rv1, rv2 = 1.0 / sv1, 1.0 / sv2  # (L, n, A) divisions once on the host, not per (pair, delta) on the GPU
+    # (n, A, L, 2): each pixel's scale and its reciprocal for every layer (the divisions once on the host,
+    # not per (pair, delta) on the GPU)
+    sc1, sc2 = (torch.stack((sv, 1.0 / sv), -1).permute(1, 2, 0, 3).contiguous() for sv in (sv1, sv2))
     _conv_stack_kernel[(n1 * n2, nb)](
-        f1, f2, sv1, sv2, rv1, rv2, w, pk, pt, n1, n2, SCALE=sw2 / 9.0, SB2=float(sb2),
+        f1, f2, sc1, sc2, w, pk, pt, n2, SCALE=sw2 / 9.0, SB2=float(sb2),
         S=s, C=C, L=L, R=R, AP=ap, BD=bd, SYM=bool(sym), num_warps=num_warps,
     )
     return pk.sum(1), pt.sum(1)
