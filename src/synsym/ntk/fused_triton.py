@@ -195,11 +195,11 @@ def _conv_stack_kernel(
 
 
 # (slice elements per program, warps per program) by image size on a GPU. Chosen from static counts of
-# the sm_90 code (bench/sass.py; no GPU was at hand): at 32x32, (2,048, 4) takes 113 hot instructions per
-# element-layer (12 shuffles, 8 warps per SM), the default (1,024, 4) 138 (24 shuffles, 12 warps per SM).
-# At 16x16 the default takes 108 at 12 warps per SM, (512, 2) 110 at 16 and (512, 4) 117 at 24: which
-# hides latency best only timing can tell. bench/gpu.py times the BLOCK_CANDIDATES side by side and
-# prints the fastest to put here.
+# the sm_90 code (bench/sass.py; no GPU was at hand): at 32x32, (2,048, 4) takes 106 hot instructions per
+# element-layer (12 shuffles, 8 warps per SM, 2.7 spill accesses), the default (1,024, 4) 130 (24 shuffles,
+# 8 warps per SM). At 16x16 the default takes 97 at 16 warps per SM, (512, 2) 98 at 16 and (512, 4) 108
+# at 28: which hides latency best only timing can tell. bench/gpu.py times the BLOCK_CANDIDATES side by
+# side and prints the fastest to put here.
 GPU_BLOCKS: dict[int, tuple[int, int]] = {32: (2048, 4)}
 DEFAULT_BLOCK = (1024, 4)
 # What bench/gpu.py times, in this order (it takes the first few: each shape compiles for ~1 min at 32x32).
