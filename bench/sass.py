@@ -41,6 +41,7 @@ MODULE = "src/synsym/ntk/fused_triton.py"
 from synsym.ntk.fused_triton import block_shape  # noqa: E402  (this checkout's: how conv_stack sizes a program)
 
 FP64 = ("DFMA", "DMUL", "DADD", "DSETP", "DMNMX")
+INT = ("IMAD", "IADD3", "VIADD", "LEA", "SHF", "LOP3", "ISETP", "SEL", "PRMT")  # address and index arithmetic
 
 
 def load(rev: str | None):
@@ -145,7 +146,8 @@ def profile(mod, s: int, dtype: str, block_elems: int, num_warps: int) -> dict:
     per_thread = bd * ap / (32 * num_warps)
     per = {k: (o9[k] - o1[k]) / (8 * per_thread) for k in set(o9) | set(o1)}
     sass = sum(v for k, v in per.items() if k[0].isupper())
-    return {"instr": sass, "hot": per.get("hot", 0), "fp64": sum(per.get(k, 0) for k in FP64), "shfl": per.get("SHFL", 0),
+    return {"instr": sass, "hot": per.get("hot", 0), "fp64": sum(per.get(k, 0) for k in FP64),
+            "int": sum(per.get(k, 0) for k in INT), "shfl": per.get("SHFL", 0),
             "shared": per.get("LDS", 0) + per.get("STS", 0), "spill": per.get("LDL", 0) + per.get("STL", 0),
             "div": per.get("div.f64", 0) + per.get("div.f32", 0),
             "sqrt": per.get("sqrt.f64", 0), "regs": regs, "warps": warps_per_sm(regs, num_warps),
@@ -201,7 +203,7 @@ def main() -> None:
                           for s in args.sizes for dt in args.dtypes for be in args.block_elems for nw in args.num_warps
                           for name, mod in mods.items()]))
         return
-    cols = ("instr", "hot", "fp64", "shfl", "shared", "spill", "div", "sqrt", "branches", "regs", "warps")
+    cols = ("instr", "hot", "fp64", "int", "shfl", "shared", "spill", "div", "sqrt", "branches", "regs", "warps")
     print("per element-layer on sm_90 (H200), static SASS counts; warps = resident warps per SM at that register count")
     print(f"{'kernel':>10} {'size':>5} {'dtype':>8} {'block':>6} {'nw':>3} " + " ".join(f"{c:>7}" for c in cols))
     for s in args.sizes:
