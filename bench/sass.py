@@ -168,18 +168,26 @@ H200_ISSUE, H200_FP64 = 132 * 4 * 32 * 1.98e9, 132 * 64 * 1.98e9
 MEASURED = "a63fa24"
 
 
+def slots(row: dict) -> float:
+    """A scheduler's cycles per warp and element-layer at full rate: it issues one instruction a cycle,
+    and its float64 pipe (16 lanes) takes a warp's float64 instruction in H200_ISSUE / H200_FP64 = 2."""
+    return max(row["hot"], H200_ISSUE / H200_FP64 * row["fp64"])
+
+
 def predict(measured: dict, now: dict, s: int, depth: int = 8, speedup: float = 5.0) -> dict:
     """What the H200 measurement of the `measured` kernel says about `now` (both profile() rows at size s).
 
-    efficiency: the share of the issue rate the measured kernel reached (its hot instructions x its
-    element-layers per second); ms_per_entry: now's time at that same efficiency (an assumption, not a
-    measurement); for `speedup` x the measured speed: the issue and float64 shares now's counts would
-    need, and the hot instructions that would do at the measured efficiency."""
+    efficiency: the share of the issue rate the measured kernel reached (its slots() x its element-layers
+    per second; its hot instructions outnumber twice its float64 ones, so these are its hot
+    instructions); ms_per_entry: now's time at that same efficiency (an assumption, not a measurement),
+    by slots(): once float64 operations are more than half the hot instructions, the float64 pipe binds;
+    for `speedup` x the measured speed: the issue and float64 shares now's counts would need, and the
+    slots that would do at the measured efficiency."""
     rate = (s * s) ** 2 * depth / (H200_MS[s] * 1e-3)  # element-layers per second, measured
-    eff = rate * measured["hot"] / H200_ISSUE
-    return {"efficiency": eff, "ms_per_entry": H200_MS[s] * now["hot"] / measured["hot"],
-            "speedup": measured["hot"] / now["hot"], "need_issue": speedup * rate * now["hot"] / H200_ISSUE,
-            "need_fp64": speedup * rate * now["fp64"] / H200_FP64, "hot_at_efficiency": eff * H200_ISSUE / (speedup * rate)}
+    eff = rate * slots(measured) / H200_ISSUE
+    return {"efficiency": eff, "ms_per_entry": H200_MS[s] * slots(now) / slots(measured),
+            "speedup": slots(measured) / slots(now), "need_issue": speedup * rate * now["hot"] / H200_ISSUE,
+            "need_fp64": speedup * rate * now["fp64"] / H200_FP64, "slots_at_efficiency": eff * H200_ISSUE / (speedup * rate)}
 
 
 def main() -> None:
@@ -228,14 +236,16 @@ def print_predictions(sizes: list[int], as_json: bool) -> None:
         be, nw = this.GPU_BLOCKS.get(s, this.DEFAULT_BLOCK)
         measured, now = profile(old, s, "float64", 1024, 4), profile(this, s, "float64", be, nw)
         rows.append({"size": s, "block": be, "num_warps": nw, "measured_hot": measured["hot"], "hot": now["hot"],
-                     "fp64": now["fp64"], "measured_ms": H200_MS[s], **predict(measured, now, s)})
+                     "fp64": now["fp64"], "measured_slots": slots(measured), "slots": slots(now), "measured_ms": H200_MS[s],
+                     **predict(measured, now, s)})
         if not as_json:
             r = rows[-1]
             print(f"{s}x{s}: {MEASURED} at 1,024 x 4 measured {r['measured_ms']} ms/entry with {r['measured_hot']:.0f} hot "
                   f"instructions per element-layer: {r['efficiency']:.0%} of the H200's issue rate. This checkout at "
-                  f"{be} x {nw}: {r['hot']:.0f} hot, {r['fp64']:.0f} float64 -> {r['ms_per_entry']:.3g} ms/entry at that "
-                  f"efficiency ({r['speedup']:.2f}x, unmeasured). 5x needs {r['need_issue']:.0%} of the issue rate and "
-                  f"{r['need_fp64']:.0%} of the float64 pipes, or <= {r['hot_at_efficiency']:.0f} hot at {r['efficiency']:.0%}.")
+                  f"{be} x {nw}: {r['hot']:.0f} hot, {r['fp64']:.0f} float64, so {r['slots']:.0f} scheduler cycles -> "
+                  f"{r['ms_per_entry']:.3g} ms/entry at that efficiency ({r['speedup']:.2f}x, unmeasured). 5x needs "
+                  f"{r['need_issue']:.0%} of the issue rate and {r['need_fp64']:.0%} of the float64 pipes, or <= "
+                  f"{r['slots_at_efficiency']:.0f} cycles at {r['efficiency']:.0%}.")
     if as_json:
         print(json.dumps(rows))
 
