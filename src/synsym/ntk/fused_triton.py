@@ -67,14 +67,24 @@ def _r(z):
 @triton.jit
 def _sqrt_from(v, s, h):
     """sqrt(v) within 1 ulp from rough s ~ sqrt(v) and h ~ 1 / (2 sqrt(v)) (relative errors up to 2^-21
-    will do, 2^-20 not quite; float32's rsqrt is within ~2^-22.6): two Newton steps s += (v - s^2) h, each two fused
-    multiply-adds (explicit, so the interpreter rounds as a GPU does). With start error e the error
-    goes e -> 1.5 e^2 -> ~1.5 e^3, below float64's rounding: about 1 root in 3,000 at e = 2^-22 (1 in
-    10^6 from numpy's float32 rsqrt) is 1 ulp off the correctly rounded one; a third step (2 more float64 operations per root, the
-    kernel's busiest pipe) would round correctly but for ~1 in 2^40."""
+    will do, 2^-20 not quite; float32's rsqrt is within ~2^-22.6): two Newton steps s += (v - s^2) h,
+    each two fused multiply-adds (explicit, so the interpreter rounds as a GPU does). With start error
+    e the error goes e -> 1.5 e^2 -> ~1.5 e^3, below float64's rounding: about 1 root in 3,000 at
+    e = 2^-22 (1 in 10^6 from numpy's float32 rsqrt) is 1 ulp off the correctly rounded one. A third
+    step would round correctly but for ~1 in 2^40, for 2 more float64 operations per root on the
+    kernel's busiest pipe."""
     for _ in tl.static_range(2):
         s = tl.fma(tl.fma(-s, s, v), h, s)
     return s
+
+
+@triton.jit
+def _sqrt_start(v):
+    """(s, h) for _sqrt_from from float32's approximate rsqrt y of a float64 v: s = v y, h = y / 2, in
+    float64; + 1e-30 keeps y finite at v = 0, where s = 0 and stays 0."""
+    vf = v.to(tl.float32)
+    y = tl.math.rsqrt(vf + 1e-30)
+    return (vf * y).to(tl.float64), (0.5 * y).to(tl.float64)
 
 
 @triton.jit
@@ -85,12 +95,10 @@ def _sqrt(v):
     ``tl.sqrt`` (sqrt.rn.f64) starts from a float64 MUFU rsqrt and refines in ~9 dependent float64
     operations behind a range check that branches to a slow path: each of a thread's square roots
     is then its own basic block, which the scheduler cannot interleave with its other elements'.
-    Here the start is float32's approximate rsqrt (+ 1e-30 keeps it finite at v = 0, where s stays
-    0), then 4 float64 operations of straight-line code."""
+    Here: float32's start, then 4 float64 operations of straight-line code."""
     if v.dtype == tl.float64:
-        vf = v.to(tl.float32)
-        y = tl.math.rsqrt(vf + 1e-30)
-        r = _sqrt_from(v, (vf * y).to(tl.float64), (0.5 * y).to(tl.float64))
+        s, h = _sqrt_start(v)
+        r = _sqrt_from(v, s, h)
     else:  # float32's sqrt.rn is a short sequence of short-latency operations: kept
         r = tl.sqrt(v)
     return r
@@ -282,10 +290,8 @@ def acos(x: torch.Tensor) -> torch.Tensor:
 def _sqrt_kernel(x_ptr, y_ptr, n, START_ERROR: tl.constexpr, BLOCK: tl.constexpr):
     o = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     x = tl.load(x_ptr + o, mask=o < n, other=0.0)
-    xf = x.to(tl.float32)
-    y = tl.math.rsqrt(xf + 1e-30)
-    rough = _sqrt_from(x, (xf * y).to(tl.float64) * (1.0 + START_ERROR), (0.5 * y).to(tl.float64) * (1.0 + START_ERROR))
-    tl.store(y_ptr + o, tl.where(START_ERROR == 0.0, _sqrt(x), rough), mask=o < n)
+    s, h = _sqrt_start(x)  # what _sqrt does, with the start made worse by START_ERROR (0: exactly _sqrt)
+    tl.store(y_ptr + o, _sqrt_from(x, s * (1.0 + START_ERROR), h * (1.0 + START_ERROR)), mask=o < n)
 
 
 def sqrt(x: torch.Tensor, start_error: float = 0.0) -> torch.Tensor:
