@@ -9,7 +9,7 @@ Triton compiles ``synsym.ntk.fused_triton._conv_stack_kernel`` for an sm_90 targ
 with the ptxas it ships; nothing is launched, so no GPU is needed. Per *element-layer* (one
 (pair, delta, pixel) value through one conv + ReLU layer) it reports: the SASS instructions (all, and
 the hot ones a warp issues on normal inputs: not the slow-path calls of divisions and square
-roots), the float64 ones among them, warp shuffles, shared-memory and register-spill (local memory) accesses;
+roots), the float64 ones among them, float64 <-> float32 conversions, warp shuffles, shared-memory and register-spill (local memory) accesses;
 the divisions and square roots left in the PTX (each a ~10-20 instruction sequence with a
 slow-path call); the registers per thread and the warps an SM can then hold (65,536 registers, at
 most 64 warps). Per-layer counts are exact: the layer loop is unrolled, so (count at L = 9 - count
@@ -153,10 +153,12 @@ def profile(mod, s: int, dtype: str, block_elems: int, num_warps: int) -> dict:
             "sqrt": per.get("sqrt.f64", 0), "regs": regs, "warps": warps_per_sm(regs, num_warps),
             "branches": per.get("BRA", 0),
             # a float runtime argument arrives as a .f32 parameter; any .f32 op in a float64 kernel is lost
-            # precision, but for the 7 of each square root's start (v to f32, + 1e-30, rsqrt.approx, root and
-            # half rsqrt, both back to f64)
+            # precision, but for each square root's start (one rsqrt.approx.f32 on bits taken from the float64)
             "f32_params": len(re.findall(r"\.param\s+\.f32", ptx)),
-            "f32_ops": len(re.findall(r"\.f32\b", ptx)) - 7 * len(re.findall(r"\brsqrt\.approx(?:\.ftz)?\.f32", ptx))}
+            "f32_ops": len(re.findall(r"\.f32\b", ptx)) - len(re.findall(r"\brsqrt\.approx(?:\.ftz)?\.f32", ptx)),
+            # F2F: float64 <-> float32 conversions, a quarter of the float64 rate on sm_90 (CUDA's throughput
+            # table: 16 per SM and clock, DFMA 64), so each takes as long as 4 float64 operations
+            "conv": per.get("F2F", 0), "fp64_cmp": per.get("DSETP", 0)}
 
 
 # The float64 kernel measured on one NVIDIA H200, ms per entry at depth 8 with blocks of 1,024 elements on
@@ -170,8 +172,12 @@ MEASURED = "a63fa24"
 
 def slots(row: dict) -> float:
     """A scheduler's cycles per warp and element-layer at full rate: it issues one instruction a cycle,
-    and its float64 pipe (16 lanes) takes a warp's float64 instruction in H200_ISSUE / H200_FP64 = 2."""
-    return max(row["hot"], H200_ISSUE / H200_FP64 * row["fp64"])
+    and its float64 pipe (16 lanes) takes a warp's float64 instruction in H200_ISSUE / H200_FP64 = 2.
+    A float64 <-> float32 conversion (F2F) counts as 4 float64 instructions: CUDA's throughput table
+    gives conversions from and to 64-bit types 16 per SM and clock on compute capability 9.0, a quarter
+    of DFMA's 64. Which pipe runs them is not documented (where a GPU has few float64 units their rate
+    equals the float64 rate, which suggests those units); a63fa24 and today's kernel have none, 231da89 6."""
+    return max(row["hot"], H200_ISSUE / H200_FP64 * (row["fp64"] + 4 * row.get("conv", 0)))
 
 
 def predict(measured: dict, now: dict, s: int, depth: int = 8, speedup: float = 5.0) -> dict:
@@ -211,7 +217,7 @@ def main() -> None:
                           for s in args.sizes for dt in args.dtypes for be in args.block_elems for nw in args.num_warps
                           for name, mod in mods.items()]))
         return
-    cols = ("instr", "hot", "fp64", "int", "shfl", "shared", "spill", "div", "sqrt", "branches", "regs", "warps")
+    cols = ("instr", "hot", "fp64", "conv", "int", "shfl", "shared", "spill", "div", "sqrt", "branches", "regs", "warps")
     print("per element-layer on sm_90 (H200), static SASS counts; warps = resident warps per SM at that register count")
     print(f"{'kernel':>10} {'size':>5} {'dtype':>8} {'block':>6} {'nw':>3} " + " ".join(f"{c:>7}" for c in cols))
     for s in args.sizes:
@@ -236,7 +242,8 @@ def print_predictions(sizes: list[int], as_json: bool) -> None:
         be, nw = this.GPU_BLOCKS.get(s, this.DEFAULT_BLOCK)
         measured, now = profile(old, s, "float64", 1024, 4), profile(this, s, "float64", be, nw)
         rows.append({"size": s, "block": be, "num_warps": nw, "measured_hot": measured["hot"], "hot": now["hot"],
-                     "fp64": now["fp64"], "measured_slots": slots(measured), "slots": slots(now), "measured_ms": H200_MS[s],
+                     "fp64": now["fp64"], "conv": now["conv"], "measured_slots": slots(measured), "slots": slots(now),
+                     "measured_ms": H200_MS[s],
                      **predict(measured, now, s)})
         if not as_json:
             r = rows[-1]

@@ -17,9 +17,11 @@ readouts (vec, gap, lap4, lap8): a few numbers per program instead of the
   libdevice acos; the same code runs compiled on a GPU and interpreted on CPU
   tensors (``TRITON_INTERPRET=1``), which is how CI tests it.
 - No division, no branch (float64 square roots are straight-line code, see
-  _sqrt) and no masked load in the layer loop, and the arc-cosine map's
-  1 / (2 pi) folded into constants: each is instructions per element-layer,
-  counted on the sm_90 code by bench/sass.py.
+  _sqrt), no float64 <-> float32 conversion (_sqrt_start moves bits instead),
+  no masked load in the layer loop, sign and range tests on bits rather than
+  float64 comparisons (_negative, _arc), and the arc-cosine map's 1 / (2 pi)
+  folded into constants: each is instructions per element-layer, or time on
+  the float64 pipe that binds, counted on the sm_90 code by bench/sass.py.
 - Float scalars (the weight and bias variances) are ``tl.constexpr``: compiled Triton passes a
   float runtime argument as float32 (4e-8 off in float64 on a GPU), the interpreter does not.
 - The exact diagonal: for K(x, x) at delta = 0 the correlation is set to
@@ -80,22 +82,25 @@ def _sqrt_from(v, s, h):
 
 @triton.jit
 def _sqrt_start(v):
-    """(s, h) for _sqrt_from from float32's approximate rsqrt y of a float64 v: s = v y, h = y / 2, in
-    float64; + 1e-30 keeps y finite at v = 0, where s = 0 and stays 0."""
-    vf = v.to(tl.float32)
-    y = tl.math.rsqrt(vf + 1e-30)
-    return (vf * y).to(tl.float64), (0.5 * y).to(tl.float64)
+    """(s, h) for _sqrt_from from float32's approximate rsqrt y of a float64 v in [2^-126, 2^128) or 0:
+    s = v y, h = y / 2, in float64. v and y change width by integer operations on their bits, not by
+    conversions (F2F: a quarter of the float64 rate on sm_90, 3 per root): v's bits >> 29 are float32's
+    exponent (re-biased by - 896 << 23, mod 2^32) and v's mantissa truncated to 23 bits; y's bits << 29
+    are float64's, re-biased by + 896 << 52 (895 for y / 2). v = 0 reads as 2.0 there: y is finite, s = 0."""
+    vb = ((v.to(tl.int64, bitcast=True) >> 29).to(tl.int32) + 0x40000000).to(tl.float32, bitcast=True)
+    yb = tl.math.rsqrt(vb).to(tl.int32, bitcast=True).to(tl.int64) << 29
+    return v * (yb + (896 << 52)).to(tl.float64, bitcast=True), (yb + (895 << 52)).to(tl.float64, bitcast=True)
 
 
 @triton.jit
 def _sqrt(v):
-    """sqrt(v) in float64 for v = 0 or v >= 1e-25 (every argument whose root the kernel uses; smaller
-    ones give a finite wrong value), without a branch.
+    """sqrt(v) in float64 for v = 0 or 2^-126 <= v < 2^128 (every argument whose root the kernel uses;
+    others give a wrong value), without a branch.
 
     ``tl.sqrt`` (sqrt.rn.f64) starts from a float64 MUFU rsqrt and refines in ~9 dependent float64
     operations behind a range check that branches to a slow path: each of a thread's square roots
     is then its own basic block, which the scheduler cannot interleave with its other elements'.
-    Here: float32's start, then 4 float64 operations of straight-line code."""
+    Here: float32's start, then 5 float64 operations of straight-line code."""
     if v.dtype == tl.float64:
         s, h = _sqrt_start(v)
         r = _sqrt_from(v, s, h)
@@ -105,12 +110,26 @@ def _sqrt(v):
 
 
 @triton.jit
+def _negative(x):
+    """x's sign bit: x < 0, or x = -0.0. In float64 an integer test of its bits; x < 0 would be a
+    float64 comparison (DSETP), on the float64 pipe the kernel is bound by."""
+    if x.dtype == tl.float64:
+        neg = x.to(tl.int64, bitcast=True) < 0
+    else:
+        neg = x < 0
+    return neg
+
+
+@triton.jit
 def _arc(ax):
     """arccos of ax in [0, 1] (so in [0, pi/2]) to ~1 ulp, from one sqrt and a polynomial (no division).
 
     fdlibm's two branches share one R(z): a GPU runs both sides of a ``tl.where``, so z is chosen
     first and R evaluated once. Callers put the sign back: acos(-ax) = pi - acos(ax)."""
-    big = ax >= 0.5
+    if ax.dtype == tl.float64:  # ax >= 0.5 as an integer test of its bits (ax >= 0: they order as it does)
+        big = ax.to(tl.int64, bitcast=True) >= 0x3FE0000000000000
+    else:
+        big = ax >= 0.5
     # ax < 0.5: pi/2 - asin(ax), asin(ax) = ax + ax R(ax^2); ax >= 0.5: 2 asin(sqrt(z)), z = (1 - ax) / 2,
     # written 0.5 - 0.5 ax: one fused multiply-add, exact for ax in [0.5, 1] as (1 - ax) * 0.5 is
     z = tl.where(big, 0.5 - 0.5 * ax, ax * ax)
@@ -192,7 +211,7 @@ def _conv_stack_kernel(
         ta = _arc(ax)
         # u = (pi - acos c) sign(c): pi - acos c is ta for c < 0 and pi - ta otherwise, so
         # |u| = pi - acos c and ax u = (pi - acos c) c; no pi - (pi - ...) cancellation near c = -1
-        u = tl.where(x < 0, -ta, PI - ta)
+        u = tl.where(_negative(x), -ta, PI - ta)
         sn = _sqrt(1.0 - ax * ax)  # >= 0 as computed: ax <= 1, so ax * ax <= 1 after rounding too
         k = (sn + ax * u) * q
         ntk = ntk * tl.abs(u)
@@ -206,11 +225,12 @@ def _conv_stack_kernel(
 
 # (slice elements per program, warps per program) by image size on a GPU. Chosen from static counts of
 # the sm_90 code (bench/sass.py; no GPU was at hand), by a scheduler's cycles per warp and element-layer,
-# max(hot, 2 x float64): at 32x32, (2,048, 4) takes 100 (99 hot, 50 float64, 12 shuffles, 8 warps per
-# SM), the default (1,024, 4) 126 (24 shuffles). At 16x16, (512, 2) and the default both take 100, with
-# 16 and 12 warps per SM; (512, 4) takes 104 at 24. Which hides latency best only timing can tell:
-# bench/gpu.py times the BLOCK_CANDIDATES side by side and prints the fastest to put here.
-GPU_BLOCKS: dict[int, tuple[int, int]] = {16: (512, 2), 32: (2048, 4)}
+# max(hot, 2 x float64): at 32x32, (2,048, 4) takes 100 (96 hot, 50 float64, 12 shuffles, 8 warps per
+# SM), the default (1,024, 4) 126 (24 shuffles). At 16x16, (512, 2) takes 102 at 16 warps per SM, the
+# default 102 at 12, (1,024, 8) 100 at 16 but with twice the shared-memory accesses. At 8x8, (512, 4)
+# and the default both take 100, at 28 and 20 warps per SM. Which hides latency best only timing can
+# tell: bench/gpu.py times the BLOCK_CANDIDATES side by side and prints the fastest to put here.
+GPU_BLOCKS: dict[int, tuple[int, int]] = {8: (512, 4), 16: (512, 2), 32: (2048, 4)}
 DEFAULT_BLOCK = (1024, 4)
 # What bench/gpu.py times, in this order (it takes the first few: each shape compiles for ~1 min at 32x32).
 # 32 elements per thread ((2048, 2), (1024, 1), (4096, 4)) spill thousands of times at 32x32 by static
