@@ -8,6 +8,9 @@ Sections, each measured side by side in this one process:
             difference in float64 and float32, and ms per kernel entry (one image pair, every
             conv readout, NNGP + NTK) at 8x8, 16x16 and 32x32, depth 8
   blocks    the float64 Triton kernel's ms per entry under each block shape (elements, warps per program)
+  history   this checkout's float64 kernel against earlier revisions' (--against; by default a63fa24,
+            the kernel measured on the H200 in ../shared/measurements/h200.md, and 231da89, the last
+            with float64 <-> float32 conversions), on the same inputs: ms per entry and the speed-up
   roots     the kernel's own float64 square root (float32 rsqrt start, Newton steps) against IEEE
             sqrt (ulp, share equal), and its arccos against torch's, computed on the device
   training  ms per SGD step of the paper grid's stacked seeds (5; S-Dist 10), float32, 32x32
@@ -34,6 +37,9 @@ ROOT = Path(__file__).resolve().parents[1]
 # Triton's LLVM must be loaded before anything that may bring TensorFlow's (synsym.ntk.reference)
 import torch  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "bench"))
+import history as history_mod  # noqa: E402  (bench/history.py)
+
 from synsym.core import architectures as A  # noqa: E402
 from synsym.core.device import resolve_device  # noqa: E402
 
@@ -46,6 +52,20 @@ FULL = {"kernel_sizes": [(8, 1024), (16, 256), (32, 64)], "depth": 8, "image": 3
 SMOKE = {"kernel_sizes": [(4, 6), (8, 4)], "depth": 2, "image": 8, "steps": 2,
          "train": [("vec", 4, 2), ("gap", 4, 2)], "compile": [("vec", 4)], "imagenet": [("resnet_tiny", 4, 32)], "loader": 8,
          "blocks": 2, "roots": 1000}
+
+
+# Earlier kernels timed beside this checkout's: the one measured on the H200 (../shared/measurements/h200.md),
+# and the last whose square roots converted between float64 and float32
+AGAINST = ("a63fa24", "231da89")
+
+
+def default_against() -> dict:
+    """{spec: module} of AGAINST, or {} with a note where they cannot be read (no git history here)."""
+    try:
+        return {spec: history_mod.load(spec) for spec in AGAINST}
+    except SystemExit as e:
+        print(f"bench/gpu.py: no earlier kernels to time beside this one ({e}); pass --against FILE ...", file=sys.stderr)
+        return {}
 
 
 def sync(device: torch.device) -> None:
@@ -117,6 +137,35 @@ def blocks(device: torch.device, p: dict) -> list[dict]:
             del FT.GPU_BLOCKS[s]
         else:
             FT.GPU_BLOCKS[s] = saved
+    return rows
+
+
+def history(device: torch.device, p: dict, against: dict) -> list[dict]:
+    """ms per entry of the float64 kernel of this checkout and of each earlier revision in ``against``
+    ({spec: module}, bench/history.py), each at its own default block shape, on the same inputs and
+    through the same engine code, side by side; each also checked against the eager path. Issue #20's
+    target is 5x a63fa24's speed at 32x32 and 16x16: the speed-up column against a63fa24, measured."""
+    from synsym.ntk import engine as E
+
+    if not against:
+        return []
+    rows = []
+    today = E.triton_kernel()
+    for s, m in p["kernel_sizes"]:
+        x = torch.as_tensor(np.random.default_rng(0).standard_normal((m, s, s, 3)), dtype=torch.float64, device=device)
+        w = E.readout_weights(s, torch.float64, device)
+        want = E.conv_block(x, None, p["depth"], w, "eager")
+        ms = {}
+        for name, mod in {"this checkout": today, **against}.items():
+            E._TRITON["mod"] = mod
+            try:
+                rel = max_rel(E.conv_block(x, None, p["depth"], w, "triton"), want, s)
+                ms[name] = 1e3 * timed(partial(E.conv_block, x, None, p["depth"], w, "triton"), device, 2) / (m * m)
+            finally:
+                E._TRITON["mod"] = today
+            rows.append({"image": s, "m": m, "kernel": name, "rel_diff": rel, "ms_per_entry": ms[name],
+                         "speedup": ms[name] / ms["this checkout"]})
+            print(json.dumps(rows[-1]), flush=True)
     return rows
 
 
@@ -244,6 +293,14 @@ def report(name: str, res: dict, seconds: float) -> str:
         first = next(q for q in res["blocks"] if q["image"] == r["image"])
         lines.append(f"| {r['image']}x{r['image']} | {r['m']} | {r['block_elems']} | {r['num_warps']} | {r['rel_diff']:.1e} | "
                      f"{r['ms_per_entry']:.4g} | {first['ms_per_entry'] / r['ms_per_entry']:.2f}x |")
+    if res["history"]:
+        lines += ["", "## The kernel against earlier revisions (float64, fused Triton)", "",
+                  "ms per entry of each revision's kernel at its own default block shape, on the same inputs, side by "
+                  "side; the speed-up is this checkout's over that revision (issue #20's target: 5x a63fa24's at "
+                  "16x16 and 32x32).", "",
+                  "| image | m | kernel | max rel. diff | ms/entry | this checkout's speed-up |", "|---|---|---|---|---|---|"]
+        lines += [f"| {r['image']}x{r['image']} | {r['m']} | {r['kernel']} | {r['rel_diff']:.1e} | {r['ms_per_entry']:.4g} | "
+                  f"{r['speedup']:.2f}x |" for r in res["history"]]
     lines += ["", "## The kernel's square root and arccos, on the device", "", "| what | arguments | value |", "|---|---|---|"]
     lines += [f"| {r['what']} | {r['n']:,} | {r['value']:.3g} |" for r in res["roots"]]
     lines += ["", "## Training steps (float32, batch 40, stacked seeds)", "",
@@ -270,13 +327,18 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--blocks", type=int, help="how many of fused_triton.BLOCK_CANDIDATES to time "
                     "(default 4: each compiles for ~1 min at 32x32)")
     ap.add_argument("--out", help="the report (default docs/gpu-<device name>.md)")
+    ap.add_argument("--against", nargs="*", help="earlier kernels to time beside this checkout's: git revisions or "
+                    "saved copies of src/synsym/ntk/fused_triton.py (default: " + " ".join(AGAINST) + ", skipped "
+                    "with a note where this checkout has no git history)")
     a = ap.parse_args(argv)
     device = resolve_device(a.device)
+    against = {spec: history_mod.load(spec) for spec in a.against} if a.against is not None else default_against()
     p = dict(SMOKE if a.smoke else FULL)
     p["blocks"] = a.blocks or p["blocks"]
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({os.cpu_count()} cores)"
     t0 = time.perf_counter()
-    res = {"depth": p["depth"], "kernels": kernels(device, p), "blocks": blocks(device, p), "roots": roots(device, p),
+    res = {"depth": p["depth"], "kernels": kernels(device, p), "blocks": blocks(device, p),
+           "history": history(device, p, against), "roots": roots(device, p),
            "training": training(device, p),
            "imagenet": imagenet(device, p)}
     out = Path(a.out) if a.out else ROOT / "docs" / f"gpu-{name.replace(' ', '-')}.md"

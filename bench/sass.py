@@ -9,7 +9,8 @@ Triton compiles ``synsym.ntk.fused_triton._conv_stack_kernel`` for an sm_90 targ
 with the ptxas it ships; nothing is launched, so no GPU is needed. Per *element-layer* (one
 (pair, delta, pixel) value through one conv + ReLU layer) it reports: the SASS instructions (all, and
 the hot ones a warp issues on normal inputs: not the slow-path calls of divisions and square
-roots), the float64 ones among them, float64 <-> float32 conversions, warp shuffles, shared-memory and register-spill (local memory) accesses;
+roots), the float64 ones among them, float64 <-> float32 conversions, warp shuffles, shared-memory and
+register-spill (local memory) accesses;
 the divisions and square roots left in the PTX (each a ~10-20 instruction sequence with a
 slow-path call); the registers per thread and the warps an SM can then hold (65,536 registers, at
 most 64 warps). Per-layer counts are exact: the layer loop is unrolled, so (count at L = 9 - count
@@ -22,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import importlib.util
 import json
 import math
 import os
@@ -36,25 +36,14 @@ os.environ["TRITON_INTERPRET"] = "0"  # compile for the GPU target even on a mac
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
-MODULE = "src/synsym/ntk/fused_triton.py"
+sys.path.insert(0, str(ROOT / "bench"))
+
+from history import load  # noqa: E402  (bench/history.py: this checkout's kernel or another revision's)
 
 from synsym.ntk.fused_triton import block_shape  # noqa: E402  (this checkout's: how conv_stack sizes a program)
 
 FP64 = ("DFMA", "DMUL", "DADD", "DSETP", "DMNMX")
 INT = ("IMAD", "IADD3", "VIADD", "LEA", "SHF", "LOP3", "ISETP", "SEL", "PRMT")  # address and index arithmetic
-
-
-def load(rev: str | None):
-    """fused_triton of this checkout (rev None) or of a git revision, as a fresh module."""
-    path = ROOT / MODULE
-    if rev is not None:
-        src = subprocess.run(["git", "-C", str(ROOT), "show", f"{rev}:{MODULE}"], capture_output=True, text=True, check=True).stdout
-        path = Path(tempfile.mkdtemp()) / f"fused_triton_{rev}.py"
-        path.write_text(src)
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def compile_kernel(mod, s: int, dtype: str, depth: int, block_elems: int, num_warps: int):
@@ -226,7 +215,7 @@ def main() -> None:
                 for nw in args.num_warps:
                     got = {name: profile(mod, s, dt, be, nw) for name, mod in mods.items()}
                     for name, r in got.items():
-                        print(f"{name:>10} {s:>5} {dt:>8} {be:>6} {nw:>3} " + " ".join(f"{r[c]:>7.1f}" for c in cols))
+                        print(f"{name[-10:]:>10} {s:>5} {dt:>8} {be:>6} {nw:>3} " + " ".join(f"{r[c]:>7.1f}" for c in cols))
                     if args.against:
                         old, new = got[args.against], got["this"]
                         print(f"{'ratio':>10} {s:>5} {dt:>8} {be:>6} {nw:>3} instructions {old['instr'] / new['instr']:.2f}x fewer, "
