@@ -9,7 +9,7 @@ Sections, each measured side by side in this one process:
             conv readout, NNGP + NTK) at 8x8, 16x16 and 32x32, depth 8
   blocks    the float64 Triton kernel's ms per entry under each block shape (elements, warps per program)
   history   this checkout's float64 kernel against earlier revisions' (--against; by default a63fa24,
-            the kernel measured on the H200 in ../shared/measurements/h200.md, and 231da89, the last
+            the kernel measured on the H200 in ../shared/measurements/h200.md; 231da89 is the last
             with float64 <-> float32 conversions), on the same inputs: ms per entry and the speed-up
   roots     the kernel's own float64 square root (float32 rsqrt start, Newton steps) against IEEE
             sqrt (ulp, share equal), and its arccos against torch's, computed on the device
@@ -54,9 +54,10 @@ SMOKE = {"kernel_sizes": [(4, 6), (8, 4)], "depth": 2, "image": 8, "steps": 2,
          "blocks": 2, "roots": 1000}
 
 
-# Earlier kernels timed beside this checkout's: the one measured on the H200 (../shared/measurements/h200.md),
-# and the last whose square roots converted between float64 and float32
-AGAINST = ("a63fa24", "231da89")
+# Earlier kernels timed beside this checkout's by default: the one measured on the H200
+# (../shared/measurements/h200.md). Each costs a compile per image size (~1.5 min at 32x32 for a63fa24's);
+# `--against a63fa24 231da89` adds the last kernel whose square roots converted between float64 and float32.
+AGAINST = ("a63fa24",)
 
 
 def default_against() -> dict:
