@@ -43,11 +43,14 @@ def spy(name, kernel):
                 for p, v in sig.bind(*args, **params).arguments.items():
                     if isinstance(v, float) and "constexpr" not in str(sig.parameters[p].annotation):
                         out["float_args"].append(f"{name}({p}={v!r})")
+                    if p in ("sc1_ptr", "sc2_ptr"):  # the pixel scales' bytes, for the address trace below
+                        scales[p] = (v.data_ptr(), v.data_ptr() + v.numel() * v.element_size())
                 return kernel[grid](*args, **kw)
             return launch
     return Launcher()
 
 
+scales = {}
 for name in [n for n in dir(fused_triton) if n.endswith("_kernel")]:
     setattr(fused_triton, name, spy(name, getattr(fused_triton, name)))
 for s, depth, dt in json.loads(sys.argv[1]):
@@ -81,6 +84,26 @@ for e in (0.0, 2.0 ** -21, -(2.0 ** -21)):
     got = fused_triton.sqrt(vs, e).cpu().numpy()
     out["sqrt"][str(e)] = {"n": int(got.size), "differ": int((got != want).sum()),
                            "max_ulp": float((np.abs(got - want) / np.spacing(want)).max())}
+# cache lines per warp-load of the pixel scales: in the interpreter, every load's addresses as the kernel
+# computes them; a warp holds 32 consecutive pixels of one offset (the compiled layout, bench/sass.py's
+# TTGIR: threadsPerWarp [1, 32] along the pixel axis), so each run of 32 along the last axis is one warp-load
+if fused_triton.interpreted():
+    from triton.runtime import interpreter as TI
+
+    seen, orig = [], TI.InterpreterBuilder.create_masked_load
+
+    def record(self, ptrs, *a):
+        seen.append(np.array(ptrs.data, dtype=np.int64))
+        return orig(self, ptrs, *a)
+
+    TI.InterpreterBuilder.create_masked_load = record
+    x = torch.as_tensor(np.random.default_rng(0).standard_normal((2, 16, 16, 3)), dtype=torch.float64)
+    E.conv_block(x, None, 8, impl="triton")  # depth 8: the paper's, 16 scales and reciprocals per pixel
+    TI.InterpreterBuilder.create_masked_load = orig
+    lines = [len(set(run // 128)) for addr in seen if addr.ndim == 2
+             and any(lo <= addr.min() and addr.max() < hi for lo, hi in scales.values())
+             for run in addr.reshape(-1, 32)]
+    out["scale_lines"] = {"loads": len(lines), "mean": float(np.mean(lines)), "max": int(max(lines))}
 print(json.dumps(out))
 """
 
@@ -111,6 +134,18 @@ def test_no_float_reaches_a_kernel_as_a_float32_argument(report):
     runtime arguments, which compiled Triton passes as float32 (4e-8 off on an H200)."""
     assert report["launches"] > 0
     assert report["float_args"] == []
+
+
+def test_pixel_scale_loads_are_coalesced(report):
+    """Each warp's load of the pixel scales reads at most 4 128-byte cache lines (32 consecutive pixels of
+    8 bytes, plus the wrap of a + delta around an image row): the scales are pixel-minor, (n, L, 2, A).
+    Layer-minor, (n, A, L, 2) as from 648d62d to c4febde, every lane reads its own line at depth 8, 32
+    per load: 16x the L1 work of a coalesced load, which no instruction count shows. Traced in the
+    interpreter at 16x16, depth 8."""
+    if not report["interpreted"]:
+        pytest.skip("the address trace needs Triton's interpreter")
+    r = report["scale_lines"]
+    assert r["loads"] > 0 and r["max"] <= 4 and r["mean"] <= 3, r
 
 
 def test_triton_acos(report):
@@ -211,7 +246,7 @@ def test_compiled_layer_loop_moves_and_addresses_little():
     """At 16x16: k and ntk go through the box filter's gathers joined (fused_triton._boxes), so per layer
     one register-layout conversion into the gathers' layout and one out, 4 shared-memory accesses per
     element-layer (two separate filters, as in 13849b9, take 8, and 13 shuffles either way); and the
-    interleaved, layer-minor pixel scales leave no address arithmetic in the layer loop (4 separate
+    pixel scales in one (n, L, 2, A) array leave no address arithmetic in the layer loop (4 separate
     (L, n, A) arrays, as in 279e9ce, take ~6 integer instructions per element-layer). Addresses are
     counted in the float32 kernel: the same loads, and none of the float64 kernel's integer work on bits
     (its roots' starts and sign tests, ~11 per element-layer)."""

@@ -196,14 +196,15 @@ def _conv_stack_kernel(
     # scale and the readouts): two float64 multiplications fewer per element-layer
     k = k * TWO_PI
     ntk = tl.zeros_like(k)
-    # each pixel's (scale, reciprocal) of every layer, interleaved and layer-minor: one address per element
-    # for the whole depth, the layer's two values at constant offsets (no address arithmetic in the loop)
-    p1, p2 = sc1_ptr + (i * A + ac) * (2 * L), sc2_ptr + (j * A + b) * (2 * L)
+    # each image's pixel scales and reciprocals, (L, 2, A) rows: one address per element for the whole
+    # depth, each layer's two values at constant offsets (no address arithmetic in the loop), and pixel-minor,
+    # so a warp's lanes (consecutive pixels) read consecutive addresses: 2 cache lines per load, not 32
+    p1, p2 = sc1_ptr + i * (2 * L * A) + ac, sc2_ptr + j * (2 * L * A) + b
     exact = (delta == 0) & (i == j) & SYM
     for layer in tl.static_range(L):
         kb, ntk = _boxes(k, ntk, up, dn, lf, rt, SCALE * INV_TWO_PI, SB2)
-        q = tl.load(p1 + 2 * layer) * tl.load(p2 + 2 * layer)
-        rq = tl.load(p1 + (2 * layer + 1)) * tl.load(p2 + (2 * layer + 1))
+        q = tl.load(p1 + 2 * layer * A) * tl.load(p2 + 2 * layer * A)
+        rq = tl.load(p1 + (2 * layer + 1) * A) * tl.load(p2 + (2 * layer + 1) * A)
         x = kb * rq  # the correlation c; reciprocals from the host: no division here
         # |c| clamped to 1, in one compare-and-select with the exact diagonal's (tl.minimum adds ~4 instructions
         # of NaN handling; a NaN c still gives NaN here)
@@ -225,17 +226,17 @@ def _conv_stack_kernel(
 
 # (slice elements per program, warps per program) by image size on a GPU. Chosen from static counts of
 # the sm_90 code (bench/sass.py; no GPU was at hand), by a scheduler's cycles per warp and element-layer,
-# max(hot, 2 x float64): at 32x32, (2,048, 4) takes 100 (96 hot, 50 float64, 12 shuffles, 8 warps per
-# SM), the default (1,024, 4) 126 (24 shuffles). At 16x16, (512, 2) takes 102 at 16 warps per SM, the
-# default 102 at 12, (1,024, 8) 100 at 16 but with twice the shared-memory accesses. At 8x8, (512, 4)
-# and the default both take 100, at 28 and 20 warps per SM. Which hides latency best only timing can
-# tell: bench/gpu.py times the BLOCK_CANDIDATES side by side and prints the fastest to put here.
-GPU_BLOCKS: dict[int, tuple[int, int]] = {8: (512, 4), 16: (512, 2), 32: (2048, 4)}
+# max(hot, 2 x float64), then resident warps: at 32x32, (2,048, 4) takes 100 (96 hot, 50 float64, 12
+# shuffles, 8 warps per SM, 0.3 spills), the default (1,024, 4) 126 (24 shuffles); (4,096, 8) also 100.
+# At 16x16, (1,024, 8) takes 100 at 24 warps per SM (79 registers), the default 100 at 12, (512, 2) 100
+# at 12. At 8x8, (512, 4) and the default both take 100, at 28 and 20 warps per SM. Which hides latency
+# best only timing can tell: bench/gpu.py times the BLOCK_CANDIDATES side by side and prints the fastest.
+GPU_BLOCKS: dict[int, tuple[int, int]] = {8: (512, 4), 16: (1024, 8), 32: (2048, 4)}
 DEFAULT_BLOCK = (1024, 4)
 # What bench/gpu.py times, in this order (it takes the first few: each shape compiles for ~1 min at 32x32).
 # 32 elements per thread ((2048, 2), (1024, 1), (4096, 4)) spill thousands of times at 32x32 by static
-# count and compile for minutes, so they are not candidates; (512, 4) holds 20 warps per SM at 16x16.
-BLOCK_CANDIDATES = ((1024, 4), (2048, 4), (512, 4), (512, 2), (2048, 8))
+# count and compile for minutes, so they are not candidates.
+BLOCK_CANDIDATES = ((1024, 4), (2048, 4), (1024, 8), (512, 4), (4096, 8), (512, 2))
 
 
 def block_shape(a: int, block_elems: int) -> tuple[int, int]:
@@ -280,9 +281,9 @@ def conv_stack(
     w = w.contiguous()  # its own dtype: float64 readout sums of a float32 recursion
     pk = torch.empty(n1 * n2, nb, R, dtype=w.dtype, device=f1.device)
     pt = torch.empty_like(pk)
-    # (n, A, L, 2): each pixel's scale and its reciprocal for every layer (the divisions once on the host,
-    # not per (pair, delta) on the GPU)
-    sc1, sc2 = (torch.stack((sv, 1.0 / sv), -1).permute(1, 2, 0, 3).contiguous() for sv in (sv1, sv2))
+    # (n, L, 2, A): each image's pixel scales and their reciprocals for every layer (the divisions once on
+    # the host, not per (pair, delta) on the GPU)
+    sc1, sc2 = (torch.stack((sv, 1.0 / sv), 1).permute(2, 0, 1, 3).contiguous() for sv in (sv1, sv2))
     _conv_stack_kernel[(n1 * n2, nb)](
         f1, f2, sc1, sc2, w, pk, pt, n2, SCALE=sw2 / 9.0, SB2=float(sb2),
         S=s, C=C, L=L, R=R, AP=ap, BD=bd, SYM=bool(sym), num_warps=num_warps,
