@@ -188,10 +188,12 @@ def _conv_stack_kernel(
     # and are dropped before the readout
     ac = tl.where(px, a, 0)
 
-    k = tl.load(f1_ptr + (i * A + a) * C, mask=a < A, other=0.0) * tl.load(f2_ptr + (j * A + b) * C, mask=ok, other=0.0)
+    # every array the kernel reads is pixel-minor ((n, C, A) pixels, (n, L, 2, A) scales, (R, D, A) readout
+    # weights): a warp's lanes hold consecutive pixels, so each warp-load reads 2 or 3 cache lines, not one per lane
+    k = tl.load(f1_ptr + i * C * A + a, mask=a < A, other=0.0) * tl.load(f2_ptr + j * C * A + b, mask=ok, other=0.0)
     for c in tl.static_range(1, C):
-        k += tl.load(f1_ptr + (i * A + a) * C + c, mask=a < A, other=0.0) * tl.load(
-            f2_ptr + (j * A + b) * C + c, mask=ok, other=0.0)
+        k += tl.load(f1_ptr + (i * C + c) * A + a, mask=a < A, other=0.0) * tl.load(
+            f2_ptr + (j * C + c) * A + b, mask=ok, other=0.0)
     # k and ntk are carried times 2 pi (the arc-cosine map's 1 / (2 pi) moves into the box's constexpr
     # scale and the readouts): two float64 multiplications fewer per element-layer
     k = k * TWO_PI
@@ -219,7 +221,7 @@ def _conv_stack_kernel(
     k = tl.where(ok, k, 0.0)
     ntk = tl.where(ok, ntk, 0.0)
     for r in tl.static_range(R):  # readouts in w's dtype: float64 sums of a float32 recursion
-        wr = tl.load(w_ptr + (delta * A + a) * R + r, mask=ok, other=0.0)
+        wr = tl.load(w_ptr + (r * A + delta) * A + a, mask=ok, other=0.0)
         tl.store(pk_ptr + (pid * nb + db) * R + r, tl.sum(tl.sum(wr * k.to(wr.dtype), axis=1), axis=0) * INV_TWO_PI)
         tl.store(pt_ptr + (pid * nb + db) * R + r, tl.sum(tl.sum(wr * ntk.to(wr.dtype), axis=1), axis=0) * INV_TWO_PI)
 
@@ -277,8 +279,9 @@ def conv_stack(
     ap, bd = block_shape(A, block_elems)
     nb = triton.cdiv(A, bd)
     dt = f1.dtype
-    f1, f2, sv1, sv2 = (t.to(dt).contiguous() for t in (f1, f2, sv1, sv2))
-    w = w.contiguous()  # its own dtype: float64 readout sums of a float32 recursion
+    f1, f2 = (t.to(dt).transpose(1, 2).contiguous() for t in (f1, f2))  # (n, C, A): pixel-minor
+    sv1, sv2 = (t.to(dt) for t in (sv1, sv2))
+    w = w.permute(2, 0, 1).contiguous()  # (R, D, A), in its own dtype: float64 readout sums of a float32 recursion
     pk = torch.empty(n1 * n2, nb, R, dtype=w.dtype, device=f1.device)
     pt = torch.empty_like(pk)
     # (n, L, 2, A): each image's pixel scales and their reciprocals for every layer (the divisions once on
