@@ -112,6 +112,12 @@ def counts(compiled) -> tuple[collections.Counter, int]:
     for op, hot in opcodes(sass):
         ops[op] += 1
         ops["hot"] += hot
+    # an SM's memory-I/O data path, in its cycles: a warp shuffle takes 1 (32 lanes x 4 bytes a clock), a
+    # shared, global or local access its 32 lanes' bytes / 128 (the L1 / shared memory's 128 bytes a clock;
+    # global loads as if coalesced, which tests/test_triton.py's address trace checks)
+    for m in re.finditer(r"/\*[0-9a-f]+\*/\s+(?:@!?U?P\w+\s+)?(SHFL|LDS|STS|LDG|STG|LDL|STL)((?:\.\w+)*)", sass):
+        mods = m.group(2)
+        ops["mio"] += 1 if m.group(1) == "SHFL" else (16 if ".128" in mods else 8 if ".64" in mods else 4) * 32 / 128
     ptx = compiled.asm["ptx"]
     ops["div.f64"] = len(re.findall(r"\bdiv\.rn\.f64", ptx))
     ops["sqrt.f64"] = len(re.findall(r"\bsqrt\.rn\.f64", ptx))
@@ -147,7 +153,7 @@ def profile(mod, s: int, dtype: str, block_elems: int, num_warps: int) -> dict:
             "f32_ops": len(re.findall(r"\.f32\b", ptx)) - len(re.findall(r"\brsqrt\.approx(?:\.ftz)?\.f32", ptx)),
             # F2F: float64 <-> float32 conversions, a quarter of the float64 rate on sm_90 (CUDA's throughput
             # table: 16 per SM and clock, DFMA 64), so each takes as long as 4 float64 operations
-            "conv": per.get("F2F", 0), "fp64_cmp": per.get("DSETP", 0)}
+            "conv": per.get("F2F", 0), "fp64_cmp": per.get("DSETP", 0), "mio": per.get("mio", 0)}
 
 
 # The float64 kernel measured on one NVIDIA H200, ms per entry at depth 8 with blocks of 1,024 elements on
@@ -156,33 +162,38 @@ def profile(mod, s: int, dtype: str, block_elems: int, num_warps: int) -> dict:
 # x 32 lanes x 1.98 GHz) and float64 lane operations per second (64 per SM and clock).
 H200_MS = {8: 0.00059, 16: 0.0150, 32: 0.287}
 H200_ISSUE, H200_FP64 = 132 * 4 * 32 * 1.98e9, 132 * 64 * 1.98e9
+H200_SM_CYCLES = 132 * 1.98e9  # each SM's memory-I/O path: one of row["mio"]'s cycles each
 MEASURED = "a63fa24"
 
 
 def slots(row: dict) -> float:
-    """A scheduler's cycles per warp and element-layer at full rate: it issues one instruction a cycle,
-    and its float64 pipe (16 lanes) takes a warp's float64 instruction in H200_ISSUE / H200_FP64 = 2.
-    A float64 <-> float32 conversion (F2F) counts as 4 float64 instructions: CUDA's throughput table
-    gives conversions from and to 64-bit types 16 per SM and clock on compute capability 9.0, a quarter
-    of DFMA's 64. Which pipe runs them is not documented (where a GPU has few float64 units their rate
-    equals the float64 rate, which suggests those units); a63fa24 and today's kernel have none, 231da89 6."""
-    return max(row["hot"], H200_ISSUE / H200_FP64 * (row["fp64"] + 4 * row.get("conv", 0)))
+    """A scheduler's cycles per warp and element-layer at full rate, the largest of three: it issues one
+    instruction a cycle; its float64 pipe (16 lanes) takes a warp's float64 instruction in H200_ISSUE /
+    H200_FP64 = 2, and a float64 <-> float32 conversion (F2F) as 4 of them (CUDA's throughput table gives
+    conversions from and to 64-bit types 16 per SM and clock on compute capability 9.0, a quarter of
+    DFMA's 64; which pipe runs them is not documented: where a GPU has few float64 units their rate
+    equals the float64 rate, which suggests those units; a63fa24 and today's kernel have none, 231da89
+    6); and the SM's memory-I/O path (shuffles, shared, L1), which its 4 schedulers share: 4 x its
+    cycles (row["mio"]). An estimate from documented rates, not a measurement."""
+    return max(row["hot"], H200_ISSUE / H200_FP64 * (row["fp64"] + 4 * row.get("conv", 0)), 4 * row.get("mio", 0))
 
 
 def predict(measured: dict, now: dict, s: int, depth: int = 8, speedup: float = 5.0) -> dict:
     """What the H200 measurement of the `measured` kernel says about `now` (both profile() rows at size s).
 
-    efficiency: the share of the issue rate the measured kernel reached (its slots() x its element-layers
-    per second; its hot instructions outnumber twice its float64 ones, so these are its hot
-    instructions); ms_per_entry: now's time at that same efficiency (an assumption, not a measurement),
-    by slots(): once float64 operations are more than half the hot instructions, the float64 pipe binds;
-    for `speedup` x the measured speed: the issue and float64 shares now's counts would need, and the
-    slots that would do at the measured efficiency."""
+    efficiency: the share of its full rate the measured kernel reached (its slots() x its element-layers
+    per second, over the issue rate: by slots() it was issue-bound at 8x8 and 16x16, bound by its
+    memory-I/O path, 48 shuffles and 20 shared accesses per element-layer, at 32x32); ms_per_entry:
+    now's time at that same efficiency (an assumption, not a measurement), by slots(); for `speedup` x
+    the measured speed: the issue, float64 and memory-I/O shares now's counts would need, and the slots
+    that would do at the measured efficiency."""
     rate = (s * s) ** 2 * depth / (H200_MS[s] * 1e-3)  # element-layers per second, measured
     eff = rate * slots(measured) / H200_ISSUE
     return {"efficiency": eff, "ms_per_entry": H200_MS[s] * slots(now) / slots(measured),
             "speedup": slots(measured) / slots(now), "need_issue": speedup * rate * now["hot"] / H200_ISSUE,
-            "need_fp64": speedup * rate * now["fp64"] / H200_FP64, "slots_at_efficiency": eff * H200_ISSUE / (speedup * rate)}
+            "need_fp64": speedup * rate * now["fp64"] / H200_FP64,
+            "need_mio": speedup * rate / 32 * now.get("mio", 0) / H200_SM_CYCLES,
+            "slots_at_efficiency": eff * H200_ISSUE / (speedup * rate)}
 
 
 def main() -> None:
@@ -206,7 +217,7 @@ def main() -> None:
                           for s in args.sizes for dt in args.dtypes for be in args.block_elems for nw in args.num_warps
                           for name, mod in mods.items()]))
         return
-    cols = ("instr", "hot", "fp64", "conv", "int", "shfl", "shared", "spill", "div", "sqrt", "branches", "regs", "warps")
+    cols = ("instr", "hot", "fp64", "conv", "mio", "int", "shfl", "shared", "spill", "div", "sqrt", "branches", "regs", "warps")
     print("per element-layer on sm_90 (H200), static SASS counts; warps = resident warps per SM at that register count")
     print(f"{'kernel':>10} {'size':>5} {'dtype':>8} {'block':>6} {'nw':>3} " + " ".join(f"{c:>7}" for c in cols))
     for s in args.sizes:
@@ -231,16 +242,19 @@ def print_predictions(sizes: list[int], as_json: bool) -> None:
         be, nw = this.GPU_BLOCKS.get(s, this.DEFAULT_BLOCK)
         measured, now = profile(old, s, "float64", 1024, 4), profile(this, s, "float64", be, nw)
         rows.append({"size": s, "block": be, "num_warps": nw, "measured_hot": measured["hot"], "hot": now["hot"],
-                     "fp64": now["fp64"], "conv": now["conv"], "measured_slots": slots(measured), "slots": slots(now),
+                     "fp64": now["fp64"], "conv": now["conv"], "mio": now["mio"],
+                     "measured_mio": measured["mio"], "measured_slots": slots(measured), "slots": slots(now),
                      "measured_ms": H200_MS[s],
                      **predict(measured, now, s)})
         if not as_json:
             r = rows[-1]
             print(f"{s}x{s}: {MEASURED} at 1,024 x 4 measured {r['measured_ms']} ms/entry with {r['measured_hot']:.0f} hot "
                   f"instructions per element-layer: {r['efficiency']:.0%} of the H200's issue rate. This checkout at "
-                  f"{be} x {nw}: {r['hot']:.0f} hot, {r['fp64']:.0f} float64, so {r['slots']:.0f} scheduler cycles -> "
+                  f"{be} x {nw}: {r['hot']:.0f} hot, {r['fp64']:.0f} float64, {4 * r['mio']:.0f} memory-I/O, so "
+                  f"{r['slots']:.0f} scheduler cycles -> "
                   f"{r['ms_per_entry']:.3g} ms/entry at that efficiency ({r['speedup']:.2f}x, unmeasured). 5x needs "
-                  f"{r['need_issue']:.0%} of the issue rate and {r['need_fp64']:.0%} of the float64 pipes, or <= "
+                  f"{r['need_issue']:.0%} of the issue rate, {r['need_fp64']:.0%} of the float64 pipes and "
+                  f"{r['need_mio']:.0%} of the memory-I/O path, or <= "
                   f"{r['slots_at_efficiency']:.0f} cycles at {r['efficiency']:.0%}.")
     if as_json:
         print(json.dumps(rows))
