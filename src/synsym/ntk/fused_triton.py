@@ -21,7 +21,7 @@ readouts (vec, gap, lap4, lap8): a few numbers per program instead of the
   no masked load in the layer loop, sign and range tests on bits rather than
   float64 comparisons (_negative, _arc), and the arc-cosine map's 1 / (2 pi)
   folded into constants: each is instructions per element-layer, or time on
-  the float64 pipe that binds, counted on the sm_90 code by bench/sass.py.
+  the float64 pipe, counted on the sm_90 code by bench/sass.py.
 - Float scalars (the weight and bias variances) are ``tl.constexpr``: compiled Triton passes a
   float runtime argument as float32 (4e-8 off in float64 on a GPU), the interpreter does not.
 - The exact diagonal: for K(x, x) at delta = 0 the correlation is set to
@@ -112,7 +112,7 @@ def _sqrt(v):
 @triton.jit
 def _negative(x):
     """x's sign bit: x < 0, or x = -0.0. In float64 an integer test of its bits; x < 0 would be a
-    float64 comparison (DSETP), on the float64 pipe the kernel is bound by."""
+    float64 comparison (DSETP), on the float64 pipe."""
     if x.dtype == tl.float64:
         neg = x.to(tl.int64, bitcast=True) < 0
     else:
@@ -227,18 +227,19 @@ def _conv_stack_kernel(
 
 
 # (slice elements per program, warps per program) by image size on a GPU. Chosen from static counts of
-# the sm_90 code (bench/sass.py; no GPU was at hand), by a scheduler's cycles per warp and element-layer,
-# max(hot, 2 x float64), then resident warps: at 32x32, (2,048, 4) takes 100 (96 hot, 50 float64, 12
-# shuffles, 8 warps per SM, 0.3 spills), the default (1,024, 4) 126 (24 shuffles); (4,096, 8) also 100.
-# At 16x16, (1,024, 8) takes 100 at 24 warps per SM (79 registers), the default 100 at 12, (512, 2) 100
-# at 12. At 8x8, (512, 4) and the default both take 100, at 28 and 20 warps per SM. Which hides latency
-# best only timing can tell: bench/gpu.py times the BLOCK_CANDIDATES side by side and prints the fastest.
-GPU_BLOCKS: dict[int, tuple[int, int]] = {8: (512, 4), 16: (1024, 8), 32: (2048, 4)}
+# the sm_90 code (bench/sass.py; no GPU was at hand), by a scheduler's cycles per warp and element-layer
+# (bench/sass.py's slots(): the largest of issue, float64 pipe and the SM's memory-I/O path, which binds
+# here), then resident warps: at 32x32, (4,096, 8) takes 133 (95 hot, 50 float64, 33 memory-I/O SM cycles,
+# 8 warps per SM, 0.14 spills), (2,048, 4) 139, the default (1,024, 4) 224 (24 shuffles). At 16x16,
+# (1,024, 8) takes 136 at 24 warps per SM (79 registers), the default 136 at 12, (512, 2) 140 at 12. At
+# 8x8, (512, 4) takes 148 at 28 warps per SM, the default 146 at 16. Which hides latency best only timing
+# can tell: bench/gpu.py times the first BLOCK_CANDIDATES side by side and prints the fastest.
+GPU_BLOCKS: dict[int, tuple[int, int]] = {8: (512, 4), 16: (1024, 8), 32: (4096, 8)}
 DEFAULT_BLOCK = (1024, 4)
 # What bench/gpu.py times, in this order (it takes the first few: each shape compiles for ~1 min at 32x32).
 # 32 elements per thread ((2048, 2), (1024, 1), (4096, 4)) spill thousands of times at 32x32 by static
 # count and compile for minutes, so they are not candidates.
-BLOCK_CANDIDATES = ((1024, 4), (2048, 4), (1024, 8), (512, 4), (4096, 8), (512, 2))
+BLOCK_CANDIDATES = ((1024, 4), (2048, 4), (4096, 8), (1024, 8), (512, 4), (512, 2))
 
 
 def block_shape(a: int, block_elems: int) -> tuple[int, int]:
