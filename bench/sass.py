@@ -151,8 +151,7 @@ def profile(mod, s: int, dtype: str, block_elems: int, num_warps: int) -> dict:
             # precision, but for each square root's start (one rsqrt.approx.f32 on bits taken from the float64)
             "f32_params": len(re.findall(r"\.param\s+\.f32", ptx)),
             "f32_ops": len(re.findall(r"\.f32\b", ptx)) - len(re.findall(r"\brsqrt\.approx(?:\.ftz)?\.f32", ptx)),
-            # F2F: float64 <-> float32 conversions, a quarter of the float64 rate on sm_90 (CUDA's throughput
-            # table: 16 per SM and clock, DFMA 64), so each takes as long as 4 float64 operations
+            # F2F: float64 <-> float32 conversions, priced in slots()
             "conv": per.get("F2F", 0), "fp64_cmp": per.get("DSETP", 0), "mio": per.get("mio", 0)}
 
 
@@ -248,8 +247,9 @@ def print_predictions(sizes: list[int], as_json: bool) -> None:
                      **predict(measured, now, s)})
         if not as_json:
             r = rows[-1]
-            print(f"{s}x{s}: {MEASURED} at 1,024 x 4 measured {r['measured_ms']} ms/entry with {r['measured_hot']:.0f} hot "
-                  f"instructions per element-layer: {r['efficiency']:.0%} of the H200's issue rate. This checkout at "
+            print(f"{s}x{s}: {MEASURED} at 1,024 x 4 measured {r['measured_ms']} ms/entry with {r['measured_slots']:.0f} "
+                  f"scheduler cycles per element-layer ({r['measured_hot']:.0f} hot): {r['efficiency']:.0%} of its full rate. "
+                  f"This checkout at "
                   f"{be} x {nw}: {r['hot']:.0f} hot, {r['fp64']:.0f} float64, {4 * r['mio']:.0f} memory-I/O, so "
                   f"{r['slots']:.0f} scheduler cycles -> "
                   f"{r['ms_per_entry']:.3g} ms/entry at that efficiency ({r['speedup']:.2f}x, unmeasured). 5x needs "
