@@ -1,16 +1,30 @@
-"""Benchmark: every GPU number README cites, in one run (under 8 minutes on one H200).
+"""Benchmark: every GPU number README cites, in one run (~10 minutes on one H200, kernel sections ~5).
 
     python bench/gpu.py                       # on a GPU machine: writes docs/gpu-<device>.md
     python bench/gpu.py --smoke --device cpu  # tiny sizes on a CPU (what the tests run)
+    python bench/gpu.py --sections history kernels --sizes 16 32   # some sections, some image sizes
 
-Sections, each measured side by side in this one process:
+On a lent GPU (the `device` tool; its machine has its own torch and Triton, no git history, and
+returns only what is written under $OUT), prepare here, once:
+
+    echo /.device/ >> .git/info/exclude; mkdir -p .device
+    git show a63fa24:src/synsym/ntk/fused_triton.py > .device/fused_triton_a63fa24.py
+
+then run there, carrying .device, with a time limit of ~590 s:
+
+    PYTHONPATH=src python3 bench/gpu.py --against .device/fused_triton_a63fa24.py --out $OUT/gpu.md
+
+The report is rewritten after every section (history first: issue #20's 5x), so a run cut short by
+the limit still returns every section it finished; copy it to docs/gpu-<device>.md.
+
+Sections, each measured side by side in this one process (run in the order --sections gives):
+  history   this checkout's float64 kernel against earlier revisions' (--against; by default a63fa24,
+            the kernel measured on the H200 in ../shared/measurements/h200.md; 231da89 is the last
+            with float64 <-> float32 conversions), on the same inputs: ms per entry and the speed-up
   kernels   the fused Triton kernel vs the eager path on the same device: max relative
             difference in float64 and float32, and ms per kernel entry (one image pair, every
             conv readout, NNGP + NTK) at 8x8, 16x16 and 32x32, depth 8
   blocks    the float64 Triton kernel's ms per entry under each block shape (elements, warps per program)
-  history   this checkout's float64 kernel against earlier revisions' (--against; by default a63fa24,
-            the kernel measured on the H200 in ../shared/measurements/h200.md; 231da89 is the last
-            with float64 <-> float32 conversions), on the same inputs: ms per entry and the speed-up
   roots     the kernel's own float64 square root (float32 rsqrt start, Newton steps) against IEEE
             sqrt (ulp, share equal), and its arccos against torch's, computed on the device
   training  ms per SGD step of the paper grid's stacked seeds (5; S-Dist 10), float32, 32x32
@@ -277,54 +291,102 @@ def imagenet(device: torch.device, p: dict) -> list[dict]:
     return rows
 
 
-def report(name: str, res: dict, seconds: float) -> str:
-    lines = [f"# GPU numbers: {name}", "",
-             f"`python bench/gpu.py` ({seconds / 60:.1f} min; torch {torch.__version__}). Every number below is from this "
-             f"run on {name}.", "", "## Conv-family kernel: fused Triton vs eager (depth {d})".format(d=res["depth"]), "",
+def _md_kernels(res: dict) -> list[str]:
+    lines = ["## Conv-family kernel: fused Triton vs eager (depth {d})".format(d=res["depth"]), "",
              "| image | m | dtype | max rel. diff | Triton ms/entry | eager ms/entry | Triton TFLOP/s |",
              "|---|---|---|---|---|---|---|"]
-    lines += [f"| {r['image']}x{r['image']} | {r['m']} | {r['dtype']} | {r['rel_diff']:.1e} | {r['triton_ms_per_entry']:.4g} | "
-              f"{r['eager_ms_per_entry']:.4g} | {r['tflops_triton']:.2f} |" for r in res["kernels"]]
-    lines += ["", "## Kernel block shapes (float64, fused Triton)", "",
-              "ms per entry per (slice elements, warps) per program, side by side; the fastest per image size belongs in "
-              "`synsym.ntk.fused_triton.GPU_BLOCKS` (in the interpreter the shape does not apply).", "",
-              "| image | m | block elements | warps | max rel. diff | ms/entry | vs 1,024 x 4 (the old default) |",
-              "|---|---|---|---|---|---|---|"]
+    return lines + [f"| {r['image']}x{r['image']} | {r['m']} | {r['dtype']} | {r['rel_diff']:.1e} | "
+                    f"{r['triton_ms_per_entry']:.4g} | {r['eager_ms_per_entry']:.4g} | {r['tflops_triton']:.2f} |"
+                    for r in res["kernels"]]
+
+
+def _md_blocks(res: dict) -> list[str]:
+    lines = ["## Kernel block shapes (float64, fused Triton)", "",
+             "ms per entry per (slice elements, warps) per program, side by side; the fastest per image size belongs in "
+             "`synsym.ntk.fused_triton.GPU_BLOCKS` (in the interpreter the shape does not apply).", "",
+             "| image | m | block elements | warps | max rel. diff | ms/entry | vs the first shape timed |",
+             "|---|---|---|---|---|---|---|"]
     for r in res["blocks"]:
         first = next(q for q in res["blocks"] if q["image"] == r["image"])
         lines.append(f"| {r['image']}x{r['image']} | {r['m']} | {r['block_elems']} | {r['num_warps']} | {r['rel_diff']:.1e} | "
                      f"{r['ms_per_entry']:.4g} | {first['ms_per_entry'] / r['ms_per_entry']:.2f}x |")
-    if res["history"]:
-        lines += ["", "## The kernel against earlier revisions (float64, fused Triton)", "",
-                  "ms per entry of each revision's kernel at its own default block shape, on the same inputs, side by "
-                  "side; the speed-up is this checkout's over that revision (issue #20's target: 5x a63fa24's at "
-                  "16x16 and 32x32).", "",
-                  "| image | m | kernel | max rel. diff | ms/entry | this checkout's speed-up |", "|---|---|---|---|---|---|"]
-        lines += [f"| {r['image']}x{r['image']} | {r['m']} | {r['kernel']} | {r['rel_diff']:.1e} | {r['ms_per_entry']:.4g} | "
-                  f"{r['speedup']:.2f}x |" for r in res["history"]]
-    lines += ["", "## The kernel's square root and arccos, on the device", "", "| what | arguments | value |", "|---|---|---|"]
-    lines += [f"| {r['what']} | {r['n']:,} | {r['value']:.3g} |" for r in res["roots"]]
-    lines += ["", "## Training steps (float32, batch 40, stacked seeds)", "",
-              "ms per step under each speed switch (training.tf32 / channels_last / conv / compile; '-': not applicable "
-              "or not measured); TFLOP/s is today's path.", "",
-              "| architecture | width | seeds | " + " | ".join(VARIANTS) + " | TFLOP/s today | best | speed-up |",
-              "|---|---|---|" + "---|" * len(VARIANTS) + "---|---|---|"]
+    return lines
+
+
+def _md_history(res: dict) -> list[str]:
+    if not res["history"]:
+        return []
+    lines = ["## The kernel against earlier revisions (float64, fused Triton)", "",
+             "ms per entry of each revision's kernel at its own default block shape, on the same inputs, side by "
+             "side; the speed-up is this checkout's over that revision (issue #20's target: 5x a63fa24's at "
+             "16x16 and 32x32).", "",
+             "| image | m | kernel | max rel. diff | ms/entry | this checkout's speed-up |", "|---|---|---|---|---|---|"]
+    return lines + [f"| {r['image']}x{r['image']} | {r['m']} | {r['kernel']} | {r['rel_diff']:.1e} | {r['ms_per_entry']:.4g} | "
+                    f"{r['speedup']:.2f}x |" for r in res["history"]]
+
+
+def _md_roots(res: dict) -> list[str]:
+    lines = ["## The kernel's square root and arccos, on the device", "", "| what | arguments | value |", "|---|---|---|"]
+    return lines + [f"| {r['what']} | {r['n']:,} | {r['value']:.3g} |" for r in res["roots"]]
+
+
+def _md_training(res: dict) -> list[str]:
+    lines = ["## Training steps (float32, batch 40, stacked seeds)", "",
+             "ms per step under each speed switch (training.tf32 / channels_last / conv / compile; '-': not applicable "
+             "or not measured); TFLOP/s is today's path.", "",
+             "| architecture | width | seeds | " + " | ".join(VARIANTS) + " | TFLOP/s today | best | speed-up |",
+             "|---|---|---|" + "---|" * len(VARIANTS) + "---|---|---|"]
     for r in res["training"]:
         ms = " | ".join(f"{r[f'ms_{v}']:.3g}" if f"ms_{v}" in r else "-" for v in VARIANTS)
         lines.append(f"| {r['arch']} | {r['width']} | {r['seeds']} | {ms} | {r['tflops']:.2f} | {r['best']} | "
                      f"{r['speedup']:.2f}x |")
     tot = {v: sum(r.get(f"ms_{v}", r["ms_today"]) for r in res["training"]) for v in VARIANTS}
-    lines += ["", "Summed over the mix (a switch that does not apply counts at today's time): "
-              + ", ".join(f"{v} {tot['today'] / t:.2f}x" for v, t in tot.items())]
-    lines += ["", "## ImageNet", "", "| what | batch | images/s |", "|---|---|---|"]
-    lines += [f"| {r['what']} | {r['batch']} | {r['images_per_s']:.0f} |" for r in res["imagenet"]]
+    return lines + ["", "Summed over the mix (a switch that does not apply counts at today's time): "
+                    + ", ".join(f"{v} {tot['today'] / t:.2f}x" for v, t in tot.items())]
+
+
+def _md_imagenet(res: dict) -> list[str]:
+    return ["## ImageNet", "", "| what | batch | images/s |", "|---|---|---|"] + [
+        f"| {r['what']} | {r['batch']} | {r['images_per_s']:.0f} |" for r in res["imagenet"]]
+
+
+# name: (what measures it, how the report shows it). bench/gpu.py runs them in the order given to
+# --sections (default: this order, issue #20's 5x first), and rewrites the report after each one, so a
+# run cut short by a time limit still returns every section it finished.
+SECTIONS = {"history": (lambda d, p, a: history(d, p, a), _md_history),
+            "kernels": (lambda d, p, a: kernels(d, p), _md_kernels),
+            "roots": (lambda d, p, a: roots(d, p), _md_roots),
+            "blocks": (lambda d, p, a: blocks(d, p), _md_blocks),
+            "training": (lambda d, p, a: training(d, p), _md_training),
+            "imagenet": (lambda d, p, a: imagenet(d, p), _md_imagenet)}
+
+
+def report(name: str, res: dict, seconds: dict) -> str:
+    """The report of the sections in ``res`` (in the order they ran), with each one's minutes."""
+    import triton
+
+    lines = [f"# GPU numbers: {name}", "",
+             f"`python bench/gpu.py` ({sum(seconds.values()) / 60:.1f} min; torch {torch.__version__}, Triton "
+             f"{triton.__version__}). Every number below is from this run on {name}. Sections and their minutes: "
+             + ", ".join(f"{k} {v / 60:.1f}" for k, v in seconds.items()) + "."]
+    for key in seconds:
+        lines += [""] + SECTIONS[key][1](res)
     return "\n".join(lines) + "\n"
+
+
+def write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--smoke", action="store_true", help="tiny sizes (tests; any device)")
+    ap.add_argument("--sections", nargs="+", choices=list(SECTIONS), default=list(SECTIONS),
+                    help="what to measure, in this order (default: all, in this order)")
+    ap.add_argument("--sizes", nargs="+", type=int, help="image sizes of the kernel sections (default: 8 16 32)")
     ap.add_argument("--blocks", type=int, help="how many of fused_triton.BLOCK_CANDIDATES to time "
                     "(default 4: each compiles for ~1 min at 32x32)")
     ap.add_argument("--out", help="the report (default docs/gpu-<device name>.md)")
@@ -333,18 +395,25 @@ def main(argv: list[str] | None = None) -> None:
                     "with a note where this checkout has no git history)")
     a = ap.parse_args(argv)
     device = resolve_device(a.device)
-    against = {spec: history_mod.load(spec) for spec in a.against} if a.against is not None else default_against()
     p = dict(SMOKE if a.smoke else FULL)
+    if a.sizes:
+        known = [s for s, _ in p["kernel_sizes"]]
+        if bad := sorted(set(a.sizes) - set(known)):
+            raise SystemExit(f"bench/gpu.py: --sizes {bad} unknown; this preset has {known}")
+        p["kernel_sizes"] = [(s, m) for s, m in p["kernel_sizes"] if s in a.sizes]
+    against = {}
+    if "history" in a.sections:
+        against = {spec: history_mod.load(spec) for spec in a.against} if a.against is not None else default_against()
     p["blocks"] = a.blocks or p["blocks"]
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({os.cpu_count()} cores)"
-    t0 = time.perf_counter()
-    res = {"depth": p["depth"], "kernels": kernels(device, p), "blocks": blocks(device, p),
-           "history": history(device, p, against), "roots": roots(device, p),
-           "training": training(device, p),
-           "imagenet": imagenet(device, p)}
     out = Path(a.out) if a.out else ROOT / "docs" / f"gpu-{name.replace(' ', '-')}.md"
-    out.write_text(report(name, res, time.perf_counter() - t0))
-    print(f"wrote {out}", file=sys.stderr)
+    res, seconds = {"depth": p["depth"]}, {}
+    for key in a.sections:
+        t0 = time.perf_counter()
+        res[key] = SECTIONS[key][0](device, p, against)
+        seconds[key] = time.perf_counter() - t0
+        write_atomic(out, report(name, res, seconds))
+        print(f"bench/gpu.py: {key} took {seconds[key] / 60:.1f} min; wrote {out}", file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":

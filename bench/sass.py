@@ -152,7 +152,9 @@ def profile(mod, s: int, dtype: str, block_elems: int, num_warps: int) -> dict:
             "f32_params": len(re.findall(r"\.param\s+\.f32", ptx)),
             "f32_ops": len(re.findall(r"\.f32\b", ptx)) - len(re.findall(r"\brsqrt\.approx(?:\.ftz)?\.f32", ptx)),
             # F2F: float64 <-> float32 conversions, priced in slots()
-            "conv": per.get("F2F", 0), "fp64_cmp": per.get("DSETP", 0), "mio": per.get("mio", 0)}
+            "conv": per.get("F2F", 0), "fp64_cmp": per.get("DSETP", 0), "mio": per.get("mio", 0),
+            # unary minus on a float (fused_triton._neg says why the kernel has none)
+            "negf": len(re.findall(r"\barith\.negf\b", c9.asm["ttir"]))}
 
 
 # The float64 kernel measured on one NVIDIA H200, ms per entry at depth 8 with blocks of 1,024 elements on
@@ -160,6 +162,9 @@ def profile(mod, s: int, dtype: str, block_elems: int, num_warps: int) -> dict:
 # scalar arguments), and that GPU's rates: thread instructions issued per second (132 SMs x 4 schedulers
 # x 32 lanes x 1.98 GHz) and float64 lane operations per second (64 per SM and clock).
 H200_MS = {8: 0.00059, 16: 0.0150, 32: 0.287}
+# The Triton that compiled it there (and that the H200 image still has): its code differs from the pinned
+# Triton's (fused_triton._neg), so predictions are best counted under it (README: "Which Triton").
+H200_TRITON = "3.6.0"
 H200_ISSUE, H200_FP64 = 132 * 4 * 32 * 1.98e9, 132 * 64 * 1.98e9
 H200_SM_CYCLES = 132 * 1.98e9  # each SM's memory-I/O path: one of row["mio"]'s cycles each
 MEASURED = "a63fa24"
@@ -217,7 +222,10 @@ def main() -> None:
                           for name, mod in mods.items()]))
         return
     cols = ("instr", "hot", "fp64", "conv", "mio", "int", "shfl", "shared", "spill", "div", "sqrt", "branches", "regs", "warps")
-    print("per element-layer on sm_90 (H200), static SASS counts; warps = resident warps per SM at that register count")
+    import triton
+
+    print(f"per element-layer on sm_90 (H200), static SASS counts by Triton {triton.__version__} (the H200 image has "
+          f"{H200_TRITON}); warps = resident warps per SM at that register count")
     print(f"{'kernel':>10} {'size':>5} {'dtype':>8} {'block':>6} {'nw':>3} " + " ".join(f"{c:>7}" for c in cols))
     for s in args.sizes:
         for dt in args.dtypes:
@@ -235,7 +243,11 @@ def main() -> None:
 
 def print_predictions(sizes: list[int], as_json: bool) -> None:
     """README's "What the counts say about the 5x target", recomputed."""
+    import triton
+
     this, old = load(None), load(MEASURED)
+    if not as_json:
+        print(f"counted by Triton {triton.__version__}; the H200 ran and has {H200_TRITON}")
     rows = []
     for s in sizes:
         be, nw = this.GPU_BLOCKS.get(s, this.DEFAULT_BLOCK)

@@ -56,6 +56,22 @@ def test_gpu_bench_runs_its_every_section(tmp_path):
         assert "no earlier kernels to time" in p.stderr, p.stderr[-2000:]
 
 
+def test_gpu_bench_runs_chosen_sections_in_order(tmp_path):
+    """--sections and --sizes: only those sections, in that order, each in the report as soon as it is done
+    (a device run cut short by its time limit keeps what it finished); an unknown size stops at once."""
+    out = tmp_path / "gpu.md"
+    cmd = [sys.executable, str(ROOT / "bench/gpu.py"), "--smoke", "--device", "cpu", "--out", str(out)]
+    p = subprocess.run(cmd + ["--sections", "roots", "kernels", "--sizes", "4"], capture_output=True, text=True,
+                       timeout=600, cwd=ROOT)
+    assert p.returncode == 0, p.stderr[-3000:]
+    text = out.read_text()
+    assert 0 < text.index("## The kernel's square root") < text.index("## Conv-family kernel"), text
+    assert "## Training steps" not in text and "## Kernel block shapes" not in text and "| 8x8 |" not in text, text
+    assert [ln.split()[1] for ln in p.stderr.splitlines() if " took " in ln] == ["roots", "kernels"], p.stderr
+    p = subprocess.run(cmd + ["--sizes", "5"], capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert p.returncode != 0 and p.stderr.strip().splitlines()[-1] == "bench/gpu.py: --sizes [5] unknown; this preset has [4, 8]"
+
+
 @pytest.mark.slow
 def test_max_lr_bench_brackets_the_largest_c(tmp_path):
     """bench/max_lr.py at a tiny budget: each row's c_max trains and c_fail does not (a bracket, or

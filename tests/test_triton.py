@@ -210,9 +210,12 @@ def test_compiled_float64_kernel_has_no_float32(compiled):
     did 7 .f32 operations each). Nor does it convert between float64 and float32 (F2F, a quarter of the
     float64 rate on sm_90): the roots' starts move bits with integer operations (231da89: 6 conversions
     per element-layer). At most one float64 comparison per element-layer (|c| > 1, which keeps NaN):
-    the sign of c and the arc-cosine's |c| >= 1/2 are integer tests of their bits (231da89: 3)."""
+    the sign of c and the arc-cosine's |c| >= 1/2 are integer tests of their bits (231da89: 3). No
+    unary minus on a float either (3b84bd2: 5 a layer): Triton 3.6.0, the H200 image's, makes it a float64
+    addition (fused_triton._neg)."""
     row = compiled["float64"]
     assert row["f32_params"] == 0 and row["f32_ops"] == 0 and row["conv"] == 0.0 and row["fp64_cmp"] <= 1.0, row
+    assert row["negf"] == 0, row
     assert compiled["float32"]["f32_params"] == 0
 
 

@@ -67,6 +67,16 @@ def _r(z):
 
 
 @triton.jit
+def _neg(x):
+    """-x as LLVM's fneg, which a float64 fused multiply-add takes as a sign on its operand, in every Triton.
+    Triton 3.6.0 (the H200 image's, the one its measurement used) compiles unary minus to 0.0 - x, a
+    float64 addition nothing may drop (0.0 - 0.0 is +0.0, not -0.0): 3 float64 operations per
+    element-layer, by bench/sass.py under that Triton (3.9.0 emits fneg). x * -1.0 is exactly -x, and
+    LLVM turns it into fneg under both. (-0.0 - x would be too, but 3.6.0 makes the literal +0.0.)"""
+    return x * -1.0
+
+
+@triton.jit
 def _sqrt_from(v, s, h):
     """sqrt(v) within 1 ulp from rough s ~ sqrt(v) and h ~ 1 / (2 sqrt(v)) (relative errors up to 2^-21
     will do, 2^-20 not quite; float32's rsqrt is within ~2^-22.6): two Newton steps s += (v - s^2) h,
@@ -76,7 +86,7 @@ def _sqrt_from(v, s, h):
     step would round correctly but for ~1 in 2^40, for 2 more float64 operations per root on the
     kernel's busiest pipe."""
     for _ in tl.static_range(2):
-        s = tl.fma(tl.fma(-s, s, v), h, s)
+        s = tl.fma(tl.fma(_neg(s), s, v), h, s)
     return s
 
 
@@ -201,7 +211,10 @@ def _conv_stack_kernel(
     # each image's pixel scales and reciprocals, (L, 2, A) rows: one address per element for the whole
     # depth, each layer's two values at constant offsets (no address arithmetic in the loop), and pixel-minor,
     # so a warp's lanes (consecutive pixels) read consecutive addresses: 2 cache lines per load, not 32
-    p1, p2 = sc1_ptr + i * (2 * L * A) + ac, sc2_ptr + j * (2 * L * A) + b
+    # (image i's row is broadcast to the (offset, pixel) block before it is loaded: Triton 3.6.0, the H200
+    # image's, gives a (1, AP) load a register layout of its own and converts it through shared memory every
+    # layer, 2 shared accesses per element-layer; 3.9.0 compiles either form to the same code)
+    p1, p2 = tl.broadcast_to(sc1_ptr + i * (2 * L * A) + ac, (BD, AP)), sc2_ptr + j * (2 * L * A) + b
     exact = (delta == 0) & (i == j) & SYM
     for layer in tl.static_range(L):
         kb, ntk = _boxes(k, ntk, up, dn, lf, rt, SCALE * INV_TWO_PI, SB2)
@@ -214,7 +227,7 @@ def _conv_stack_kernel(
         ta = _arc(ax)
         # u = (pi - acos c) sign(c): pi - acos c is ta for c < 0 and pi - ta otherwise, so
         # |u| = pi - acos c and ax u = (pi - acos c) c; no pi - (pi - ...) cancellation near c = -1
-        u = tl.where(_negative(x), -ta, PI - ta)
+        u = tl.where(_negative(x), _neg(ta), PI - ta)
         sn = _sqrt(1.0 - ax * ax)  # >= 0 as computed: ax <= 1, so ax * ax <= 1 after rounding too
         k = (sn + ax * u) * q
         ntk = ntk * tl.abs(u)
