@@ -1,4 +1,5 @@
-"""Benchmark: every GPU number README cites, in one run (~10 minutes on one H200, kernel sections ~5).
+"""Benchmark: every GPU number README cites, in one run: an estimated 6-8 minutes on one H200, ~4 of them
+compiling kernels (by compile times measured on a CPU for sm_90 under its Triton 3.6.0; not yet timed there).
 
     python bench/gpu.py                       # on a GPU machine: writes docs/gpu-<device>.md
     python bench/gpu.py --smoke --device cpu  # tiny sizes on a CPU (what the tests run)
@@ -99,6 +100,22 @@ def timed(fn, device: torch.device, repeat: int = 3) -> float:
         sync(device)
         best = min(best, time.perf_counter() - t0)
     return best
+
+
+def ms_per_step(run, device: torch.device, max_steps: int, budget_s: float = 1.0) -> float:
+    """ms per step of ``run(k)`` (k training steps): 2 warm-up steps (the first one's cuDNN choice or
+    torch.compile is not timed), 2 more to estimate, then as many timed steps as fit in ~budget_s,
+    3 to max_steps. A fixed 20 would take minutes on the grid's widest stacks (2-3 s a step)."""
+    run(2)
+    sync(device)
+    t0 = time.perf_counter()
+    run(2)
+    sync(device)
+    k = int(min(max_steps, max(3, budget_s * 2 / max(time.perf_counter() - t0, 1e-9))))
+    t0 = time.perf_counter()
+    run(k)
+    sync(device)
+    return 1e3 * (time.perf_counter() - t0) / k
 
 
 def max_rel(got: dict, want: dict, s: int) -> float:
@@ -211,6 +228,15 @@ VARIANTS = {"today": {}, "tf32": {"tf32": True}, "tf32+nhwc": {"tf32": True, "ch
 CONV_ONLY = ("tf32+nhwc", "tf32+per_seed")
 
 
+def _train_steps(spec, params: dict, data: dict, depth: int, lr: torch.Tensor, batches: np.ndarray, switches: dict,
+                 k: int) -> None:
+    """k SGD steps of a stack of seeds (batch 40, no evaluation) under the speed switches."""
+    from synsym.finite import training as TR
+
+    cfg = TR.TrainConfig(max_steps=k, eval_every=10**9, batch_size=40, **switches)
+    TR.train(spec, params, data, depth, lr, 0.0, batches[:, :k], cfg, log=lambda _: None)
+
+
 def training(device: torch.device, p: dict) -> list[dict]:
     """ms per SGD step of each stack of the paper grid's mix, under each speed switch (VARIANTS);
     torch.compile only where launches dominate (the nets in p["compile"])."""
@@ -230,11 +256,9 @@ def training(device: torch.device, p: dict) -> list[dict]:
         for name, switches in VARIANTS.items():
             if (name in CONV_ONLY and spec.body != "conv") or (name == "tf32+compile" and (arch, width) not in p["compile"]):
                 continue
-            cfg = TR.TrainConfig(max_steps=p["steps"], eval_every=10**9, batch_size=40, **switches)
             params = M.init_params(spec, width, p["depth"], s, seeds, 0, torch.float32, device)
-            secs = timed(partial(TR.train, spec, params, data, p["depth"], lr, 0.0, batches, cfg, log=lambda _: None),
-                         device, 1)
-            row[f"ms_{name}"] = 1e3 * secs / p["steps"]
+            run = partial(_train_steps, spec, params, data, p["depth"], lr, batches, switches)
+            row[f"ms_{name}"] = ms_per_step(run, device, p["steps"])
         best = min((k for k in row if k.startswith("ms_")), key=row.get)
         row.update(ms_per_step=row["ms_today"], tflops=flops / (row["ms_today"] * 1e-3) / 1e12, best=best[3:],
                    speedup=row["ms_today"] / row[best])
