@@ -213,7 +213,7 @@ def _conv_stack_kernel(
     # so a warp's lanes (consecutive pixels) read consecutive addresses: 2 cache lines per load, not 32
     # (image i's row is broadcast to the (offset, pixel) block before it is loaded: Triton 3.6.0, the H200
     # image's, gives a (1, AP) load a register layout of its own and converts it through shared memory every
-    # layer, 2 shared accesses per element-layer; 3.9.0 compiles either form to the same code)
+    # layer: 2.5 shared accesses and a barrier per element-layer; 3.9.0 compiles either form to the same code)
     p1, p2 = tl.broadcast_to(sc1_ptr + i * (2 * L * A) + ac, (BD, AP)), sc2_ptr + j * (2 * L * A) + b
     exact = (delta == 0) & (i == j) & SYM
     for layer in tl.static_range(L):
