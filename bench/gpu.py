@@ -181,13 +181,14 @@ def blocks(device: torch.device, p: dict) -> list[dict]:
     return rows
 
 
-def history(device: torch.device, p: dict, against: dict) -> list[dict]:
-    """ms per entry of the float64 kernel of this checkout and of each earlier revision in ``against``
+def history(device: torch.device, p: dict) -> list[dict]:
+    """ms per entry of the float64 kernel of this checkout and of each earlier revision in p["against"]
     ({spec: module}, bench/history.py), each at its own default block shape, on the same inputs and
     through the same engine code, side by side; each also checked against the eager path. Issue #20's
     target is 5x a63fa24's speed at 32x32 and 16x16: the speed-up column against a63fa24, measured."""
     from synsym.ntk import engine as E
 
+    against = p["against"]
     if not against:
         return []
     rows = []
@@ -388,12 +389,8 @@ def _md_imagenet(res: dict) -> list[str]:
 # name: (what measures it, how the report shows it). bench/gpu.py runs them in the order given to
 # --sections (default: this order, issue #20's 5x first), and rewrites the report after each one, so a
 # run cut short by a time limit still returns every section it finished.
-SECTIONS = {"history": (lambda d, p, a: history(d, p, a), _md_history),
-            "kernels": (lambda d, p, a: kernels(d, p), _md_kernels),
-            "roots": (lambda d, p, a: roots(d, p), _md_roots),
-            "blocks": (lambda d, p, a: blocks(d, p), _md_blocks),
-            "training": (lambda d, p, a: training(d, p), _md_training),
-            "imagenet": (lambda d, p, a: imagenet(d, p), _md_imagenet)}
+SECTIONS = {"history": (history, _md_history), "kernels": (kernels, _md_kernels), "roots": (roots, _md_roots),
+            "blocks": (blocks, _md_blocks), "training": (training, _md_training), "imagenet": (imagenet, _md_imagenet)}
 
 
 def report(name: str, res: dict, seconds: dict) -> str:
@@ -436,16 +433,17 @@ def main(argv: list[str] | None = None) -> None:
         if bad := sorted(set(a.sizes) - set(known)):
             raise SystemExit(f"bench/gpu.py: --sizes {bad} unknown; this preset has {known}")
         p["kernel_sizes"] = [k for k in p["kernel_sizes"] if k[0] in a.sizes]
-    against = {}
+    p["against"] = {}
     if "history" in a.sections:
-        against = {spec: history_mod.load(spec) for spec in a.against} if a.against is not None else default_against()
+        p["against"] = ({spec: history_mod.load(spec) for spec in a.against} if a.against is not None
+                        else default_against())
     p["blocks"] = a.blocks or p["blocks"]
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({os.cpu_count()} cores)"
     out = Path(a.out) if a.out else ROOT / "docs" / f"gpu-{name.replace(' ', '-')}.md"
     res, seconds = {"depth": p["depth"]}, {}
     for key in a.sections:
         t0 = time.perf_counter()
-        res[key] = SECTIONS[key][0](device, p, against)
+        res[key] = SECTIONS[key][0](device, p)
         seconds[key] = time.perf_counter() - t0
         write_atomic(out, report(name, res, seconds))
         print(f"bench/gpu.py: {key} took {seconds[key] / 60:.1f} min; wrote {out}", file=sys.stderr, flush=True)
