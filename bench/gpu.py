@@ -126,12 +126,30 @@ def max_rel(got: dict, want: dict, s: int) -> float:
                for a in E.CONV_MEMBERS if (A.get(a).pool or 0) <= s for i in range(2))
 
 
-def images(m: int, s: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """m random s x s x 3 images, the same in every section. Each section checks the fused kernel against
-    the eager path on the first m_eager of them (p["kernel_sizes"]' third entry): the eager path holds
-    several (pairs, d, d) tensors, 34 GB each in float64 at the full m (2^32 entries), which would not fit
-    on one GPU; at m_eager they are ~2 GB."""
-    return torch.as_tensor(np.random.default_rng(0).standard_normal((m, s, s, 3)), dtype=dtype, device=device)
+_CASES: dict = {}
+
+
+def case(s: int, m: int, me: int, dtype: torch.dtype, device: torch.device, depth: int) -> tuple:
+    """(x, w, want) of one kernel size: m random s x s x 3 images, the readout weights, and the eager path's
+    readouts of the first me of them, computed once per run and shared by the sections that check the fused
+    kernel against them. Only me images: the eager path holds several (pairs, d, d) tensors, 34 GB each in
+    float64 at the full m (2^32 entries), which would not fit on one GPU; at me they are ~2 GB."""
+    key = (s, m, me, dtype, str(device), depth)
+    if key not in _CASES:
+        from synsym.ntk import engine as E
+
+        x = torch.as_tensor(np.random.default_rng(0).standard_normal((m, s, s, 3)), dtype=dtype, device=device)
+        w = E.readout_weights(s, dtype, device)
+        _CASES[key] = x, w, E.conv_block(x[:me], None, depth, w, "eager")
+    return _CASES[key]
+
+
+def rel_to_eager(x: torch.Tensor, w: torch.Tensor, want: dict, depth: int) -> float:
+    """The fused kernel's largest relative difference from ``want`` (case()'s eager readouts) on the same images."""
+    from synsym.ntk import engine as E
+
+    me = next(iter(want.values()))[0].shape[0]
+    return max_rel(E.conv_block(x[:me], None, depth, w, "triton"), want, x.shape[1])
 
 
 def kernels(device: torch.device, p: dict) -> list[dict]:
@@ -140,11 +158,9 @@ def kernels(device: torch.device, p: dict) -> list[dict]:
     rows = []
     for s, m, me in p["kernel_sizes"]:
         for dt in (torch.float64, torch.float32):
-            x = images(m, s, dt, device)
-            w = E.readout_weights(s, dt, device)
-            want = E.conv_block(x[:me], None, p["depth"], w, "eager")
-            rel = max_rel(E.conv_block(x[:me], None, p["depth"], w, "triton"), want, s)
-            row = {"image": s, "m": m, "m_eager": me, "dtype": str(dt).split(".")[1], "rel_diff": rel}
+            x, w, want = case(s, m, me, dt, device, p["depth"])
+            row = {"image": s, "m": m, "m_eager": me, "dtype": str(dt).split(".")[1],
+                   "rel_diff": rel_to_eager(x, w, want, p["depth"])}
             for impl, n in (("triton", m), ("eager", me)):
                 secs = timed(partial(E.conv_block, x[:n], None, p["depth"], w, impl), device, 2)
                 row[f"{impl}_ms_per_entry"] = 1e3 * secs / (n * n)
@@ -163,13 +179,11 @@ def blocks(device: torch.device, p: dict) -> list[dict]:
 
     rows = []
     for s, m, me in p["kernel_sizes"]:
-        x = images(m, s, torch.float64, device)
-        w = E.readout_weights(s, torch.float64, device)
-        want = E.conv_block(x[:me], None, p["depth"], w, "eager")
+        x, w, want = case(s, m, me, torch.float64, device, p["depth"])
         saved = FT.GPU_BLOCKS.get(s)
         for cand in FT.BLOCK_CANDIDATES[: p["blocks"]]:
             FT.GPU_BLOCKS[s] = cand
-            rel = max_rel(E.conv_block(x[:me], None, p["depth"], w, "triton"), want, s)
+            rel = rel_to_eager(x, w, want, p["depth"])
             secs = timed(partial(E.conv_block, x, None, p["depth"], w, "triton"), device, 2)
             rows.append({"image": s, "m": m, "block_elems": cand[0], "num_warps": cand[1], "rel_diff": rel,
                          "ms_per_entry": 1e3 * secs / (m * m)})
@@ -194,14 +208,12 @@ def history(device: torch.device, p: dict) -> list[dict]:
     rows = []
     today = E.triton_kernel()
     for s, m, me in p["kernel_sizes"]:
-        x = images(m, s, torch.float64, device)
-        w = E.readout_weights(s, torch.float64, device)
-        want = E.conv_block(x[:me], None, p["depth"], w, "eager")
+        x, w, want = case(s, m, me, torch.float64, device, p["depth"])
         ms = {}
         for name, mod in {"this checkout": today, **against}.items():
             E._TRITON["mod"] = mod
             try:
-                rel = max_rel(E.conv_block(x[:me], None, p["depth"], w, "triton"), want, s)
+                rel = rel_to_eager(x, w, want, p["depth"])
                 ms[name] = 1e3 * timed(partial(E.conv_block, x, None, p["depth"], w, "triton"), device, 2) / (m * m)
             finally:
                 E._TRITON["mod"] = today
