@@ -67,7 +67,10 @@ def compile_kernel(mod, s: int, dtype: str, depth: int, block_elems: int, num_wa
         else:  # runtime scalars: the image counts are ints, anything else a Python float (typed fp32)
             sig[p.name] = "i32" if p.name in ("n1", "n2") else "fp32"
     src = ASTSource(fn=kernel, signature=sig, constexprs=consts)
-    return triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": num_warps})
+    # the compile options conv_stack launches with; revisions before fused_triton.LAUNCH compiled with
+    # Triton's default then, fused multiply-adds on (3.10 turns that default off)
+    options = {"num_warps": num_warps, "enable_fp_fusion": True, **getattr(mod, "LAUNCH", {})}
+    return triton.compile(src, target=GPUTarget("cuda", 90, 32), options=options)
 
 
 def opcodes(sass: str) -> list[tuple[str, bool]]:

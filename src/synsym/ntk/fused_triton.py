@@ -249,6 +249,11 @@ def _conv_stack_kernel(
 # can tell: bench/gpu.py times the first BLOCK_CANDIDATES side by side and prints the fastest.
 GPU_BLOCKS: dict[int, tuple[int, int]] = {8: (512, 4), 16: (1024, 8), 32: (4096, 8)}
 DEFAULT_BLOCK = (1024, 4)
+# Compile options every launch passes. Fused multiply-adds pinned on: Triton 3.9.0 fuses by default but
+# warns that 3.10 will not, and unfused the float64 kernel does 69 float64 operations per element-layer
+# instead of 50, with 92 registers instead of 79 at 16x16 (bench/sass.py under TRITON_DEFAULT_FP_FUSION=0).
+# The roots' Newton steps are explicit tl.fma either way; the interpreter fuses nothing.
+LAUNCH = {"enable_fp_fusion": True}
 # What bench/gpu.py times, in this order (it takes the first few: each shape compiles for ~1 min at 32x32).
 # 32 elements per thread ((2048, 2), (1024, 1), (4096, 4)) spill thousands of times at 32x32 by static
 # count and compile for minutes, so they are not candidates.
@@ -303,7 +308,7 @@ def conv_stack(
     sc1, sc2 = (torch.stack((sv, 1.0 / sv), 1).permute(2, 0, 1, 3).contiguous() for sv in (sv1, sv2))
     _conv_stack_kernel[(n1 * n2, nb)](
         f1, f2, sc1, sc2, w, pk, pt, n2, SCALE=sw2 / 9.0, SB2=float(sb2),
-        S=s, C=C, L=L, R=R, AP=ap, BD=bd, SYM=bool(sym), num_warps=num_warps,
+        S=s, C=C, L=L, R=R, AP=ap, BD=bd, SYM=bool(sym), num_warps=num_warps, **LAUNCH,
     )
     return pk.sum(1), pt.sum(1)
 
@@ -320,7 +325,7 @@ def acos(x: torch.Tensor) -> torch.Tensor:
     """The kernel's own arc-cosine (_arc with the sign put back), elementwise, to test against torch.arccos."""
     x = x.contiguous()
     y = torch.empty_like(x)
-    _acos_kernel[(triton.cdiv(x.numel(), 1024),)](x, y, x.numel(), BLOCK=1024)
+    _acos_kernel[(triton.cdiv(x.numel(), 1024),)](x, y, x.numel(), BLOCK=1024, **LAUNCH)
     return y
 
 
@@ -337,5 +342,5 @@ def sqrt(x: torch.Tensor, start_error: float = 0.0) -> torch.Tensor:
     _sqrt_from started from float32's root and rsqrt times (1 + start_error): a worse start than the GPU's."""
     x = x.contiguous()
     y = torch.empty_like(x)
-    _sqrt_kernel[(triton.cdiv(x.numel(), 1024),)](x, y, x.numel(), START_ERROR=float(start_error), BLOCK=1024)
+    _sqrt_kernel[(triton.cdiv(x.numel(), 1024),)](x, y, x.numel(), START_ERROR=float(start_error), BLOCK=1024, **LAUNCH)
     return y
