@@ -172,7 +172,7 @@ def kernels(device: torch.device, p: dict) -> list[dict]:
 
 def blocks(device: torch.device, p: dict) -> list[dict]:
     """ms per entry of the float64 Triton kernel under each (slice elements, warps) per program of
-    fused_triton.BLOCK_CANDIDATES, side by side, with its difference from the eager path; the best goes
+    fused_triton.block_candidates(s), side by side, with its difference from the eager path; the best goes
     into fused_triton.GPU_BLOCKS. In the interpreter (no GPU) the block shape does not apply."""
     from synsym.ntk import engine as E
     from synsym.ntk import fused_triton as FT
@@ -181,7 +181,7 @@ def blocks(device: torch.device, p: dict) -> list[dict]:
     for s, m, me in p["kernel_sizes"]:
         x, w, want = case(s, m, me, torch.float64, device, p["depth"])
         saved = FT.GPU_BLOCKS.get(s)
-        for cand in FT.BLOCK_CANDIDATES[: p["blocks"]]:
+        for cand in FT.block_candidates(s)[: p["blocks"]]:
             FT.GPU_BLOCKS[s] = cand
             rel = rel_to_eager(x, w, want, p["depth"])
             secs = timed(partial(E.conv_block, x, None, p["depth"], w, "triton"), device, 2)
@@ -431,7 +431,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--sections", nargs="+", choices=list(SECTIONS), default=list(SECTIONS),
                     help="what to measure, in this order (default: all, in this order)")
     ap.add_argument("--sizes", nargs="+", type=int, help="image sizes of the kernel sections (default: 8 16 32)")
-    ap.add_argument("--blocks", type=int, help="how many of fused_triton.BLOCK_CANDIDATES to time "
+    ap.add_argument("--blocks", type=int, help="how many of fused_triton.block_candidates(size) to time "
                     "(default 4: each compiles for ~1 min at 32x32)")
     ap.add_argument("--out", help="the report (default docs/gpu-<device name>.md)")
     ap.add_argument("--against", nargs="*", help="earlier kernels to time beside this checkout's: git revisions or "

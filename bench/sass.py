@@ -3,6 +3,7 @@
     python bench/sass.py                          # this checkout: 8x8, 16x16, 32x32, float64 and float32
     python bench/sass.py --against a63fa24        # side by side with the kernel of another commit
     python bench/sass.py --sizes 16 --dtypes float64 --block-elems 512 1024
+    python bench/sass.py --tuned                  # each size at the shape a GPU runs (fused_triton.GPU_BLOCKS)
     python bench/sass.py --predict                # what the H200 measurement of a63fa24 predicts for this kernel
 
 Triton compiles ``synsym.ntk.fused_triton._conv_stack_kernel`` for an sm_90 target and assembles it
@@ -16,7 +17,9 @@ slow-path call); the registers per thread and the warps an SM can then hold (65,
 most 64 warps). Per-layer counts are exact: the layer loop is unrolled, so (count at L = 9 - count
 at L = 1) / (8 x elements per thread) leaves out the prologue (loading pixels) and the epilogue
 (readout sums). Issue #20 asks to work from such counts; time per entry needs a GPU (bench/gpu.py).
-Static counts are a proxy for speed, not a measurement of it.
+Static counts are a proxy for speed, not a measurement of it. The kernel is compiled as a launch on
+torch tensors compiles it: every pointer argument 16-byte aligned (Triton specializes on that, and
+the loads' register layouts follow from it), fused multiply-adds as fused_triton.LAUNCH asks.
 """
 
 from __future__ import annotations
@@ -54,7 +57,8 @@ def compile_kernel(mod, s: int, dtype: str, depth: int, block_elems: int, num_wa
 
     kernel = mod._conv_stack_kernel
     ap, bd = block_shape(s * s, block_elems)
-    values = {"SCALE": 2.0 / 9.0, "SB2": 0.0, "S": s, "C": 3, "L": depth, "R": 4, "AP": ap, "BD": bd, "SYM": True}
+    values = {"SCALE": 2.0 / 9.0, "SB2": 0.0, "S": s, "C": 3, "L": depth, "R": 4, "AP": ap, "BD": bd, "SYM": True,
+              "E": mod.layout_elems(ap, bd, num_warps) if hasattr(mod, "layout_elems") else 1}
     ptr = {"float64": "*fp64", "float32": "*fp32"}[dtype]
     sig, consts = {}, {}
     for i, p in enumerate(kernel.params):
@@ -62,11 +66,15 @@ def compile_kernel(mod, s: int, dtype: str, depth: int, block_elems: int, num_wa
             if p.name not in values:
                 raise SystemExit(f"bench/sass.py: unknown constexpr {p.name} of {kernel.fn.__name__}; known: {sorted(values)}")
             sig[p.name], consts[(i,)] = "constexpr", values[p.name]
+        elif p.name == "ok_ptr":  # the (offset, pixel) mask, one byte an element
+            sig[p.name] = "*i8"
         elif p.name.endswith("_ptr"):
             sig[p.name] = "*fp64" if p.name in ("w_ptr", "pk_ptr", "pt_ptr") else ptr
         else:  # runtime scalars: the image counts are ints, anything else a Python float (typed fp32)
             sig[p.name] = "i32" if p.name in ("n1", "n2") else "fp32"
-    src = ASTSource(fn=kernel, signature=sig, constexprs=consts)
+    # a launch on torch tensors marks each pointer 16-byte aligned (torch allocates on 256-byte boundaries)
+    attrs = {(i,): [["tt.divisibility", 16]] for i, p in enumerate(kernel.params) if p.name.endswith("_ptr")}
+    src = ASTSource(fn=kernel, signature=sig, constexprs=consts, attrs=attrs)
     # the compile options conv_stack launches with; revisions before fused_triton.LAUNCH compiled with
     # Triton's default then, fused multiply-adds on (3.10 turns that default off)
     options = {"num_warps": num_warps, "enable_fp_fusion": True, **getattr(mod, "LAUNCH", {})}
@@ -209,6 +217,7 @@ def main() -> None:
     p.add_argument("--dtypes", nargs="+", default=["float64", "float32"], choices=["float64", "float32"])
     p.add_argument("--block-elems", nargs="+", type=int, default=[1024])
     p.add_argument("--num-warps", nargs="+", type=int, default=[4])
+    p.add_argument("--tuned", action="store_true", help="each size at this checkout's GPU_BLOCKS shape instead")
     p.add_argument("--against", help="git revision whose kernel to count side by side (ratios: it / this checkout)")
     p.add_argument("--json", action="store_true", help="one JSON line of every profile (for tests)")
     p.add_argument("--predict", action="store_true", help=f"float64: this checkout's kernel (at its GPU_BLOCKS shape) "
@@ -219,10 +228,15 @@ def main() -> None:
     mods = {"this": load(None)}
     if args.against:
         mods[args.against] = load(args.against)
+
+    def shapes(s: int) -> list[tuple[int, int]]:
+        if args.tuned:
+            return [mods["this"].GPU_BLOCKS.get(s, mods["this"].DEFAULT_BLOCK)]
+        return [(be, nw) for be in args.block_elems for nw in args.num_warps]
+
     if args.json:
         print(json.dumps([{"kernel": name, "size": s, "dtype": dt, "block": be, "num_warps": nw, **profile(mod, s, dt, be, nw)}
-                          for s in args.sizes for dt in args.dtypes for be in args.block_elems for nw in args.num_warps
-                          for name, mod in mods.items()]))
+                          for s in args.sizes for dt in args.dtypes for be, nw in shapes(s) for name, mod in mods.items()]))
         return
     cols = ("instr", "hot", "fp64", "conv", "mio", "int", "shfl", "shared", "spill", "div", "sqrt", "branches", "regs", "warps")
     import triton
@@ -232,16 +246,15 @@ def main() -> None:
     print(f"{'kernel':>10} {'size':>5} {'dtype':>8} {'block':>6} {'nw':>3} " + " ".join(f"{c:>7}" for c in cols))
     for s in args.sizes:
         for dt in args.dtypes:
-            for be in args.block_elems:
-                for nw in args.num_warps:
-                    got = {name: profile(mod, s, dt, be, nw) for name, mod in mods.items()}
-                    for name, r in got.items():
-                        print(f"{name[-10:]:>10} {s:>5} {dt:>8} {be:>6} {nw:>3} " + " ".join(f"{r[c]:>7.1f}" for c in cols))
-                    if args.against:
-                        old, new = got[args.against], got["this"]
-                        print(f"{'ratio':>10} {s:>5} {dt:>8} {be:>6} {nw:>3} instructions {old['instr'] / new['instr']:.2f}x fewer, "
-                              f"hot {old['hot'] / new['hot']:.2f}x, "
-                              f"fp64 {old['fp64'] / max(new['fp64'], 1e-9):.2f}x, warps/SM {new['warps']}/{old['warps']}")
+            for be, nw in shapes(s):
+                got = {name: profile(mod, s, dt, be, nw) for name, mod in mods.items()}
+                for name, r in got.items():
+                    print(f"{name[-10:]:>10} {s:>5} {dt:>8} {be:>6} {nw:>3} " + " ".join(f"{r[c]:>7.1f}" for c in cols))
+                if args.against:
+                    old, new = got[args.against], got["this"]
+                    print(f"{'ratio':>10} {s:>5} {dt:>8} {be:>6} {nw:>3} instructions {old['instr'] / new['instr']:.2f}x fewer, "
+                          f"hot {old['hot'] / new['hot']:.2f}x, "
+                          f"fp64 {old['fp64'] / max(new['fp64'], 1e-9):.2f}x, warps/SM {new['warps']}/{old['warps']}")
 
 
 def print_predictions(sizes: list[int], as_json: bool) -> None:

@@ -18,9 +18,11 @@ SASS = Path(__file__).resolve().parents[1] / "bench" / "sass.py"  # counts the k
 CASES = [  # (image size, depth, dtype)
     (8, 8, "float64"), (8, 3, "float64"), (16, 2, "float64"), (5, 3, "float64"), (2, 2, "float64"), (8, 4, "float32"),
 ]
+# the same at GPU_BLOCKS' block shapes, where the layer loop runs in one register layout (layout_elems > 1)
+GPU_SHAPE_CASES = [(16, 2, "float64"), (16, 2, "float32")]
 
 CHILD = r"""
-import inspect, json, sys
+import functools, inspect, json, sys
 import numpy as np, torch
 from synsym.core import architectures as A
 from synsym.ntk import engine as E
@@ -54,7 +56,9 @@ def spy(name, kernel):
 arrays = {}
 for name in [n for n in dir(fused_triton) if n.endswith("_kernel")]:
     setattr(fused_triton, name, spy(name, getattr(fused_triton, name)))
-for s, depth, dt in json.loads(sys.argv[1]):
+
+
+def compare(s, depth, dt, into):
     dtype = getattr(torch, dt)
     x, x2 = (torch.as_tensor(np.random.default_rng(i).standard_normal((n, s, s, 3)), dtype=dtype, device=dev)
              for i, n in ((0, 3), (1, 2)))
@@ -65,7 +69,23 @@ for s, depth, dt in json.loads(sys.argv[1]):
                 continue
             for i, kind in enumerate(("nngp", "ntk")):
                 rel = ((got[arch][i] - want[arch][i]).abs() / want[arch][i].abs()).max().item()
-                out["cases"][f"{s}-{depth}-{dt}-{blk}-{arch}-{kind}"] = rel
+                into[f"{s}-{depth}-{dt}-{blk}-{arch}-{kind}"] = rel
+
+
+def at_gpu_shape(s):
+    # conv_stack at GPU_BLOCKS' (slice elements, warps) for s: the interpreter's default is whole images
+    be, nw = fused_triton.GPU_BLOCKS[s]
+    return functools.partial(stack, block_elems=be, num_warps=nw), fused_triton.layout_elems(
+        *fused_triton.block_shape(s * s, be), nw)
+
+
+for s, depth, dt in json.loads(sys.argv[1]):
+    compare(s, depth, dt, out["cases"])
+stack, out["gpu_shape"] = fused_triton.conv_stack, {"cases": {}, "elems": {}}
+for s, depth, dt in json.loads(sys.argv[2]):
+    fused_triton.conv_stack, out["gpu_shape"]["elems"][s] = at_gpu_shape(s)
+    compare(s, depth, dt, out["gpu_shape"]["cases"])
+fused_triton.conv_stack = stack
 xs = torch.linspace(-1, 1, 20001, dtype=torch.float64)
 xs = torch.cat([xs, torch.tensor([-1.0, -0.5, 0.0, 0.5, 1.0], dtype=torch.float64)])
 xs = torch.cat([xs, torch.nextafter(xs, torch.zeros_like(xs))]).to(dev)
@@ -86,9 +106,11 @@ for e in (0.0, 2.0 ** -21, -(2.0 ** -21)):
     out["sqrt"][str(e)] = {"n": int(got.size), "differ": int((got != want).sum()),
                            "max_ulp": float((np.abs(got - want) / np.spacing(want)).max())}
 # 128-byte cache lines per warp-load of each array the conv kernel reads: in the interpreter, every load's
-# addresses as the kernel computes them; a warp holds 32 consecutive pixels of one offset (the compiled layout,
-# TTGIR threadsPerWarp [1, 32] along the pixel axis), so each run of 32 along the last axis is one warp-load;
-# lines counted from the array's start (a GPU allocation is 256-byte aligned, a CPU one may be 64)
+# addresses as the kernel computes them, at GPU_BLOCKS' 16x16 shape, in the compiled layout (TTGIR): a
+# 2-D (offset, pixel) load has 32 lanes along the pixel axis, so each run of 32 along the last axis is one
+# warp-load; the layer loop's flat loads have e = layout_elems consecutive elements a thread, so register r
+# of a warp's 32 threads is one warp-load; lines counted from the array's start (a GPU allocation is
+# 256-byte aligned, a CPU one may be 64)
 if fused_triton.interpreted():
     from triton.runtime import interpreter as TI
 
@@ -100,13 +122,17 @@ if fused_triton.interpreted():
 
     TI.InterpreterBuilder.create_masked_load = record
     x = torch.as_tensor(np.random.default_rng(0).standard_normal((2, 16, 16, 3)), dtype=torch.float64)
+    fused_triton.conv_stack, e = at_gpu_shape(16)
     E.conv_block(x, None, 8, impl="triton")  # depth 8: the paper's, 16 scales and reciprocals per pixel
+    fused_triton.conv_stack = stack
     TI.InterpreterBuilder.create_masked_load = orig
     lines = {}
-    for addr in (a for a in seen if a.ndim == 2):
+    for addr in seen:
+        # (warp-load, lane) addresses: 2-D loads along the pixel axis, flat ones register r of 32 threads
+        runs = addr.reshape(-1, 32) if addr.ndim == 2 else addr.reshape(-1, 32, e).transpose(0, 2, 1).reshape(-1, 32)
         for p, (lo, hi) in arrays.items():
             if lo <= addr.min() and addr.max() < hi:
-                lines.setdefault(p, []).extend(len(set((run - lo) // 128)) for run in addr.reshape(-1, 32))
+                lines.setdefault(p, []).extend(len(set((run - lo) // 128)) for run in runs)
     out["lines"] = {p: {"loads": len(v), "mean": float(np.mean(v)), "max": int(max(v))} for p, v in lines.items()}
 print(json.dumps(out))
 """
@@ -114,7 +140,8 @@ print(json.dumps(out))
 
 @pytest.fixture(scope="module")
 def report():
-    r = subprocess.run([sys.executable, "-c", CHILD, json.dumps(CASES)], capture_output=True, text=True, timeout=600)
+    r = subprocess.run([sys.executable, "-c", CHILD, json.dumps(CASES), json.dumps(GPU_SHAPE_CASES)],
+                       capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     return json.loads(r.stdout.strip().splitlines()[-1])
 
@@ -128,6 +155,19 @@ def test_triton_equals_eager(report, s, depth, dtype):
     """Every readout (vec, gap, lap4, lap8), NNGP and NTK, triangle (exact diagonal) and cross blocks."""
     tol = 1e-12 if dtype == "float64" else 1e-5
     cases = {k: v for k, v in report["cases"].items() if k.startswith(f"{s}-{depth}-{dtype}-")}
+    assert len(cases) == 2 * 2 * (2 + (s >= 4) + (s >= 8)), sorted(cases)
+    bad = {k: v for k, v in cases.items() if not v < tol}
+    assert not bad, bad
+
+
+@pytest.mark.parametrize("s,depth,dtype", GPU_SHAPE_CASES)
+def test_triton_equals_eager_at_gpu_block_shapes(report, s, depth, dtype):
+    """The same at GPU_BLOCKS' shapes, the ones a GPU runs: there the kernel reads its (offset, pixel) mask
+    from memory and the pixel scales in the order its warps read them (fused_triton.layout_elems > 1),
+    which the interpreter's whole-image programs do not (layout_elems 1)."""
+    assert report["gpu_shape"]["elems"][str(s)] > 1
+    tol = 1e-12 if dtype == "float64" else 1e-5
+    cases = {k: v for k, v in report["gpu_shape"]["cases"].items() if k.startswith(f"{s}-{depth}-{dtype}-")}
     assert len(cases) == 2 * 2 * (2 + (s >= 4) + (s >= 8)), sorted(cases)
     bad = {k: v for k, v in cases.items() if not v < tol}
     assert not bad, bad
@@ -258,16 +298,17 @@ def test_sass_predicts_from_the_h200_measurement():
 
 
 def test_compiled_layer_loop_moves_and_addresses_little():
-    """At 16x16: k and ntk go through the box filter's gathers joined (fused_triton._boxes), so per layer
-    one register-layout conversion into the gathers' layout and one out, 4 shared-memory accesses per
-    element-layer (two separate filters, as in 13849b9, take 8, and 13 shuffles either way); and the
-    pixel scales in one (n, L, 2, A) array leave no address arithmetic in the layer loop (4 separate
-    (L, n, A) arrays, as in 279e9ce, take ~6 integer instructions per element-layer). Addresses are
-    counted in the float32 kernel: the same loads, and none of the float64 kernel's integer work on bits
-    (its roots' starts and sign tests, ~11 per element-layer)."""
-    r = subprocess.run([sys.executable, str(SASS), "--sizes", "16", "--dtypes", "float64", "float32", "--json"],
+    """At 16x16, at the shape a GPU runs (GPU_BLOCKS): the whole layer loop in one register layout, the
+    gathers' (fused_triton.layout_elems), so no value goes through shared memory (the kernel before it,
+    eb335dc, converts the joined (k, ntk) tensor into the gathers' layout and out every layer: 4 shared
+    accesses per element-layer, 8 under Triton 3.6.0), and 16 or fewer shuffles; and the pixel scales in
+    one (n, L, 2, AP) array leave no address arithmetic in the layer loop (4 separate (L, n, A) arrays, as
+    in 279e9ce, take ~6 integer instructions per element-layer). Addresses are counted in the float32
+    kernel: the same loads, and none of the float64 kernel's integer work on bits (its roots' starts and
+    sign tests, ~11 per element-layer)."""
+    r = subprocess.run([sys.executable, str(SASS), "--sizes", "16", "--dtypes", "float64", "float32", "--tuned", "--json"],
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     rows = {row["dtype"]: row for row in json.loads(r.stdout.strip().splitlines()[-1])}
-    assert rows["float64"]["shared"] <= 4.0 and rows["float64"]["shfl"] <= 13.0, rows["float64"]
+    assert rows["float64"]["shared"] == 0.0 and rows["float64"]["shfl"] <= 16.0, rows["float64"]
     assert rows["float32"]["int"] <= 1.0, rows["float32"]

@@ -164,26 +164,38 @@ def _boxes(k, ntk, up, dn, lf, rt, scale, add):
 
 @triton.jit
 def _conv_stack_kernel(
-    f1_ptr, f2_ptr, sc1_ptr, sc2_ptr, w_ptr, pk_ptr, pt_ptr,
+    f1_ptr, f2_ptr, sc1_ptr, sc2_ptr, w_ptr, pk_ptr, pt_ptr, ok_ptr,
     n2,
     SCALE: tl.constexpr, SB2: tl.constexpr,
     S: tl.constexpr, C: tl.constexpr, L: tl.constexpr, R: tl.constexpr,
-    AP: tl.constexpr, BD: tl.constexpr, SYM: tl.constexpr,
+    AP: tl.constexpr, BD: tl.constexpr, SYM: tl.constexpr, E: tl.constexpr,
 ):
     """One program: image pair (i, j), offsets delta in [db * BD, db * BD + BD), all L layers.
 
     SCALE (sigma_w^2 / 9) and SB2 (sigma_b^2) are constexpr: compiled Triton passes a float
-    runtime argument as float32, a constexpr becomes a float64 literal in a float64 kernel."""
+    runtime argument as float32, a constexpr becomes a float64 literal in a float64 kernel.
+    E: the pixels a thread holds in one register layout for the whole layer loop (> 1), or 1
+    (layout_elems says when and why)."""
     A: tl.constexpr = S * S
     pid, db = tl.program_id(0), tl.program_id(1)
     nb = tl.num_programs(1)
     i, j = pid // n2, pid % n2
     a = tl.arange(0, AP)[None, :]                       # pixel (padded to a power of two)
     delta = db * BD + tl.arange(0, BD)[:, None]         # offset
-    ok = (a < A) & (delta < A)
+    # the same (offset, pixel) block flat, t = (delta - db * BD) * AP + a: the layer loop's loads are flat
+    t = tl.arange(0, BD * AP)
+    a1, d1 = t % AP, db * BD + t // AP
+    if E > 1:
+        # loaded, not computed: Triton's coalescing gives every load of a program as many consecutive elements
+        # per thread as the widest load among them allows (16 one-byte ones, 2 float64 ones), up to the
+        # elements per thread; with BD = num_warps that is AP / 32, the layout tl.gather wants along the pixel
+        # axis, so the layer loop runs in one register layout (layout_elems: no shared memory, no barrier)
+        ok1 = tl.load(ok_ptr + db * (BD * AP) + t) != 0
+    else:
+        ok1 = (a1 < A) & (d1 < A)
+    b1 = tl.where(ok1, ((a1 // S + d1 // S) % S) * S + (a1 % S + d1 % S) % S, 0)  # pixel a + delta of image j
+    ok, b = tl.reshape(ok1, (BD, AP)), tl.reshape(b1, (BD, AP))
     ah, aw = a // S, a % S
-    dh, dw = delta // S, delta % S
-    b = tl.where(ok, ((ah + dh) % S) * S + (aw + dw) % S, 0)  # pixel a + delta of image j
     # gather indices of the four neighbours along the pixel axis (padded pixels point at themselves);
     # they depend on the pixel only, so with A a power of two they are the same for every offset
     # and for both halves of the joined (k, ntk) tensor _boxes filters
@@ -193,10 +205,6 @@ def _conv_stack_kernel(
     dn = tl.where(px, ((ah + 1) % S) * S + aw, a)[:, :, None] + zero
     lf = tl.where(px, ah * S + (aw + S - 1) % S, a)[:, :, None] + zero
     rt = tl.where(px, ah * S + (aw + 1) % S, a)[:, :, None] + zero
-    # unmasked per-layer loads (a masked load first fills its registers with the default, two moves
-    # per float64 value): padded pixels read pixel 0's scales, padded offsets b = 0; both stay finite
-    # and are dropped before the readout
-    ac = tl.where(px, a, 0)
 
     # every array the kernel reads is pixel-minor ((n, C, A) pixels, (n, L, 2, A) scales, (R, D, A) readout
     # weights): a warp's lanes hold consecutive pixels, so each warp-load reads 2 or 3 cache lines, not one per lane
@@ -208,18 +216,21 @@ def _conv_stack_kernel(
     # scale and the readouts): two float64 multiplications fewer per element-layer
     k = k * TWO_PI
     ntk = tl.zeros_like(k)
-    # each image's pixel scales and reciprocals, (L, 2, A) rows: one address per element for the whole
-    # depth, each layer's two values at constant offsets (no address arithmetic in the loop), and pixel-minor,
-    # so a warp's lanes (consecutive pixels) read consecutive addresses: 2 cache lines per load, not 32
-    # (image i's row is broadcast to the (offset, pixel) block before it is loaded: Triton 3.6.0, the H200
-    # image's, gives a (1, AP) load a register layout of its own and converts it through shared memory every
-    # layer: 2.5 shared accesses and a barrier per element-layer; 3.9.0 compiles either form to the same code)
-    p1, p2 = tl.broadcast_to(sc1_ptr + i * (2 * L * A) + ac, (BD, AP)), sc2_ptr + j * (2 * L * A) + b
+    # each image's pixel scales and reciprocals, (L, 2, AP) rows (padded pixels 1.0): one address per element
+    # for the whole depth, each layer's two values at constant offsets (no address arithmetic in the loop).
+    # Unmasked loads (a masked load first fills its registers with the default, two moves per float64
+    # value): padded offsets read b = 0, finite and dropped before the readout. The pixel axis is stored
+    # in the order a warp reads it (scale_rows): thread l of a warp holds pixels l E .. l E + E - 1 and its
+    # r-th load reads pixel l E + r, so pixel p sits at (p % E) * (AP / E) + p // E and each warp-load reads
+    # 32 consecutive values (2 cache lines, not one per lane; a shift by delta only permutes the lanes)
+    W: tl.constexpr = AP // E
+    p1 = sc1_ptr + i * (2 * L * AP) + (a1 % E) * W + a1 // E
+    p2 = sc2_ptr + j * (2 * L * AP) + (b1 % E) * W + b1 // E
     exact = (delta == 0) & (i == j) & SYM
     for layer in tl.static_range(L):
         kb, ntk = _boxes(k, ntk, up, dn, lf, rt, SCALE * INV_TWO_PI, SB2)
-        q = tl.load(p1 + 2 * layer * A) * tl.load(p2 + 2 * layer * A)
-        rq = tl.load(p1 + (2 * layer + 1) * A) * tl.load(p2 + (2 * layer + 1) * A)
+        q = tl.reshape(tl.load(p1 + 2 * layer * AP) * tl.load(p2 + 2 * layer * AP), (BD, AP))
+        rq = tl.reshape(tl.load(p1 + (2 * layer + 1) * AP) * tl.load(p2 + (2 * layer + 1) * AP), (BD, AP))
         x = kb * rq  # the correlation c; reciprocals from the host: no division here
         # |c| clamped to 1, in one compare-and-select with the exact diagonal's (tl.minimum adds ~4 instructions
         # of NaN handling; a NaN c still gives NaN here)
@@ -240,30 +251,60 @@ def _conv_stack_kernel(
 
 
 # (slice elements per program, warps per program) by image size on a GPU. Chosen from static counts of
-# the sm_90 code (bench/sass.py; no GPU was at hand), by a scheduler's cycles per warp and element-layer
-# (bench/sass.py's slots(): the largest of issue, float64 pipe and the SM's memory-I/O path, which binds
-# here), then resident warps: at 32x32, (4,096, 8) takes 133 (95 hot, 50 float64, 33 memory-I/O SM cycles,
-# 8 warps per SM, 0.14 spills), (2,048, 4) 139, the default (1,024, 4) 224 (24 shuffles). At 16x16,
-# (1,024, 8) takes 136 at 24 warps per SM (79 registers), the default 136 at 12, (512, 2) 140 at 12. At
-# 8x8, (512, 4) takes 148 at 28 warps per SM, the default 146 at 16. Which hides latency best only timing
-# can tell: bench/gpu.py times the first BLOCK_CANDIDATES side by side and prints the fastest.
-GPU_BLOCKS: dict[int, tuple[int, int]] = {8: (512, 4), 16: (1024, 8), 32: (4096, 8)}
+# the sm_90 code (bench/sass.py, as a launch compiles it, under Triton 3.9.0 and the H200 image's 3.6.0; no
+# GPU was at hand), by a scheduler's cycles per warp and element-layer (bench/sass.py's slots(): the largest
+# of issue, float64 pipe and the SM's memory-I/O path), then resident warps. At 16x16, (2,048, 8) has as many
+# offsets as warps, so the layer loop runs in one register layout (layout_elems): 91 hot, 50 float64, 21
+# memory-I/O SM cycles (13 shuffles, no shared memory), so 100 cycles, float64-bound, at 8 warps per SM
+# (~170 registers); (1,024, 4) and (512, 2) count the same; (1,024, 8), two layouts, takes 140. At 8x8,
+# (512, 4): 90-94 hot, 22 memory-I/O, 100 cycles at 20-24 warps per SM. At 32x32 (one layout would need 32
+# pixels a thread), (4,096, 8): 91 hot, 33 memory-I/O (12 shuffles, 4 shared accesses), 132 cycles, 8 warps
+# per SM; (2,048, 4) 135. Which hides latency best only timing can tell: bench/gpu.py times the first few
+# block_candidates side by side and prints the fastest.
+GPU_BLOCKS: dict[int, tuple[int, int]] = {8: (512, 4), 16: (2048, 8), 32: (4096, 8)}
 DEFAULT_BLOCK = (1024, 4)
 # Compile options every launch passes. Fused multiply-adds pinned on: Triton 3.9.0 fuses by default but
 # warns that 3.10 will not, and unfused the float64 kernel does 69 float64 operations per element-layer
 # instead of 50, with 92 registers instead of 79 at 16x16 (bench/sass.py under TRITON_DEFAULT_FP_FUSION=0).
 # The roots' Newton steps are explicit tl.fma either way; the interpreter fuses nothing.
 LAUNCH = {"enable_fp_fusion": True}
-# What bench/gpu.py times, in this order (it takes the first few: each shape compiles for ~1 min at 32x32).
-# 32 elements per thread ((2048, 2), (1024, 1), (4096, 4)) spill thousands of times at 32x32 by static
-# count and compile for minutes, so they are not candidates.
-BLOCK_CANDIDATES = ((1024, 4), (2048, 4), (4096, 8), (1024, 8), (512, 4), (512, 2))
+
+
+def block_candidates(s: int) -> tuple[tuple[int, int], ...]:
+    """What bench/gpu.py times at image size s, in this order (it takes the first few: each shape compiles
+    for ~1 min at 32x32), GPU_BLOCKS' shape first. 32 elements per thread ((2048, 2), (1024, 1), (4096, 4))
+    spill thousands of times at 32x32 by static count and compile for minutes, so they are not candidates."""
+    return {8: ((512, 4), (256, 4), (512, 8), (1024, 4)), 16: ((2048, 8), (1024, 4), (512, 2), (1024, 8)),
+            32: ((4096, 8), (2048, 4), (1024, 4))}.get(s, ((1024, 4), (512, 4)))
 
 
 def block_shape(a: int, block_elems: int) -> tuple[int, int]:
     """(AP, BD) of a program: pixels padded to a power of two, and the offsets that make ~block_elems elements."""
     ap = triton.next_power_of_2(a)
     return ap, min(ap, max(1, block_elems // ap))
+
+
+def layout_elems(ap: int, bd: int, num_warps: int) -> int:
+    """Pixels per thread when the whole layer loop can run in one register layout, else 1.
+
+    tl.gather along the pixel axis wants that axis inside one warp: AP / 32 consecutive pixels a thread,
+    warps on offsets. Triton's coalescing gives a program's loads min(widest load's vector, elements per
+    thread) consecutive elements a thread; the kernel's one-byte load of its (offset, pixel) mask widens that to
+    16, so with as many offsets as warps (bd == num_warps: AP / 32 elements a thread) and 64 <= AP <= 512 the
+    loads get the gathers' layout and no value moves through shared memory in the loop (bench/sass.py, under
+    Triton 3.6.0 and 3.9.0). At 32x32 (AP / 32 = 32) it cannot, and the kernel computes its mask instead."""
+    return ap // 32 if 64 <= ap <= 512 and bd == num_warps else 1
+
+
+def scale_rows(sv: torch.Tensor, ap: int, e: int) -> torch.Tensor:
+    """(n, L, 2, ap): each image's pixel scales sv (L, n, A) and their reciprocals, pixels padded to ap with
+    1.0 and stored in the order the kernel's warps read them (pixel p at (p % e) * (ap / e) + p // e)."""
+    x = torch.stack((sv, 1.0 / sv), 1).permute(2, 0, 1, 3)
+    x = torch.nn.functional.pad(x, (0, ap - x.shape[-1]), value=1.0)
+    p = torch.arange(ap, device=sv.device)
+    out = torch.empty(x.shape, dtype=x.dtype, device=x.device)  # contiguous (empty_like keeps x's strides)
+    out[..., (p % e) * (ap // e) + p // e] = x
+    return out
 
 
 def interpreted() -> bool:
@@ -303,12 +344,14 @@ def conv_stack(
     w = w.permute(2, 0, 1).contiguous()  # (R, D, A), in its own dtype: float64 readout sums of a float32 recursion
     pk = torch.empty(n1 * n2, nb, R, dtype=w.dtype, device=f1.device)
     pt = torch.empty_like(pk)
-    # (n, L, 2, A): each image's pixel scales and their reciprocals for every layer (the divisions once on
-    # the host, not per (pair, delta) on the GPU)
-    sc1, sc2 = (torch.stack((sv, 1.0 / sv), 1).permute(2, 0, 1, 3).contiguous() for sv in (sv1, sv2))
+    e = layout_elems(ap, bd, num_warps)
+    # scales and reciprocals for every layer (the divisions once on the host, not per (pair, delta) on the GPU)
+    sc1, sc2 = (scale_rows(sv, ap, e) for sv in (sv1, sv2))
+    d = torch.arange(nb * bd, device=f1.device)[:, None]
+    ok = ((d < A) & (torch.arange(ap, device=f1.device) < A)).to(torch.int8)  # (offset, pixel) in range
     _conv_stack_kernel[(n1 * n2, nb)](
-        f1, f2, sc1, sc2, w, pk, pt, n2, SCALE=sw2 / 9.0, SB2=float(sb2),
-        S=s, C=C, L=L, R=R, AP=ap, BD=bd, SYM=bool(sym), num_warps=num_warps, **LAUNCH,
+        f1, f2, sc1, sc2, w, pk, pt, ok, n2, SCALE=sw2 / 9.0, SB2=float(sb2),
+        S=s, C=C, L=L, R=R, AP=ap, BD=bd, SYM=bool(sym), E=e, num_warps=num_warps, **LAUNCH,
     )
     return pk.sum(1), pt.sum(1)
 
