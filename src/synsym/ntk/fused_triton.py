@@ -206,8 +206,8 @@ def _conv_stack_kernel(
     lf = tl.where(px, ah * S + (aw + S - 1) % S, a)[:, :, None] + zero
     rt = tl.where(px, ah * S + (aw + 1) % S, a)[:, :, None] + zero
 
-    # every array the kernel reads is pixel-minor ((n, C, A) pixels, (n, L, 2, A) scales, (R, D, A) readout
-    # weights): a warp's lanes hold consecutive pixels, so each warp-load reads 2 or 3 cache lines, not one per lane
+    # the arrays read outside the layer loop are pixel-minor ((n, C, A) pixels, (R, D, A) readout weights): a
+    # warp's lanes hold consecutive pixels, so each warp-load reads 2 or 3 cache lines, not one per lane
     k = tl.load(f1_ptr + i * C * A + a, mask=a < A, other=0.0) * tl.load(f2_ptr + j * C * A + b, mask=ok, other=0.0)
     for c in tl.static_range(1, C):
         k += tl.load(f1_ptr + (i * C + c) * A + a, mask=a < A, other=0.0) * tl.load(
