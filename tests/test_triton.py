@@ -259,8 +259,8 @@ def test_compiled_float64_kernel_has_no_float32(compiled):
     row = compiled["float64"]
     assert row["f32_params"] == 0 and row["f32_ops"] == 0 and row["conv"] == 0.0 and row["fp64_cmp"] <= 1.0, row
     assert row["negf"] == 0, row
-    # fused multiply-adds, whatever Triton's default (fused_triton.LAUNCH): unfused it is 69
-    assert row["fp64"] <= 50.0, row
+    # fused multiply-adds, whatever Triton's default (fused_triton.LAUNCH): unfused it is 64 (50 before _u)
+    assert row["fp64"] <= 45.0, row
     assert compiled["float32"]["f32_params"] == 0
 
 

@@ -19,7 +19,7 @@ readouts (vec, gap, lap4, lap8): a few numbers per program instead of the
 - No division, no branch (float64 square roots are straight-line code, see
   _sqrt), no float64 <-> float32 conversion (_sqrt_start moves bits instead),
   no masked load in the layer loop, sign and range tests on bits rather than
-  float64 comparisons (_negative, _arc), and the arc-cosine map's 1 / (2 pi)
+  float64 comparisons (_negative, _u), and the arc-cosine map's 1 / (2 pi)
   folded into constants: each is instructions per element-layer, or time on
   the float64 pipe, counted on the sm_90 code by bench/sass.py.
 - Float scalars (the weight and bias variances) are ``tl.constexpr``: compiled Triton passes a
@@ -47,6 +47,7 @@ import triton  # noqa: E402
 import triton.language as tl  # noqa: E402
 
 PI, TWO_PI, INV_TWO_PI = tl.constexpr(math.pi), tl.constexpr(2 * math.pi), tl.constexpr(1 / (2 * math.pi))
+HALF_PI = tl.constexpr(math.pi / 2)
 # asin(x) = x + x z P(z), z = x^2 <= 1/4: P's coefficients, z^0 first. A degree-12 polynomial fitted at 60
 # digits to (asin(sqrt z) - sqrt z) / z^1.5 on [0, 1/4] by Chebyshev interpolation,
 # mpmath.chebyfit(P, [0, 0.25], 13) (tests/test_triton.py refits it); asin within ~1 ulp on [0, 0.5].
@@ -131,21 +132,35 @@ def _negative(x):
 
 
 @triton.jit
-def _arc(ax):
-    """arccos of ax in [0, 1] (so in [0, pi/2]) to ~1 ulp, from one sqrt and a polynomial (no division).
+def _full(v, like):
+    """v in like's shape and dtype. A select between two float literals is float32 in Triton, and
+    float64 arithmetic on it converts (F2F, a quarter of the float64 rate on sm_90)."""
+    return tl.full(like.shape, v, like.dtype)
 
-    fdlibm's two branches share one R(z): a GPU runs both sides of a ``tl.where``, so z is chosen
-    first and R evaluated once. Callers put the sign back: acos(-ax) = pi - acos(ax)."""
+
+@triton.jit
+def _u(ax, neg):
+    """u = (pi - arccos c) sign(c) for c = -ax if neg else ax, ax in [0, 1], from one sqrt and a polynomial
+    (no division): |u| = pi - arccos c, and ax u = (pi - arccos c) c, what the ReLU map needs.
+
+    fdlibm's arccos in two branches: below 1/2, arccos ax = pi/2 - t, t = asin ax = ax + ax R(ax^2), so
+    u = t + pi/2 (c >= 0) or t - pi/2; from 1/2, arccos ax = 2 v, v = asin sqrt(z) = x + x R(z), x = sqrt(z),
+    z = (1 - ax) / 2, so u = pi - 2 v or -2 v. A GPU runs both sides of a ``tl.where``, so the branches
+    share every float64 operation: z, x and the constants are selected per element, then one R(z), one
+    x + x R, one m (x + x R) + k (m = 1 or -2: exact scalings): 4 float64 operations besides R and the root,
+    where arccos first and u from it took 9 (no pi - (pi - ...) cancellation near c = -1 either way)."""
     if ax.dtype == tl.float64:  # ax >= 0.5 as an integer test of its bits (ax >= 0: they order as it does)
         big = ax.to(tl.int64, bitcast=True) >= 0x3FE0000000000000
     else:
         big = ax >= 0.5
-    # ax < 0.5: pi/2 - asin(ax), asin(ax) = ax + ax R(ax^2); ax >= 0.5: 2 asin(sqrt(z)), z = (1 - ax) / 2,
-    # written 0.5 - 0.5 ax: one fused multiply-add, exact for ax in [0.5, 1] as (1 - ax) * 0.5 is
-    z = tl.where(big, 0.5 - 0.5 * ax, ax * ax)
+    # z = ax * ax + 0 or (1 - ax) / 2 = -0.5 ax + 0.5: one fused multiply-add (exact for ax in [0.5, 1] as
+    # (1 - ax) * 0.5 is), of selected operands
+    z = tl.where(big, _full(-0.5, ax), ax) * ax + tl.where(big, _full(0.5, ax), _full(0.0, ax))
     r = _r(z)
-    s = _sqrt(z)
-    return tl.where(big, 2.0 * (s + s * r), 1.5707963267948966 - (ax + ax * r))
+    xs = tl.where(big, _sqrt(z), ax)
+    shift = tl.where(big, tl.where(neg, _full(0.0, ax), _full(PI, ax)),
+                     tl.where(neg, _full(-HALF_PI, ax), _full(HALF_PI, ax)))
+    return tl.where(big, _full(-2.0, ax), _full(1.0, ax)) * (xs + xs * r) + shift
 
 
 @triton.jit
@@ -235,10 +250,7 @@ def _conv_stack_kernel(
         # |c| clamped to 1, in one compare-and-select with the exact diagonal's (tl.minimum adds ~4 instructions
         # of NaN handling; a NaN c still gives NaN here)
         ax = tl.where(exact | (tl.abs(x) > 1.0), 1.0, tl.abs(x))
-        ta = _arc(ax)
-        # u = (pi - acos c) sign(c): pi - acos c is ta for c < 0 and pi - ta otherwise, so
-        # |u| = pi - acos c and ax u = (pi - acos c) c; no pi - (pi - ...) cancellation near c = -1
-        u = tl.where(_negative(x), _neg(ta), PI - ta)
+        u = _u(ax, _negative(x))  # (pi - acos c) sign(c)
         sn = _sqrt(1.0 - ax * ax)  # >= 0 as computed: ax <= 1, so ax * ax <= 1 after rounding too
         k = (sn + ax * u) * q
         ntk = ntk * tl.abs(u)
@@ -254,18 +266,18 @@ def _conv_stack_kernel(
 # the sm_90 code (bench/sass.py, as a launch compiles it, under Triton 3.9.0 and the H200 image's 3.6.0; no
 # GPU was at hand), by a scheduler's cycles per warp and element-layer (bench/sass.py's slots(): the largest
 # of issue, float64 pipe and the SM's memory-I/O path), then resident warps. At 16x16, (2,048, 8) has as many
-# offsets as warps, so the layer loop runs in one register layout (layout_elems): 91 hot, 50 float64, 21
-# memory-I/O SM cycles (13 shuffles, no shared memory), so 100 cycles, float64-bound, at 8 warps per SM
-# (~170 registers); (1,024, 4) and (512, 2) count the same; (1,024, 8), two layouts, takes 140. At 8x8,
-# (512, 4): 90-94 hot, 22 memory-I/O, 100 cycles at 20-24 warps per SM. At 32x32 (one layout would need 32
-# pixels a thread), (4,096, 8): 91 hot, 33 memory-I/O (12 shuffles, 4 shared accesses), 132 cycles, 8 warps
-# per SM; (2,048, 4) 135. Which hides latency best only timing can tell: bench/gpu.py times the first few
-# block_candidates side by side and prints the fastest.
+# offsets as warps, so the layer loop runs in one register layout (layout_elems): 91-92 hot, 45 float64, 21
+# memory-I/O SM cycles (13 shuffles, no shared memory), so 92 cycles, issue-bound, at 8 warps per SM
+# (160-180 registers); (1,024, 4) and (512, 2) count about the same; (1,024, 8), two layouts, ~1.4x as many.
+# At 8x8, (512, 4): 94 hot, 22 memory-I/O, 94 cycles at 16-24 warps per SM. At 32x32 (one layout would need
+# 32 pixels a thread), (4,096, 8): 92-94 hot, 33 memory-I/O (12 shuffles, 4 shared accesses), 132-133
+# cycles, 8 warps per SM; (2,048, 4) ~2% more. Which hides latency best only timing can tell: bench/gpu.py
+# times the first few block_candidates side by side and prints the fastest.
 GPU_BLOCKS: dict[int, tuple[int, int]] = {8: (512, 4), 16: (2048, 8), 32: (4096, 8)}
 DEFAULT_BLOCK = (1024, 4)
 # Compile options every launch passes. Fused multiply-adds pinned on: Triton 3.9.0 fuses by default but
-# warns that 3.10 will not, and unfused the float64 kernel does 69 float64 operations per element-layer
-# instead of 50, with 92 registers instead of 79 at 16x16 (bench/sass.py under TRITON_DEFAULT_FP_FUSION=0).
+# warns that 3.10 will not, and unfused the float64 kernel does 64 float64 operations per element-layer
+# instead of 45 at 16x16, with 254 registers instead of 176 (bench/sass.py, fusion off).
 # The roots' Newton steps are explicit tl.fma either way; the interpreter fuses nothing.
 LAUNCH = {"enable_fp_fusion": True}
 
@@ -360,12 +372,12 @@ def conv_stack(
 def _acos_kernel(x_ptr, y_ptr, n, BLOCK: tl.constexpr):
     o = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     x = tl.load(x_ptr + o, mask=o < n, other=0.0)
-    ta = _arc(tl.abs(x))
-    tl.store(y_ptr + o, tl.where(x < 0, PI - ta, ta), mask=o < n)
+    u = _u(tl.abs(x), x < 0)
+    tl.store(y_ptr + o, _full(PI, u) - tl.abs(u), mask=o < n)  # |u| = pi - acos c
 
 
 def acos(x: torch.Tensor) -> torch.Tensor:
-    """The kernel's own arc-cosine (_arc with the sign put back), elementwise, to test against torch.arccos."""
+    """The kernel's own arc-cosine, pi - |u| (_u), elementwise, to test against torch.arccos."""
     x = x.contiguous()
     y = torch.empty_like(x)
     _acos_kernel[(triton.cdiv(x.numel(), 1024),)](x, y, x.numel(), BLOCK=1024, **LAUNCH)
