@@ -150,14 +150,19 @@ def test_runs_interpreted_without_a_gpu(report):
     assert report["interpreted"] == (report["device"] == "cpu")
 
 
-@pytest.mark.parametrize("s,depth,dtype", CASES)
-def test_triton_equals_eager(report, s, depth, dtype):
-    """Every readout (vec, gap, lap4, lap8), NNGP and NTK, triangle (exact diagonal) and cross blocks."""
+def assert_equal(cases: dict, s: int, depth: int, dtype: str) -> None:
+    """Every readout of one (size, depth, dtype) case within float64's (1e-12) or float32's (1e-5) tolerance."""
     tol = 1e-12 if dtype == "float64" else 1e-5
-    cases = {k: v for k, v in report["cases"].items() if k.startswith(f"{s}-{depth}-{dtype}-")}
+    cases = {k: v for k, v in cases.items() if k.startswith(f"{s}-{depth}-{dtype}-")}
     assert len(cases) == 2 * 2 * (2 + (s >= 4) + (s >= 8)), sorted(cases)
     bad = {k: v for k, v in cases.items() if not v < tol}
     assert not bad, bad
+
+
+@pytest.mark.parametrize("s,depth,dtype", CASES)
+def test_triton_equals_eager(report, s, depth, dtype):
+    """Every readout (vec, gap, lap4, lap8), NNGP and NTK, triangle (exact diagonal) and cross blocks."""
+    assert_equal(report["cases"], s, depth, dtype)
 
 
 @pytest.mark.parametrize("s,depth,dtype", GPU_SHAPE_CASES)
@@ -166,11 +171,7 @@ def test_triton_equals_eager_at_gpu_block_shapes(report, s, depth, dtype):
     from memory and the pixel scales in the order its warps read them (fused_triton.layout_elems > 1),
     which the interpreter's whole-image programs do not (layout_elems 1)."""
     assert report["gpu_shape"]["elems"][str(s)] > 1
-    tol = 1e-12 if dtype == "float64" else 1e-5
-    cases = {k: v for k, v in report["gpu_shape"]["cases"].items() if k.startswith(f"{s}-{depth}-{dtype}-")}
-    assert len(cases) == 2 * 2 * (2 + (s >= 4) + (s >= 8)), sorted(cases)
-    bad = {k: v for k, v in cases.items() if not v < tol}
-    assert not bad, bad
+    assert_equal(report["gpu_shape"]["cases"], s, depth, dtype)
 
 
 def test_no_float_reaches_a_kernel_as_a_float32_argument(report):

@@ -147,7 +147,7 @@ def _u(ax, neg):
     u = t + pi/2 (c >= 0) or t - pi/2; from 1/2, arccos ax = 2 v, v = asin sqrt(z) = x + x R(z), x = sqrt(z),
     z = (1 - ax) / 2, so u = pi - 2 v or -2 v. A GPU runs both sides of a ``tl.where``, so the branches
     share every float64 operation: z, x and the constants are selected per element, then one R(z), one
-    x + x R, one m (x + x R) + k (m = 1 or -2: exact scalings): 4 float64 operations besides R and the root,
+    x + x R, one m (x + x R) + shift (m = 1 or -2: exact scalings): 4 float64 operations besides R and the root,
     where arccos first and u from it took 9 (no pi - (pi - ...) cancellation near c = -1 either way)."""
     if ax.dtype == tl.float64:  # ax >= 0.5 as an integer test of its bits (ax >= 0: they order as it does)
         big = ax.to(tl.int64, bitcast=True) >= 0x3FE0000000000000
