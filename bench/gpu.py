@@ -25,7 +25,7 @@ Sections, each measured side by side in this one process (run in the order --sec
   kernels   the fused Triton kernel vs the eager path on the same device: max relative
             difference in float64 and float32, and ms per kernel entry (one image pair, every
             conv readout, NNGP + NTK) at 8x8, 16x16 and 32x32, depth 8
-  blocks    the float64 Triton kernel's ms per entry under each block shape (elements, warps per program)
+  blocks    the float64 Triton kernel's ms per entry under each block shape (elements, warps, register cap)
   roots     the kernel's own float64 square root (float32 rsqrt start, Newton steps) against IEEE
             sqrt (ulp, share equal), and its arccos against torch's, computed on the device
   training  ms per SGD step of the paper grid's stacked seeds (5; S-Dist 10), float32, 32x32
@@ -171,7 +171,7 @@ def kernels(device: torch.device, p: dict) -> list[dict]:
 
 
 def blocks(device: torch.device, p: dict) -> list[dict]:
-    """ms per entry of the float64 Triton kernel under each (slice elements, warps) per program of
+    """ms per entry of the float64 Triton kernel under each (slice elements, warps[, register cap]) per program of
     fused_triton.block_candidates(s), side by side, with its difference from the eager path; the best goes
     into fused_triton.GPU_BLOCKS. In the interpreter (no GPU) the block shape does not apply."""
     from synsym.ntk import engine as E
@@ -185,7 +185,8 @@ def blocks(device: torch.device, p: dict) -> list[dict]:
             FT.GPU_BLOCKS[s] = cand
             rel = rel_to_eager(x, w, want, p["depth"])
             secs = timed(partial(E.conv_block, x, None, p["depth"], w, "triton"), device, 2)
-            rows.append({"image": s, "m": m, "block_elems": cand[0], "num_warps": cand[1], "rel_diff": rel,
+            rows.append({"image": s, "m": m, "block_elems": cand[0], "num_warps": cand[1],
+                         "max_regs": cand[2] if len(cand) > 2 else None, "rel_diff": rel,
                          "ms_per_entry": 1e3 * secs / (m * m)})
             print(json.dumps(rows[-1]), flush=True)
         if saved is None:
@@ -350,13 +351,15 @@ def _md_kernels(res: dict) -> list[str]:
 
 def _md_blocks(res: dict) -> list[str]:
     lines = ["## Kernel block shapes (float64, fused Triton)", "",
-             "ms per entry per (slice elements, warps) per program, side by side; the fastest per image size belongs in "
-             "`synsym.ntk.fused_triton.GPU_BLOCKS` (in the interpreter the shape does not apply).", "",
-             "| image | m | block elements | warps | max rel. diff | ms/entry | vs the first shape timed |",
-             "|---|---|---|---|---|---|---|"]
+             "ms per entry per (slice elements, warps, registers per thread at most) per program, side by side; the "
+             "fastest per image size belongs in `synsym.ntk.fused_triton.GPU_BLOCKS` (in the interpreter the shape "
+             "does not apply).", "",
+             "| image | m | block elements | warps | max registers | max rel. diff | ms/entry | vs the first shape timed |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in res["blocks"]:
         first = next(q for q in res["blocks"] if q["image"] == r["image"])
-        lines.append(f"| {r['image']}x{r['image']} | {r['m']} | {r['block_elems']} | {r['num_warps']} | {r['rel_diff']:.1e} | "
+        lines.append(f"| {r['image']}x{r['image']} | {r['m']} | {r['block_elems']} | {r['num_warps']} | "
+                     f"{r.get('max_regs') or '-'} | {r['rel_diff']:.1e} | "
                      f"{r['ms_per_entry']:.4g} | {first['ms_per_entry'] / r['ms_per_entry']:.2f}x |")
     return lines
 

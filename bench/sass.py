@@ -49,8 +49,9 @@ FP64 = ("DFMA", "DMUL", "DADD", "DSETP", "DMNMX")
 INT = ("IMAD", "IADD3", "VIADD", "LEA", "SHF", "LOP3", "ISETP", "SEL", "PRMT")  # address and index arithmetic
 
 
-def compile_kernel(mod, s: int, dtype: str, depth: int, block_elems: int, num_warps: int):
-    """The compiled kernel (ptx, cubin) for sm_90 at image size s, float64 readouts."""
+def compile_kernel(mod, s: int, dtype: str, depth: int, block_elems: int, num_warps: int, maxnreg: int | None = None):
+    """The compiled kernel (ptx, cubin) for sm_90 at image size s, float64 readouts; maxnreg caps the
+    registers per thread (ptxas spills the rest)."""
     import triton
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
@@ -78,6 +79,8 @@ def compile_kernel(mod, s: int, dtype: str, depth: int, block_elems: int, num_wa
     # the compile options conv_stack launches with; revisions before fused_triton.LAUNCH compiled with
     # Triton's default then, fused multiply-adds on (3.10 turns that default off)
     options = {"num_warps": num_warps, "enable_fp_fusion": True, **getattr(mod, "LAUNCH", {})}
+    if maxnreg:
+        options["maxnreg"] = maxnreg
     return triton.compile(src, target=GPUTarget("cuda", 90, 32), options=options)
 
 
@@ -143,9 +146,9 @@ def warps_per_sm(regs: int, num_warps: int) -> int:
     return min(64, blocks * num_warps)
 
 
-def profile(mod, s: int, dtype: str, block_elems: int, num_warps: int) -> dict:
+def profile(mod, s: int, dtype: str, block_elems: int, num_warps: int, maxnreg: int | None = None) -> dict:
     """Per element-layer counts, plus what the PTX says about float32 (a float64 kernel should have none)."""
-    c1, c9 = (compile_kernel(mod, s, dtype, d, block_elems, num_warps) for d in (1, 9))
+    c1, c9 = (compile_kernel(mod, s, dtype, d, block_elems, num_warps, maxnreg) for d in (1, 9))
     (o1, _), (o9, regs) = counts(c1), counts(c9)
     ptx = c9.asm["ptx"]
     ap, bd = block_shape(s * s, block_elems)
@@ -217,6 +220,7 @@ def main() -> None:
     p.add_argument("--dtypes", nargs="+", default=["float64", "float32"], choices=["float64", "float32"])
     p.add_argument("--block-elems", nargs="+", type=int, default=[1024])
     p.add_argument("--num-warps", nargs="+", type=int, default=[4])
+    p.add_argument("--max-regs", type=int, help="registers per thread at most (Triton's maxnreg)")
     p.add_argument("--tuned", action="store_true", help="each size at this checkout's GPU_BLOCKS shape instead")
     p.add_argument("--against", help="git revision whose kernel to count side by side (ratios: it / this checkout)")
     p.add_argument("--json", action="store_true", help="one JSON line of every profile (for tests)")
@@ -229,14 +233,17 @@ def main() -> None:
     if args.against:
         mods[args.against] = load(args.against)
 
-    def shapes(s: int) -> list[tuple[int, int]]:
+    def shapes(s: int) -> list[tuple[int, int, int | None]]:
+        """(elements, warps, register cap) per program; a GPU_BLOCKS entry names the cap when it has one."""
         if args.tuned:
-            return [mods["this"].GPU_BLOCKS.get(s, mods["this"].DEFAULT_BLOCK)]
-        return [(be, nw) for be in args.block_elems for nw in args.num_warps]
+            be, nw, *cap = mods["this"].GPU_BLOCKS.get(s, mods["this"].DEFAULT_BLOCK)
+            return [(be, nw, cap[0] if cap else args.max_regs)]
+        return [(be, nw, args.max_regs) for be in args.block_elems for nw in args.num_warps]
 
     if args.json:
-        print(json.dumps([{"kernel": name, "size": s, "dtype": dt, "block": be, "num_warps": nw, **profile(mod, s, dt, be, nw)}
-                          for s in args.sizes for dt in args.dtypes for be, nw in shapes(s) for name, mod in mods.items()]))
+        print(json.dumps([{"kernel": name, "size": s, "dtype": dt, "block": be, "num_warps": nw, "max_regs": mr,
+                           **profile(mod, s, dt, be, nw, mr)}
+                          for s in args.sizes for dt in args.dtypes for be, nw, mr in shapes(s) for name, mod in mods.items()]))
         return
     cols = ("instr", "hot", "fp64", "conv", "mio", "int", "shfl", "shared", "spill", "div", "sqrt", "branches", "regs", "warps")
     import triton
@@ -246,8 +253,8 @@ def main() -> None:
     print(f"{'kernel':>10} {'size':>5} {'dtype':>8} {'block':>6} {'nw':>3} " + " ".join(f"{c:>7}" for c in cols))
     for s in args.sizes:
         for dt in args.dtypes:
-            for be, nw in shapes(s):
-                got = {name: profile(mod, s, dt, be, nw) for name, mod in mods.items()}
+            for be, nw, mr in shapes(s):
+                got = {name: profile(mod, s, dt, be, nw, mr) for name, mod in mods.items()}
                 for name, r in got.items():
                     print(f"{name[-10:]:>10} {s:>5} {dt:>8} {be:>6} {nw:>3} " + " ".join(f"{r[c]:>7.1f}" for c in cols))
                 if args.against:
@@ -266,8 +273,8 @@ def print_predictions(sizes: list[int], as_json: bool) -> None:
         print(f"counted by Triton {triton.__version__}; the H200 ran and has {H200_TRITON}")
     rows = []
     for s in sizes:
-        be, nw = this.GPU_BLOCKS.get(s, this.DEFAULT_BLOCK)
-        measured, now = profile(old, s, "float64", 1024, 4), profile(this, s, "float64", be, nw)
+        be, nw, *cap = this.GPU_BLOCKS.get(s, this.DEFAULT_BLOCK)
+        measured, now = profile(old, s, "float64", 1024, 4), profile(this, s, "float64", be, nw, *cap)
         rows.append({"size": s, "block": be, "num_warps": nw, "measured_hot": measured["hot"], "hot": now["hot"],
                      "fp64": now["fp64"], "conv": now["conv"], "mio": now["mio"],
                      "measured_mio": measured["mio"], "measured_slots": slots(measured), "slots": slots(now),

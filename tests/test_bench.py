@@ -45,7 +45,7 @@ def test_gpu_bench_runs_its_every_section(tmp_path):
     # two block shapes per image size, each agreeing with the eager path
     section = text.split("## Kernel block shapes")[1].split("##")[0]
     shapes = [ln.split("|") for ln in section.splitlines() if ln.startswith(("| 4x4", "| 8x8"))]
-    assert len(shapes) == 4 and all(float(r[5]) < 1e-12 for r in shapes), shapes
+    assert len(shapes) == 4 and all(float(r[6]) < 1e-12 for r in shapes), shapes  # after the register cap
     # the kernel of a63fa24 (measured on the H200) timed beside this checkout's, each agreeing
     # with the eager path (a clone without that history skips the section, saying so)
     if "## The kernel against earlier revisions" in text:

@@ -20,6 +20,8 @@ CASES = [  # (image size, depth, dtype)
 ]
 # the same at GPU_BLOCKS' block shapes, where the layer loop runs in one register layout (layout_elems > 1)
 GPU_SHAPE_CASES = [(16, 2, "float64"), (16, 2, "float32")]
+# the same with registers capped per thread (a GPU_BLOCKS entry's third number, Triton's maxnreg)
+CAPPED_CASE, CAP = (8, 2, "float64"), 64
 
 CHILD = r"""
 import functools, inspect, json, sys
@@ -29,7 +31,8 @@ from synsym.ntk import engine as E
 from synsym.ntk import fused_triton
 
 dev = "cuda" if torch.cuda.is_available() else "cpu"
-out = {"device": dev, "interpreted": fused_triton.interpreted(), "cases": {}, "launches": 0, "float_args": []}
+out = {"device": dev, "interpreted": fused_triton.interpreted(), "cases": {}, "launches": 0, "float_args": [],
+       "caps": []}
 
 
 def spy(name, kernel):
@@ -42,6 +45,8 @@ def spy(name, kernel):
         def __getitem__(self, grid):
             def launch(*args, **kw):
                 out["launches"] += 1
+                if name == "_conv_stack_kernel":  # the register cap each launch asks the compiler for
+                    out["caps"].append(kw.get("maxnreg"))
                 params = {k: v for k, v in kw.items() if k in sig.parameters}  # not launch options (num_warps)
                 for p, v in sig.bind(*args, **params).arguments.items():
                     if isinstance(v, float) and "constexpr" not in str(sig.parameters[p].annotation):
@@ -73,10 +78,10 @@ def compare(s, depth, dt, into):
 
 
 def at_gpu_shape(s):
-    # conv_stack at GPU_BLOCKS' (slice elements, warps) for s: the interpreter's default is whole images
-    be, nw = fused_triton.GPU_BLOCKS[s]
-    return functools.partial(stack, block_elems=be, num_warps=nw), fused_triton.layout_elems(
-        *fused_triton.block_shape(s * s, be), nw)
+    # conv_stack at GPU_BLOCKS' (slice elements, warps[, register cap]) for s: the interpreter's default is whole images
+    be, nw, *cap = fused_triton.GPU_BLOCKS[s]
+    return functools.partial(stack, block_elems=be, num_warps=nw, max_regs=cap[0] if cap else None), \
+        fused_triton.layout_elems(*fused_triton.block_shape(s * s, be), nw)
 
 
 for s, depth, dt in json.loads(sys.argv[1]):
@@ -85,6 +90,10 @@ stack, out["gpu_shape"] = fused_triton.conv_stack, {"cases": {}, "elems": {}}
 for s, depth, dt in json.loads(sys.argv[2]):
     fused_triton.conv_stack, out["gpu_shape"]["elems"][s] = at_gpu_shape(s)
     compare(s, depth, dt, out["gpu_shape"]["cases"])
+s, depth, dt = json.loads(sys.argv[3])
+fused_triton.conv_stack, out["capped"], n = functools.partial(stack, max_regs=int(sys.argv[4])), {}, len(out["caps"])
+compare(s, depth, dt, out["capped"])
+out["caps_capped"], out["caps"] = out["caps"][n:], out["caps"][:n]
 fused_triton.conv_stack = stack
 xs = torch.linspace(-1, 1, 20001, dtype=torch.float64)
 xs = torch.cat([xs, torch.tensor([-1.0, -0.5, 0.0, 0.5, 1.0], dtype=torch.float64)])
@@ -140,7 +149,8 @@ print(json.dumps(out))
 
 @pytest.fixture(scope="module")
 def report():
-    r = subprocess.run([sys.executable, "-c", CHILD, json.dumps(CASES), json.dumps(GPU_SHAPE_CASES)],
+    r = subprocess.run([sys.executable, "-c", CHILD, json.dumps(CASES), json.dumps(GPU_SHAPE_CASES), json.dumps(CAPPED_CASE),
+                        str(CAP)],
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     return json.loads(r.stdout.strip().splitlines()[-1])
@@ -172,6 +182,14 @@ def test_triton_equals_eager_at_gpu_block_shapes(report, s, depth, dtype):
     which the interpreter's whole-image programs do not (layout_elems 1)."""
     assert report["gpu_shape"]["elems"][str(s)] > 1
     assert_equal(report["gpu_shape"]["cases"], s, depth, dtype)
+
+
+def test_register_cap_reaches_the_compiler(report):
+    """conv_stack(max_regs=...) asks the compiler for it (maxnreg: ignored by the interpreter, which still
+    checks the results), and no other launch does while GPU_BLOCKS names no cap."""
+    assert report["caps_capped"] and set(report["caps_capped"]) == {CAP}
+    assert report["caps"] and set(report["caps"]) == {None}
+    assert_equal(report["capped"], *CAPPED_CASE)
 
 
 def test_no_float_reaches_a_kernel_as_a_float32_argument(report):

@@ -273,7 +273,8 @@ def _conv_stack_kernel(
 # 32 pixels a thread), (4,096, 8): 92-94 hot, 33 memory-I/O (12 shuffles, 4 shared accesses), 132-133
 # cycles, 8 warps per SM; (2,048, 4) ~2% more. Which hides latency best only timing can tell: bench/gpu.py
 # times the first few block_candidates side by side and prints the fastest.
-GPU_BLOCKS: dict[int, tuple[int, int]] = {8: (512, 4), 16: (2048, 8), 32: (4096, 8)}
+# An entry may name a third number, registers per thread (Triton's maxnreg: ptxas spills beyond it).
+GPU_BLOCKS: dict[int, tuple[int, ...]] = {8: (512, 4), 16: (2048, 8), 32: (4096, 8)}
 DEFAULT_BLOCK = (1024, 4)
 # Compile options every launch passes. Fused multiply-adds pinned on: Triton 3.9.0 fuses by default but
 # warns that 3.10 will not, and unfused the float64 kernel does 64 float64 operations per element-layer
@@ -282,11 +283,15 @@ DEFAULT_BLOCK = (1024, 4)
 LAUNCH = {"enable_fp_fusion": True}
 
 
-def block_candidates(s: int) -> tuple[tuple[int, int], ...]:
+def block_candidates(s: int) -> tuple[tuple[int, ...], ...]:
     """What bench/gpu.py times at image size s, in this order (it takes the first few: each shape compiles
     for ~1 min at 32x32), GPU_BLOCKS' shape first. 32 elements per thread ((2048, 2), (1024, 1), (4096, 4))
-    spill thousands of times at 32x32 by static count and compile for minutes, so they are not candidates."""
-    return {8: ((512, 4), (256, 4), (512, 8), (1024, 4)), 16: ((2048, 8), (1024, 4), (512, 2), (1024, 8)),
+    spill thousands of times at 32x32 by static count and compile for minutes, so they are not candidates.
+    (2048, 8, 128) at 16x16: GPU_BLOCKS' shape with registers capped at 128 a thread (Triton's maxnreg), so an
+    SM holds 16 warps instead of 8, for 0.6 spill accesses and 2 more instructions per element-layer by
+    count; which hides latency better only timing can tell. At 32x32 the same cap spills 7 times an
+    element-layer, at 8x8 80 registers already allow 24 warps."""
+    return {8: ((512, 4), (256, 4), (512, 8), (1024, 4)), 16: ((2048, 8), (2048, 8, 128), (1024, 4), (512, 2)),
             32: ((4096, 8), (2048, 4), (1024, 4))}.get(s, ((1024, 4), (512, 4)))
 
 
@@ -327,6 +332,7 @@ def interpreted() -> bool:
 def conv_stack(
     f1: torch.Tensor, f2: torch.Tensor, sv1: torch.Tensor, sv2: torch.Tensor, w: torch.Tensor,
     sym: bool, sw2: float, sb2: float, block_elems: int | None = None, num_warps: int | None = None,
+    max_regs: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Readouts after L conv + ReLU layers, (n1 * n2, R) each for NNGP and NTK sums.
 
@@ -335,7 +341,9 @@ def conv_stack(
     after each layer's conv; w (D = A, A, R) the readout weights on (delta, a), whose dtype the
     readout sums take (float64 for a float32 recursion: the float32 mode).
     ``block_elems``, ``num_warps``: slice elements (offsets x pixels) and warps per program; by default
-    GPU_BLOCKS' entry for this image size (else DEFAULT_BLOCK) on a GPU, whole images in the interpreter.
+    GPU_BLOCKS' entry for this image size (else DEFAULT_BLOCK) on a GPU, whole images in the interpreter;
+    ``max_regs``: registers per thread at most (default: the entry's third number, when neither of the
+    other two is given, else the compiler's choice).
     """
     n1, A, C = f1.shape
     n2, L, R = f2.shape[0], sv1.shape[0], w.shape[-1]
@@ -347,6 +355,8 @@ def conv_stack(
         raise RuntimeError(f"Triton kernel: tensors on {f1.device} need "
                            f"{'TRITON_INTERPRET=1' if f1.device.type == 'cpu' else 'a compiled (non-interpreted) Triton'}")
     tuned = (1 << 14, 4) if interpreted() else GPU_BLOCKS.get(s, DEFAULT_BLOCK)
+    if block_elems is None and num_warps is None and len(tuned) > 2:
+        max_regs = max_regs or tuned[2]
     block_elems, num_warps = block_elems or tuned[0], num_warps or tuned[1]
     ap, bd = block_shape(A, block_elems)
     nb = triton.cdiv(A, bd)
@@ -363,7 +373,8 @@ def conv_stack(
     ok = ((d < A) & (torch.arange(ap, device=f1.device) < A)).to(torch.int8)  # (offset, pixel) in range
     _conv_stack_kernel[(n1 * n2, nb)](
         f1, f2, sc1, sc2, w, pk, pt, ok, n2, SCALE=sw2 / 9.0, SB2=float(sb2),
-        S=s, C=C, L=L, R=R, AP=ap, BD=bd, SYM=bool(sym), E=e, num_warps=num_warps, **LAUNCH,
+        S=s, C=C, L=L, R=R, AP=ap, BD=bd, SYM=bool(sym), E=e, num_warps=num_warps,
+        **LAUNCH, **({"maxnreg": max_regs} if max_regs else {}),
     )
     return pk.sum(1), pt.sum(1)
 
