@@ -185,8 +185,8 @@ def blocks(device: torch.device, p: dict) -> list[dict]:
             FT.GPU_BLOCKS[s] = cand
             rel = rel_to_eager(x, w, want, p["depth"])
             secs = timed(partial(E.conv_block, x, None, p["depth"], w, "triton"), device, 2)
-            rows.append({"image": s, "m": m, "block_elems": cand[0], "num_warps": cand[1],
-                         "max_regs": cand[2] if len(cand) > 2 else None, "rel_diff": rel,
+            be, nw, cap = FT.block_parts(cand)
+            rows.append({"image": s, "m": m, "block_elems": be, "num_warps": nw, "max_regs": cap, "rel_diff": rel,
                          "ms_per_entry": 1e3 * secs / (m * m)})
             print(json.dumps(rows[-1]), flush=True)
         if saved is None:

@@ -43,7 +43,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from history import load  # noqa: E402  (bench/history.py: this checkout's kernel or another revision's)
 
-from synsym.ntk.fused_triton import block_shape  # noqa: E402  (this checkout's: how conv_stack sizes a program)
+from synsym.ntk.fused_triton import block_parts, block_shape  # noqa: E402  (this checkout's: how conv_stack sizes a program)
 
 FP64 = ("DFMA", "DMUL", "DADD", "DSETP", "DMNMX")
 INT = ("IMAD", "IADD3", "VIADD", "LEA", "SHF", "LOP3", "ISETP", "SEL", "PRMT")  # address and index arithmetic
@@ -236,8 +236,8 @@ def main() -> None:
     def shapes(s: int) -> list[tuple[int, int, int | None]]:
         """(elements, warps, register cap) per program; a GPU_BLOCKS entry names the cap when it has one."""
         if args.tuned:
-            be, nw, *cap = mods["this"].GPU_BLOCKS.get(s, mods["this"].DEFAULT_BLOCK)
-            return [(be, nw, cap[0] if cap else args.max_regs)]
+            be, nw, cap = block_parts(mods["this"].GPU_BLOCKS.get(s, mods["this"].DEFAULT_BLOCK))
+            return [(be, nw, cap or args.max_regs)]
         return [(be, nw, args.max_regs) for be in args.block_elems for nw in args.num_warps]
 
     if args.json:
@@ -273,8 +273,8 @@ def print_predictions(sizes: list[int], as_json: bool) -> None:
         print(f"counted by Triton {triton.__version__}; the H200 ran and has {H200_TRITON}")
     rows = []
     for s in sizes:
-        be, nw, *cap = this.GPU_BLOCKS.get(s, this.DEFAULT_BLOCK)
-        measured, now = profile(old, s, "float64", 1024, 4), profile(this, s, "float64", be, nw, *cap)
+        be, nw, cap = block_parts(this.GPU_BLOCKS.get(s, this.DEFAULT_BLOCK))
+        measured, now = profile(old, s, "float64", 1024, 4), profile(this, s, "float64", be, nw, cap)
         rows.append({"size": s, "block": be, "num_warps": nw, "measured_hot": measured["hot"], "hot": now["hot"],
                      "fp64": now["fp64"], "conv": now["conv"], "mio": now["mio"],
                      "measured_mio": measured["mio"], "measured_slots": slots(measured), "slots": slots(now),

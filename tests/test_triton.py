@@ -79,8 +79,8 @@ def compare(s, depth, dt, into):
 
 def at_gpu_shape(s):
     # conv_stack at GPU_BLOCKS' (slice elements, warps[, register cap]) for s: the interpreter's default is whole images
-    be, nw, *cap = fused_triton.GPU_BLOCKS[s]
-    return functools.partial(stack, block_elems=be, num_warps=nw, max_regs=cap[0] if cap else None), \
+    be, nw, cap = fused_triton.block_parts(fused_triton.GPU_BLOCKS[s])
+    return functools.partial(stack, block_elems=be, num_warps=nw, max_regs=cap), \
         fused_triton.layout_elems(*fused_triton.block_shape(s * s, be), nw)
 
 

@@ -296,6 +296,12 @@ def block_candidates(s: int) -> tuple[tuple[int, ...], ...]:
             32: ((4096, 8), (2048, 4), (1024, 4))}.get(s, ((1024, 4), (512, 4)))
 
 
+def block_parts(entry: tuple[int, ...]) -> tuple[int, int, int | None]:
+    """(slice elements, warps, register cap or None) of a GPU_BLOCKS / block_candidates entry."""
+    be, nw, *cap = entry
+    return be, nw, cap[0] if cap else None
+
+
 def block_shape(a: int, block_elems: int) -> tuple[int, int]:
     """(AP, BD) of a program: pixels padded to a power of two, and the offsets that make ~block_elems elements."""
     ap = triton.next_power_of_2(a)
@@ -356,9 +362,10 @@ def conv_stack(
         raise RuntimeError(f"Triton kernel: tensors on {f1.device} need "
                            f"{'TRITON_INTERPRET=1' if f1.device.type == 'cpu' else 'a compiled (non-interpreted) Triton'}")
     tuned = (1 << 14, 4) if interpreted() else GPU_BLOCKS.get(s, DEFAULT_BLOCK)
-    if block_elems is None and num_warps is None and len(tuned) > 2:
-        max_regs = max_regs or tuned[2]
-    block_elems, num_warps = block_elems or tuned[0], num_warps or tuned[1]
+    be, nw, cap = block_parts(tuned)
+    if block_elems is None and num_warps is None:
+        max_regs = max_regs or cap
+    block_elems, num_warps = block_elems or be, num_warps or nw
     ap, bd = block_shape(A, block_elems)
     nb = triton.cdiv(A, bd)
     dt = f1.dtype
