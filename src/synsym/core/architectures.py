@@ -18,6 +18,18 @@ SIGMA_W2 = 2.0  # weight variance sigma_w^2 (paper App. B)
 SIGMA_B2 = 0.01  # bias variance sigma_b^2 (paper App. B)
 FILTER = 3  # spatial filter size of every conv / locally connected layer
 N_CLASSES = 10
+# How a 3x3 layer sees past the image's edge (config model.padding). The paper assumes circular
+# padding "for notational convenience" (Sec. 2); neural-tangents' SAME and Arora et al.'s CNTK pad
+# with zeros. Theorems 3.1 and 4.1 hold under both (they concern channels, not space); only the
+# circular GAP/LAP kernels are also invariant to cyclic shifts of one image.
+PADDINGS = ("circular", "zero")
+
+
+def check_padding(padding: str) -> str:
+    """``padding`` if it is one of PADDINGS, else one line naming the choices."""
+    if padding not in PADDINGS:
+        raise ValueError(f"model.padding = {padding!r} is invalid; allowed: {', '.join(PADDINGS)}")
+    return padding
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,8 @@ import sys
 
 import torch
 
-from synsym.core.architectures import SIGMA_B2, SIGMA_W2
-from synsym.ntk.eager import CONV_MEMBERS, _at_offsets, _offset_index, _pixel_scales, conv_stack, fcn_block, readout_weights
+from synsym.core.architectures import SIGMA_B2, SIGMA_W2, check_padding
+from synsym.ntk.eager import CONV_MEMBERS, _at_offsets, _pixel_scales, conv_stack, fcn_block, offset_layout, readout_weights
 from synsym.ntk.fused_cpu import _FUSED, fused_kernel
 
 __all__ = ["CONV_MEMBERS", "IMPLS", "backend", "block_fn", "conv_block", "fcn_block", "flops_per_entry", "fused_kernel",
@@ -22,14 +22,16 @@ __all__ = ["CONV_MEMBERS", "IMPLS", "backend", "block_fn", "conv_block", "fcn_bl
 IMPLS = ("cpu", "triton", "eager")
 
 
-def pick_impl(device: torch.device | str) -> str:
+def pick_impl(device: torch.device | str, padding: str = "circular") -> str:
     """Which implementation of the layers runs on ``device``: the fused C++ kernel on
-    the CPU, the fused Triton kernel on a GPU, eager torch when neither is available
-    or ``SYNSYM_FUSED=0`` (the reference)."""
+    the CPU, the fused Triton kernel on a GPU (circular padding only, so far), eager torch
+    when neither is available or ``SYNSYM_FUSED=0`` (the reference)."""
     if os.environ.get("SYNSYM_FUSED", "1") == "0":
         return "eager"
     if torch.device(device).type == "cpu":
         return "cpu" if fused_kernel() is not None else "eager"
+    if padding != "circular":
+        return "eager"
     return "triton" if triton_kernel() is not None else "eager"
 
 
@@ -39,33 +41,45 @@ def conv_block(
     depth: int,
     weights: torch.Tensor | None = None,
     impl: str | None = None,
+    padding: str = "circular",
 ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """{arch: (nngp, ntk)} of the conv family for images x1 (n1, s, s, C) and x2 (n2, s, s, C).
 
     ``x2=None`` means x2 is x1 and its diagonal is exact. ``impl``: ``cpu``
     (fused C++ kernel), ``triton`` (fused Triton kernel; on CPU tensors it runs in
     Triton's interpreter), ``eager`` (torch ops, the reference), or None to pick
-    by device (:func:`pick_impl`).
+    by device (:func:`pick_impl`). ``padding``: ``circular`` or ``zero`` (neural-tangents' SAME);
+    ``weights`` must then come from readout_weights with the same padding.
     """
-    impl = pick_impl(x1.device) if impl is None else impl
+    check_padding(padding)
+    impl = pick_impl(x1.device, padding) if impl is None else impl
     if impl not in IMPLS:
         raise ValueError(f"unknown engine implementation {impl!r}; allowed: {', '.join(IMPLS)}")
+    if impl == "triton" and padding != "circular":
+        raise ValueError("the fused Triton kernel has circular padding only; use impl='eager' for padding='zero'")
     sym = x2 is None
     x2 = x1 if sym else x2
     n1, s, _, c = x1.shape
     n2, d = x2.shape[0], s * s
-    idx = _offset_index(s, x1.device)  # idx[a, delta] = pixel a + delta
+    idx, valid = offset_layout(s, x1.device, padding)  # idx[a, delta] = pixel a + delta
+    big = idx.shape[1]
     f1, f2 = x1.reshape(n1, d, c), x2.reshape(n2, d, c)
-    sv1 = _pixel_scales((f1 * f1).sum(-1).reshape(n1, s, s) / c, depth)
-    sv2 = _pixel_scales((f2 * f2).sum(-1).reshape(n2, s, s) / c, depth)
+    sv1 = _pixel_scales((f1 * f1).sum(-1).reshape(n1, s, s) / c, depth, padding)
+    sv2 = _pixel_scales((f2 * f2).sum(-1).reshape(n2, s, s) / c, depth, padding)
     # readouts in float64 whatever the recursion's dtype: a float32 recursion's sums over the
     # s^4 (a, delta) elements are the float32 mode's largest rounding otherwise
-    w = readout_weights(s, torch.float64, x1.device) if weights is None else weights
-    w_da = w.reshape(d, d, -1).transpose(0, 1)  # (delta, a, readout)
+    w = readout_weights(s, torch.float64, x1.device, padding) if weights is None else weights
+    w_da = w.reshape(d, big, -1).transpose(0, 1)  # (delta, a, readout)
     if impl == "cpu":
         kernel = fused_kernel()
         if kernel is None or x1.device.type != "cpu":
             raise RuntimeError(f"fused CPU kernel unavailable: {_FUSED.get('why', 'inputs not on the CPU')}")
+    if impl == "cpu" and padding == "zero":
+        pk, pt = kernel.conv_stack_zero(
+            f1 / c, f2, sv1.reshape(depth, n1, d), sv2.reshape(depth, n2, d), w_da, sym, SIGMA_W2, SIGMA_B2
+        )
+        pk, pt = pk.reshape(n1 * n2, -1), pt.reshape(n1 * n2, -1)
+    elif impl == "cpu":
         f2g = f2[:, idx.t()]  # (n2, delta, a, C): x2 at pixel a + delta
         pk, pt = kernel.conv_stack(
             f1 / c, f2g, sv1.reshape(depth, n1, d), _at_offsets(sv2).reshape(depth, n2, d, d),
@@ -80,8 +94,8 @@ def conv_block(
             f1 / c, f2, sv1.reshape(depth, n1, d), sv2.reshape(depth, n2, d), w_da, sym, SIGMA_W2, SIGMA_B2
         )
     else:
-        scales = list(zip(sv1, _at_offsets(sv2)))
-        pk, pt = conv_stack(f1, f2, idx, scales, sym, w)
+        scales = list(zip(sv1, _at_offsets(sv2, padding)))
+        pk, pt = conv_stack(f1, f2, idx, scales, sym, w, None if padding == "circular" else valid)
     out = {}
     for r, arch in enumerate(CONV_MEMBERS):
         nngp = SIGMA_W2 * pk[:, r].reshape(n1, n2) + SIGMA_B2
@@ -112,16 +126,18 @@ def triton_kernel():
     return _TRITON["mod"]
 
 
-def block_fn(family: str, depth: int, image_size: int, device: str = "cpu", dtype=torch.float64):
+def block_fn(family: str, depth: int, image_size: int, device: str = "cpu", dtype=torch.float64,
+             padding: str = "circular"):
     """(x1, x2=None) -> {arch: (nngp, ntk)} as numpy, matching kernels.family_block_fn. ``dtype`` is
     the recursion's (kernels.precision); the conv readouts are summed in float64 either way."""
-    w = readout_weights(image_size, torch.float64, device) if family == "conv" else None
+    check_padding(padding)
+    w = readout_weights(image_size, torch.float64, device, padding) if family == "conv" else None
 
     def fn(x1, x2=None):
         t1 = torch.as_tensor(x1, dtype=dtype, device=device)
         t2 = None if x2 is None else torch.as_tensor(x2, dtype=dtype, device=device)
         with torch.no_grad():
-            res = conv_block(t1, t2, depth, w) if family == "conv" else fcn_block(t1, t2, depth)
+            res = conv_block(t1, t2, depth, w, padding=padding) if family == "conv" else fcn_block(t1, t2, depth)
         return {a: (n.cpu().numpy(), t.cpu().numpy()) for a, (n, t) in res.items()}
 
     if family not in ("conv", "fcn"):
@@ -137,13 +153,15 @@ def flops_per_entry(s: int, depth: int) -> float:
     return (s * s) ** 2 * (47 * depth + 14)
 
 
-def backend(device: str = "cpu") -> str:
+def backend(device: str = "cpu", padding: str = "circular") -> str:
     """Which implementation conv_block uses on ``device``, for job logs."""
-    impl = pick_impl(device)
+    impl = pick_impl(device, padding)
     if impl == "cpu":
         return f"fused CPU kernel (x86-64 {_FUSED['tag']})"
     if impl == "triton":
         return f"fused Triton kernel on {device}"
+    if impl == "eager" and padding != "circular" and torch.device(device).type != "cpu":
+        return f"eager torch on {device} (the fused Triton kernel has circular padding only)"
     why = "SYNSYM_FUSED=0" if os.environ.get("SYNSYM_FUSED", "1") == "0" else (
         _FUSED.get("why") if torch.device(device).type == "cpu" else _TRITON.get("why"))
     return f"eager torch on {device} ({why})"

@@ -48,7 +48,7 @@ def _build(name: str, flags: list[str]):
         return load_inline(
             name=name,
             cpp_sources=(Path(__file__).parent / "fused_cpu.cpp").read_text(),
-            functions=["conv_stack"],
+            functions=["conv_stack", "conv_stack_zero"],
             extra_cflags=["-O3", "-ffast-math", "-fopenmp-simd", *flags],
             build_directory=str(build),
         )

@@ -14,7 +14,7 @@ import os
 import sys
 from collections.abc import Callable
 
-from synsym.core.architectures import ARCHITECTURES, FAMILY_MEMBERS, FILTER, SIGMA_B2, SIGMA_W2, ArchSpec
+from synsym.core.architectures import ARCHITECTURES, FAMILY_MEMBERS, FILTER, SIGMA_B2, SIGMA_W2, ArchSpec, check_padding
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -47,17 +47,21 @@ def _stax():
     return stax
 
 
-def _hidden(spec: ArchSpec, depth: int) -> list:
+NT_PADDING = {"circular": "CIRCULAR", "zero": "SAME"}  # neural-tangents' names for our paddings
+
+
+def _hidden(spec: ArchSpec, depth: int, padding: str = "circular") -> list:
     stax = _stax()
+    pad = NT_PADDING[check_padding(padding)]
     w, b = math.sqrt(SIGMA_W2), math.sqrt(SIGMA_B2)
     layers = []
     for _ in range(depth):
         if spec.body == "dense":
             layers.append(stax.Dense(1, W_std=w, b_std=b))
         elif spec.body == "conv":
-            layers.append(stax.Conv(1, (FILTER, FILTER), padding="CIRCULAR", W_std=w, b_std=b))
+            layers.append(stax.Conv(1, (FILTER, FILTER), padding=pad, W_std=w, b_std=b))
         else:
-            layers.append(stax.ConvLocal(1, (FILTER, FILTER), padding="CIRCULAR", W_std=w, b_std=b))
+            layers.append(stax.ConvLocal(1, (FILTER, FILTER), padding=pad, W_std=w, b_std=b))
         layers.append(stax.Relu())
     return layers
 
@@ -74,11 +78,11 @@ def _readout(spec: ArchSpec) -> list:
     return pool + [stax.Dense(1, W_std=w, b_std=b)]
 
 
-def stax_kernel_fn(spec: ArchSpec, depth: int) -> Callable:
+def stax_kernel_fn(spec: ArchSpec, depth: int, padding: str = "circular") -> Callable:
     """The full neural-tangents kernel_fn of one architecture (the reference)."""
     stax = _stax()
     body = [stax.Flatten()] if spec.body == "dense" else []
-    return stax.serial(*body, *_hidden(spec, depth), *_readout(spec))[2]
+    return stax.serial(*body, *_hidden(spec, depth, padding), *_readout(spec))[2]
 
 
 def _conv_readouts(nngp6, ntk6, image_size: int) -> dict:
@@ -109,7 +113,7 @@ def _conv_readouts(nngp6, ntk6, image_size: int) -> dict:
     return out
 
 
-def family_block_fn(family: str, depth: int, image_size: int) -> Callable:
+def family_block_fn(family: str, depth: int, image_size: int, padding: str = "circular") -> Callable:
     """A jitted (x1, x2) -> {arch: (nngp, ntk)} for one block of image pairs.
 
     ``x2=None`` means x2 is x1 (diagonal blocks): neural-tangents then uses
@@ -126,7 +130,7 @@ def family_block_fn(family: str, depth: int, image_size: int) -> Callable:
             return {"fcn": (k.nngp, k.ntk)}
     elif family == "conv":
         stax = _stax()
-        kfn = stax.serial(*_hidden(ARCHITECTURES["vec"], depth))[2]
+        kfn = stax.serial(*_hidden(ARCHITECTURES["vec"], depth, padding))[2]
 
         def block(x1, x2):
             k = kfn(x1, x2, diagonal_spatial=False)
