@@ -75,7 +75,7 @@ def test_conda_env_pins_equal_requirements():
     req = pins((ROOT / "requirements.txt").read_text())
     env = pins((ROOT / "workflow/envs/study.yaml").read_text())
     assert req["jax"] == req["jaxlib"] == "0.4.30" and req["neural-tangents"] == "0.6.5" and req["tf2jax"] == "0.3.6"
-    assert req["torch"] == "2.13.0"
+    assert (req["torch"], req["torchvision"], req["timm"], req["triton"]) == ("2.14.1", "0.29.1", "1.0.31", "3.8.0")
     for name, version in env.items():
         assert req.get(name) == version, name
     assert {"jax", "jaxlib", "neural-tangents", "torch", "tf2jax"} <= set(env)

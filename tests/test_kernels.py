@@ -149,18 +149,20 @@ def test_memory_budget_too_small_is_clear():
     assert K.block_size_for("conv", 8, 1.0, 1000) < 1000  # budget, not the request, bounds the block
 
 
-@pytest.mark.parametrize("arch,widths", [("fcn", (64, 1024)), ("vec", (16, 256))])
-def test_empirical_ntk_of_torch_net_converges_to_stax(arch, widths):
-    """The torch models and the stax kernels share the parameterization: the
-    finite-width empirical NTK approaches the analytic one as width grows."""
+@pytest.mark.parametrize("arch,widths,padding", [("fcn", (64, 1024), "circular"), ("vec", (16, 256), "circular"),
+                                                 ("vec", (16, 256), "zero"), ("lcn", (4, 64), "zero")])
+def test_empirical_ntk_of_torch_net_converges_to_stax(arch, widths, padding):
+    """The torch models and the stax kernels share the parameterization (and the padding: circular
+    = nt's CIRCULAR, zero = nt's SAME): the finite-width empirical NTK approaches the analytic one
+    as width grows."""
     import torch
 
     from synsym.finite import models
 
-    spec = A.get(arch)
+    spec = A.get(arch, padding)
     depth = 2
     x = images(3, 5)
-    want = np.asarray(REF.stax_kernel_fn(spec, depth)(x, None, "ntk"))
+    want = np.asarray(REF.stax_kernel_fn(spec, depth, padding)(x, None, "ntk"))
     errs = []
     for w in widths:
         p = models.init_params(spec, w, depth, S, [0, 1], 0, torch.float64)

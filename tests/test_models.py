@@ -1,6 +1,8 @@
 """Finite networks: Theorem 4.1 by coupled training, Theorem 3.1 by construction,
 learning-rate estimation, reproducibility."""
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -25,40 +27,43 @@ def stack(x):
     return torch.as_tensor(x, dtype=torch.float64)[None]
 
 
-def run(arch, params, x, y, steps=20, lr=0.05, l2=1e-3):
+def run(arch, params, x, y, steps=20, lr=0.05, l2=1e-3, padding="circular"):
     cfg = TR.TrainConfig(max_steps=steps, eval_every=steps, batch_size=8)
     n_seeds = params["b_out"].shape[0]
     batches = np.stack([TR.batch_indices(0, s, len(y), 8, steps) for s in range(n_seeds)])
     d = {"x_train": stack(x).expand(n_seeds, *x.shape), "y_train": torch.as_tensor(y)}
-    TR.train(A.get(arch), params, d, DEPTH, torch.tensor([lr], dtype=torch.float64), l2, batches, cfg, log=lambda s: None)
+    TR.train(A.get(arch, padding), params, d, DEPTH, torch.tensor([lr], dtype=torch.float64), l2, batches, cfg, log=lambda s: None)
     return params
 
 
-def coupled_gap(arch, tid, width=6, force_shared=False):
+def coupled_gap(arch, tid, width=6, force_shared=False, padding="circular"):
     """max |f_{theta_t}(tau X*) - f_{theta^tau_t}(X*)| after 20 SGD+momentum+L2 steps in float64."""
-    spec = A.get(arch)
+    spec = A.get(arch, padding)
     x, y, xt = data()
     tau = T.make(tid, S, 0, 0)
     p0 = M.init_params(spec, width, DEPTH, S, [0], 0, torch.float64)
-    on_tau = run(arch, {k: v.clone() for k, v in p0.items()}, tau.apply(x), y)
+    on_tau = run(arch, {k: v.clone() for k, v in p0.items()}, tau.apply(x), y, padding=padding)
     coupling = tau
     if force_shared:  # the nearest thing a shared filter can absorb: pixel 0's rotation everywhere
         coupling = T.Transform("o3_shared", pixel=np.broadcast_to(tau.pixel[0, 0], tau.pixel.shape).copy())
     p_tau = M.couple_first_layer(spec, {k: v.clone() for k, v in p0.items()}, coupling, S)
-    on_x = run(arch, p_tau, x, y)
+    on_x = run(arch, p_tau, x, y, padding=padding)
     a = M.apply(spec, on_tau, stack(tau.apply(xt)), DEPTH)
     b = M.apply(spec, on_x, stack(xt), DEPTH)
     return (a - b).abs().max().item(), a.abs().max().item()
 
 
 @pytest.mark.parametrize(
-    "arch,tid",
-    [("fcn", "o_3d"), ("fcn", "perm_3d"), ("lcn", "o3_per_pixel"), ("vec", "o3_shared"), ("gap", "o3_shared"),
-     ("lap4", "o3_shared")],
+    "arch,tid,padding",
+    [("fcn", "o_3d", "circular"), ("fcn", "perm_3d", "circular"), ("lcn", "o3_per_pixel", "circular"),
+     ("vec", "o3_shared", "circular"), ("gap", "o3_shared", "circular"), ("lap4", "o3_shared", "circular"),
+     ("lcn", "o3_per_pixel", "zero"), ("gap", "o3_shared", "zero")],
 )
-def test_theorem_4_1_coupled_training_agrees(arch, tid):
+def test_theorem_4_1_coupled_training_agrees(arch, tid, padding):
+    """Theorem 4.1 for finite nets under both paddings: zero padding only adds taps that read 0,
+    whose weights get no gradient in either net, so the coupling stays exact."""
     assert A.predicts_invariance(arch, tid, infinite=False)
-    gap, scale = coupled_gap(arch, tid)
+    gap, scale = coupled_gap(arch, tid, padding=padding)
     assert scale > 0.1 and gap < 1e-9, gap
 
 
@@ -122,19 +127,38 @@ def test_lambda_max_power_iteration_matches_explicit_ntk():
     assert torch.allclose(eta, 2 * 1.9 * 6 / lam)
 
 
-def test_local_layer_matches_explicit_loop():
+@pytest.mark.parametrize("padding", A.PADDINGS)
+def test_local_layer_matches_explicit_loop(padding):
     spec = A.get("lcn")
-    p = M.init_params(spec, 3, 1, 4, [0], 0, torch.float64)
-    x = torch.as_tensor(np.random.default_rng(1).standard_normal((1, 2, 3, 4, 4)))  # (S, B, C, H, W)
-    z = x.reshape(1, 2, 3, 16).permute(0, 3, 2, 1)  # the layer's (S, P, C, B) layout
-    got = M._local(z, p["w1"], p["b1"], M._patch_rows(1, 4, z.device)).permute(0, 3, 2, 1).reshape(1, 2, -1, 4, 4)
+    p = M.init_params(spec, 3, 1, 4, [0, 1], 0, torch.float64)
+    x = torch.as_tensor(np.random.default_rng(1).standard_normal((2, 2, 3, 4, 4)))  # (S, B, C, H, W)
+    z = x.reshape(2, 2, 3, 16).permute(0, 3, 2, 1)  # the layer's (S, P, C, B) layout
+    rows = M._patch_rows(2, 4, z.device, padding)
+    got = M._local(z, p["w1"], p["b1"], rows, padding).permute(0, 3, 2, 1).reshape(2, 2, -1, 4, 4)
+
+    def pixel(s, c, h, w):  # what a tap reads: wrapped, or zero outside the image
+        if padding == "circular" or (0 <= h < 4 and 0 <= w < 4):
+            return x[s, :, c, h % 4, w % 4]
+        return torch.zeros(2, dtype=x.dtype)
+
     want = torch.zeros_like(got)
-    for h in range(4):
-        for w in range(4):
-            patch = torch.stack([x[0, :, c, (h + dh) % 4, (w + dw) % 4] for c in range(3)
-                                 for dh in (-1, 0, 1) for dw in (-1, 0, 1)], -1)  # (B, 27)
-            want[0, :, :, h, w] = M.SW / np.sqrt(27) * patch @ p["w1"][0, h * 4 + w] + M.SB * p["b1"][0, h * 4 + w]
+    for s, h, w in itertools.product(range(2), range(4), range(4)):
+        patch = torch.stack([pixel(s, c, h + dh, w + dw) for c in range(3)
+                             for dh in (-1, 0, 1) for dw in (-1, 0, 1)], -1)  # (B, 27)
+        want[s, :, :, h, w] = M.SW / np.sqrt(27) * patch @ p["w1"][s, h * 4 + w] + M.SB * p["b1"][s, h * 4 + w]
     assert (got - want).abs().max() < 1e-12
+
+
+def test_zero_padded_conv_is_torchs():
+    """The finite conv layer under zero padding is torch's own conv2d(padding=1)."""
+    w = torch.randn(2, 5, 3, 3, 3, dtype=torch.float64)  # (S, n, C, 3, 3)
+    b = torch.randn(2, 5, dtype=torch.float64)
+    z = torch.randn(4, 2 * 3, 6, 6, dtype=torch.float64)
+    got = M._conv(z, w, b, "zero")
+    want = torch.cat([torch.nn.functional.conv2d(z[:, 3 * i : 3 * i + 3], w[i], padding=1) for i in range(2)], 1)
+    want = M.SW / np.sqrt(27) * want + M.SB * b.reshape(1, 10, 1, 1)
+    assert (got - want).abs().max() < 1e-12
+    assert (M._conv(z, w, b, "circular") - want).abs().max() > 1e-3  # the edges differ
 
 
 def test_init_is_keyed_by_seed_not_order_or_inference():

@@ -110,10 +110,27 @@ vs = torch.cat([vs, torch.nextafter(vs, torch.ones_like(vs)),
                 torch.tensor([0.0, 2.0 ** -126, 1e-25, 2.0 ** -54, 2.0 ** -52, 0.25, 0.5, 1.0], dtype=torch.float64)]).to(dev)
 want = np.sqrt(vs.cpu().numpy())  # IEEE, correctly rounded (torch 2.13's CPU sqrt is 1 ulp off in ~1.4% of these)
 out["sqrt"] = {}
-for e in (0.0, 2.0 ** -21, -(2.0 ** -21)):
-    got = fused_triton.sqrt(vs, e).cpu().numpy()
-    out["sqrt"][str(e)] = {"n": int(got.size), "differ": int((got != want).sum()),
-                           "max_ulp": float((np.abs(got - want) / np.spacing(want)).max())}
+
+
+def root_two_roundings(v, e):
+    # _sqrt_start and _sqrt_from in numpy, every fma rounded twice (x*y, then + z), as an interpreter
+    # without a fused multiply-add computes them (Triton 3.8's: x * y + z in numpy); float32's rsqrt as
+    # that interpreter's 1 / sqrt. Bit for bit what such an interpreter must return.
+    vb = ((v.view(np.int64) >> 29).astype(np.int32) + np.int32(0x40000000)).view(np.float32)
+    yb = (np.float32(1) / np.sqrt(vb)).view(np.int32).astype(np.int64) << 29
+    s = (v * (yb + (896 << 52)).view(np.float64)) * (1.0 + e)
+    h = (yb + (895 << 52)).view(np.float64) * (1.0 + e)
+    for _ in range(2):
+        s = ((s * -1.0) * s + v) * h + s
+    return s
+
+
+with np.errstate(over="ignore"):
+    for e in (0.0, 2.0 ** -21, -(2.0 ** -21)):
+        got = fused_triton.sqrt(vs, e).cpu().numpy()
+        out["sqrt"][str(e)] = {"n": int(got.size), "differ": int((got != want).sum()),
+                               "max_ulp": float((np.abs(got - want) / np.spacing(want)).max()),
+                               "equal_two_roundings": int((got == root_two_roundings(vs.cpu().numpy(), e)).sum())}
 # 128-byte cache lines per warp-load of each array the conv kernel reads: in the interpreter, every load's
 # addresses as the kernel computes them, at GPU_BLOCKS' 16x16 shape, in the compiled layout (TTGIR): a
 # 2-D (offset, pixel) load has 32 lanes along the pixel axis, so each run of 32 along the last axis is one
@@ -221,13 +238,24 @@ def test_triton_acos(report):
 
 def test_triton_sqrt_is_within_an_ulp(report):
     """The kernel's branch-free square root on 1M arguments (0, 1e-25, random ones down to 2^-80, the
-    kernel's own kinds of argument): within 1 ulp of IEEE's (numpy's) and equal to it on all but a few
-    in 10^5 from float32's rsqrt; still within 1 ulp from a start made 2^-21 worse (a GPU's float32
-    MUFU rsqrt is within ~2^-22.6; at 2^-20 some are 2 ulp off). With one Newton step instead of two
-    this fails."""
+    kernel's own kinds of argument): within 1 ulp of IEEE's (numpy's), also from a start made 2^-21 worse
+    (a GPU's float32 MUFU rsqrt is within ~2^-22.6; at 2^-20 some are 2 ulp off). With one Newton step
+    instead of two this fails.
+
+    How often it equals IEEE exactly depends on the fused multiply-adds. The compiled kernel fuses them
+    (test_compiled_kernel_counts checks the PTX/SASS has real FMAs), as does Triton 3.9's interpreter: then
+    all but a few in 10^5 from float32's rsqrt are correctly rounded. Triton 3.8's interpreter computes
+    tl.fma as x * y + z with two roundings (~14% of roots then differ from IEEE, all within 1 ulp); what
+    it can show is that it computes exactly the kernel's arithmetic, so there the roots must equal a numpy
+    emulation of the same two-rounding steps bit for bit, at every start error."""
     for e, r in report["sqrt"].items():
         assert r["max_ulp"] <= 1.0, (e, r)
-    assert report["sqrt"]["0.0"]["differ"] <= 1e-5 * report["sqrt"]["0.0"]["n"], report["sqrt"]
+    r0 = report["sqrt"]["0.0"]
+    two_roundings = report["interpreted"] and r0["equal_two_roundings"] == r0["n"] and r0["differ"] > 1e-5 * r0["n"]
+    if two_roundings:
+        assert all(r["equal_two_roundings"] == r["n"] for r in report["sqrt"].values()), report["sqrt"]
+    else:
+        assert r0["differ"] <= 1e-5 * r0["n"], report["sqrt"]
 
 
 def test_asin_polynomial_is_the_stated_fit(report):

@@ -12,7 +12,7 @@ scaled by sigma_b), and a dense readout to 10 logits.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 SIGMA_W2 = 2.0  # weight variance sigma_w^2 (paper App. B)
 SIGMA_B2 = 0.01  # bias variance sigma_b^2 (paper App. B)
@@ -41,6 +41,7 @@ class ArchSpec:
     readout: ``flatten`` (VEC, LCN), ``gap`` (global average pool) or
     ``lap`` (local average pool with window ``pool`` and stride ``pool``),
     each followed by one dense layer.
+    padding: ``circular`` or ``zero`` edges of every 3x3 layer (model.padding).
     kernel_family: which kernel job computes its infinite-width kernel. The
     whole conv family shares one job; LCN_inf equals VEC_inf (Xiao et al.
     2018, Novak et al. 2019), so LCN reads the conv job's flatten readout.
@@ -57,6 +58,8 @@ class ArchSpec:
     # which Theorem 4.1 makes the finite / infinite network invariant.
     finite_invariance: str
     infinite_invariance: str
+    # How the 3x3 layers pad (PADDINGS); a run sets it from model.padding with dataclasses.replace.
+    padding: str = "circular"
 
 
 ARCHITECTURES: dict[str, ArchSpec] = {
@@ -83,14 +86,15 @@ FINITE_INFERENCES = ("nn", "nn_plus")
 INFERENCE_LABELS = {"ntk": "NTK", "nngp": "NNGP", "nn": "NN", "nn_plus": "NN+"}
 
 
-def get(arch_id: str) -> ArchSpec:
-    """Look up an architecture, failing with one line that names the choices."""
+def get(arch_id: str, padding: str = "circular") -> ArchSpec:
+    """Look up an architecture (with the run's padding), failing with one line that names the choices."""
     try:
-        return ARCHITECTURES[arch_id]
+        spec = ARCHITECTURES[arch_id]
     except KeyError:
         raise ValueError(
             f"unknown architecture {arch_id!r}; allowed: {', '.join(ARCHITECTURES)}"
         ) from None
+    return spec if padding == spec.padding else replace(spec, padding=check_padding(padding))
 
 
 def check_inference(inference: str, allowed: tuple[str, ...] = INFERENCES + ("nngp",)) -> str:

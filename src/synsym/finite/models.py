@@ -167,8 +167,8 @@ def circular_pad(x: torch.Tensor) -> torch.Tensor:
     return _CircularPad.apply(x)
 
 
-def _conv(z: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Shared 3x3 circular conv for all seeds at once: (B, S*C, H, W) -> (B, S*n, H, W).
+def _conv(z: torch.Tensor, w: torch.Tensor, b: torch.Tensor, padding: str = "circular") -> torch.Tensor:
+    """Shared 3x3 conv (circular or zero-padded) for all seeds at once: (B, S*C, H, W) -> (B, S*n, H, W).
 
     One grouped conv (groups = seeds) on a batch-major layout that stays
     contiguous from layer to layer (no transposes, so the ReLU's backward runs on
@@ -177,7 +177,7 @@ def _conv(z: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     one channels-last conv per seed; at width 128 13 vs 14.
     """
     s, n, c = w.shape[:3]
-    zp = circular_pad(z)
+    zp = circular_pad(z) if padding == "circular" else F.pad(z, (1, 1, 1, 1))
     if _SPEED.channels_last:
         zp = zp.contiguous(memory_format=torch.channels_last)
     if _SPEED.conv == "per_seed":
@@ -187,25 +187,32 @@ def _conv(z: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return SW / math.sqrt(c * K2) * y + SB * b.reshape(1, s * n, 1, 1)
 
 
-def neighbours(image_size: int, device: torch.device | str = "cpu") -> torch.Tensor:
-    """nbr[p, kh * 3 + kw] = flat index of pixel p + (kh - 1, kw - 1), circular: the 3x3 patch
-    a local or conv filter tap reads (the LCN layer and the Theorem 3.1 embeddings use it)."""
-    i = torch.arange(image_size, device=device)
+def neighbours(image_size: int, device: torch.device | str = "cpu", padding: str = "circular") -> torch.Tensor:
+    """nbr[p, kh * 3 + kw] = flat index of pixel p + (kh - 1, kw - 1): the 3x3 patch a local or conv
+    filter tap reads (the LCN layer and the Theorem 3.1 embeddings use it). Circular wraps around;
+    zero padding points taps outside the image at index s*s, a zero position the caller appends."""
+    s = image_size
+    i = torch.arange(s, device=device)
     off = torch.arange(FILTER, device=device) - FILTER // 2
-    rows = (i[:, None, None, None] + off[None, None, :, None]) % image_size  # (h, 1, kh, 1)
-    cols = (i[None, :, None, None] + off[None, None, None, :]) % image_size  # (1, w, 1, kw)
-    return (rows * image_size + cols).reshape(image_size * image_size, K2)
+    rows = (i[:, None, None, None] + off[None, None, :, None]).expand(s, s, FILTER, FILTER)  # (h, w, kh, kw)
+    cols = (i[None, :, None, None] + off[None, None, None, :]).expand(s, s, FILTER, FILTER)
+    if padding == "circular":
+        return ((rows % s) * s + cols % s).reshape(s * s, K2)
+    inside = (rows >= 0) & (rows < s) & (cols >= 0) & (cols < s)
+    return torch.where(inside, rows * s + cols, s * s).reshape(s * s, K2)
 
 
-def _patch_rows(n_seeds: int, image_size: int, device: torch.device) -> torch.Tensor:
+def _patch_rows(n_seeds: int, image_size: int, device: torch.device, padding: str = "circular") -> torch.Tensor:
     """Row index into (seed, position)-flattened activations that gathers every patch:
     one index_select over that axis (on a middle axis its cost per seed grew with the
-    number of seeds). Built once per forward, shared by all layers."""
-    nbr = neighbours(image_size, device)
-    return (torch.arange(n_seeds, device=device)[:, None] * nbr.shape[0] + nbr.reshape(1, -1)).reshape(-1)
+    number of seeds). Built once per forward, shared by all layers. With zero padding each
+    seed's positions carry one extra zero position (index s*s) that outside taps read."""
+    nbr = neighbours(image_size, device, padding)
+    per_seed = image_size * image_size + (padding != "circular")
+    return (torch.arange(n_seeds, device=device)[:, None] * per_seed + nbr.reshape(1, -1)).reshape(-1)
 
 
-def _local(z: torch.Tensor, w: torch.Tensor, b: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+def _local(z: torch.Tensor, w: torch.Tensor, b: torch.Tensor, rows: torch.Tensor, padding: str = "circular") -> torch.Tensor:
     """Locally connected 3x3 layer on a position-major layout: (S, P, C, B) -> (S, P, n, B).
 
     With the batch innermost, gathering each position's 9 neighbours gives
@@ -214,7 +221,9 @@ def _local(z: torch.Tensor, w: torch.Tensor, b: torch.Tensor, rows: torch.Tensor
     input's layout (no per-layer copies)."""
     s, p, c, bsz = z.shape
     n = w.shape[-1]
-    patches = z.reshape(s * p, c, bsz).index_select(0, rows).reshape(s * p, K2 * c, bsz)  # rows (k, c)
+    if padding != "circular":  # rows (_patch_rows) index s x (p + 1) positions, the last one zero
+        z = F.pad(z, (0, 0, 0, 0, 0, 1))
+    patches = z.reshape(-1, c, bsz).index_select(0, rows).reshape(s * p, K2 * c, bsz)  # rows (k, c)
     wt = w.reshape(s, p, c, K2, n).permute(0, 1, 4, 3, 2).reshape(s * p, n, K2 * c)  # weights stored (c, k)
     y = torch.bmm(wt, patches).reshape(s, p, n, bsz)
     return SW / math.sqrt(c * K2) * y + SB * b[..., None]
@@ -230,14 +239,14 @@ def features(spec: ArchSpec, params: dict[str, torch.Tensor], x: torch.Tensor, d
             z = torch.relu(SW / math.sqrt(w.shape[1]) * torch.bmm(z, w) + SB * b[:, None])
         return z
     if spec.body == "local":
-        rows = _patch_rows(s, h, x.device)
+        rows = _patch_rows(s, h, x.device, spec.padding)
         z = x.reshape(s, bsz, h * h, -1).permute(0, 2, 3, 1).contiguous()  # (S, P, C, B)
         for layer in range(1, depth + 1):
-            z = torch.relu(_local(z, params[f"w{layer}"], params[f"b{layer}"], rows))
+            z = torch.relu(_local(z, params[f"w{layer}"], params[f"b{layer}"], rows, spec.padding))
         return z.permute(0, 3, 2, 1).reshape(s, bsz, -1)  # flatten readout, (n, position) order
     z = x.permute(1, 0, 4, 2, 3).reshape(bsz, -1, h, h)  # (B, S*C, H, W)
     for layer in range(1, depth + 1):
-        z = torch.relu(_conv(z, params[f"w{layer}"], params[f"b{layer}"]))
+        z = torch.relu(_conv(z, params[f"w{layer}"], params[f"b{layer}"], spec.padding))
     z = z.reshape(bsz, s, -1, h, h).transpose(0, 1)  # (S, B, n, H, W)
     if spec.readout == "gap":
         z = z.mean(dim=(3, 4))

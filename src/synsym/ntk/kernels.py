@@ -55,7 +55,7 @@ PRECISIONS = ("float64", "float32")
 
 
 def block_fn_for(family: str, depth: int, image_size: int, engine: str, device: str, log: Callable[[str], None],
-                 precision: str = "float64") -> Callable:
+                 precision: str = "float64", padding: str = "circular") -> Callable:
     """The (x1, x2=None) -> {arch: (nngp, ntk)} function of one engine: ``fast`` (synsym.ntk.engine)
     or ``neural_tangents`` (the reference). ``precision`` float32 runs the fast engine's recursion
     in float32 with float64 readout sums (kernels.precision; the reference is float64 only)."""
@@ -67,14 +67,14 @@ def block_fn_for(family: str, depth: int, image_size: int, engine: str, device: 
         from synsym.ntk.engine import backend, block_fn
 
         if family == "conv":
-            log(f"[kernel {family}] engine fast ({precision}): {backend(device)}")
-        return block_fn(family, depth, image_size, device, getattr(torch, precision))
+            log(f"[kernel {family}] engine fast ({precision}, {padding} padding): {backend(device, padding)}")
+        return block_fn(family, depth, image_size, device, getattr(torch, precision), padding)
     if engine == "neural_tangents" and precision != "float64":
         raise ValueError("kernels.precision = 'float32' needs kernels.engine = 'fast'; neural_tangents runs in float64")
     if engine == "neural_tangents":
         from synsym.ntk.reference import family_block_fn
 
-        return family_block_fn(family, depth, image_size)
+        return family_block_fn(family, depth, image_size, padding)
     raise ValueError(f"unknown kernel engine {engine!r}; allowed: fast, neural_tangents")
 
 
@@ -151,6 +151,7 @@ def compute_family(
     engine: str = "fast",
     device: str = "cpu",
     precision: str = "float64",
+    padding: str = "circular",
 ) -> dict[str, np.ndarray]:
     """All kernels of a family in memory: ``{split}_train/{arch}/{kind}`` -> float64 matrix.
 
@@ -160,7 +161,7 @@ def compute_family(
     """
     log = log or (lambda s: print(s, file=sys.stderr, flush=True))
     b = block_size_for(family, x_train.shape[1], max_memory_gb, block_size)
-    fn = block_fn_for(family, depth, x_train.shape[1], engine, device, log, precision)
+    fn = block_fn_for(family, depth, x_train.shape[1], engine, device, log, precision, padding)
     xs = {"train": x_train, **others}
     out = {f"{split}_train/{arch}/{kind}": np.empty((len(x), len(x_train)))
            for split, x in xs.items() for arch in FAMILY_MEMBERS[family] for kind in KINDS}
@@ -187,7 +188,7 @@ def compute_family(
 def compute_shard(
     family: str, xs: dict[str, np.ndarray], depth: int, block_size: int, max_memory_gb: float, shard: int, shards: int,
     out_dir: str | Path, meta: dict, log: Callable[[str], None] | None = None, engine: str = "fast", device: str = "cpu",
-    precision: str = "float64",
+    precision: str = "float64", padding: str = "circular",
 ) -> None:
     """Shard ``shard`` of ``shards`` of one family's kernels, written atomically to ``out_dir``
     (float64 files whatever ``precision`` the recursion ran in)."""
@@ -197,7 +198,7 @@ def compute_shard(
     n, size = len(xs["train"]), xs["train"].shape[1]
     b = block_size_for(family, size, max_memory_gb, block_size)
     rows = shard_rows({k: len(v) for k, v in xs.items()}, b, shards)[shard]
-    fn = block_fn_for(family, depth, size, engine, device, log, precision)
+    fn = block_fn_for(family, depth, size, engine, device, log, precision, padding)
     offset, r = {}, 0
     for blk in rows:
         offset[blk] = r

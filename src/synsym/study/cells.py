@@ -94,6 +94,7 @@ def kernel_job(spec: dict, family: str, transform_id: str, seed: int, shard: int
         family, xs, spec["depth"], k["block_size"], k["max_memory_gb"], shard, shards, out,
         {"transform": transform_id, "seed": seed}, log=log, engine=k["engine"],
         device=_kernel_device(spec.get("device", "cpu")), precision=k.get("precision", "float64"),
+        padding=spec.get("padding", "circular"),
     )
     log(f"kernel {family}/{transform_id}/s{seed} shard {shard + 1}/{shards}: {time.time() - t0:.1f}s")
 
@@ -205,7 +206,7 @@ def train_cell(
 
     from synsym.finite import models, training
 
-    a = architectures.get(arch)
+    a = architectures.get(arch, spec.get("padding", "circular"))
     architectures.check_inference(inference, architectures.FINITE_INFERENCES)
     device = resolve_device(spec["device"])
     split = Split.load(split_path)
