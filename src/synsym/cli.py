@@ -37,6 +37,11 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--split", required=True)
     c.add_argument("--out", required=True, help="the shard's folder")
 
+    c = sub.add_parser("kernel-curves", help="NTK/NNGP learning curves to the data's limit, both paddings (docs/ntk-ordering.md)")
+    c.add_argument("--spec", type=_spec, required=True)
+    c.add_argument("--split", required=True)
+    c.add_argument("--outdir", required=True, help="kernels, kernel_curves.csv, reuse.json, the figure and summaries")
+
     c = sub.add_parser("kernel-cell")
     c.add_argument("--spec", type=_spec, required=True)
     c.add_argument("--study", required=True)
@@ -136,6 +141,12 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"wrote {path}", file=sys.stderr)
         elif a.cmd == "kernel":
             cells.kernel_job(a.spec, a.family, a.transform, a.seed, a.shard, a.split, a.out)
+        elif a.cmd == "kernel-curves":
+            from synsym.study import kernel_curves
+
+            table = kernel_curves.run(a.spec, a.split, a.outdir)
+            for path in kernel_curves.report(table, a.outdir):
+                print(f"wrote {path}", file=sys.stderr)
         elif a.cmd == "kernel-cell":
             if not len(a.m) == len(a.out_ntk) == len(a.out_nngp):
                 raise ValueError("kernel-cell: give one --out-ntk and one --out-nngp per --m")

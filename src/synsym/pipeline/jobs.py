@@ -209,6 +209,7 @@ BENCHMARKS = {
     "train_cell": "benchmarks/cells/{study}/{finite}/{arch}/{transform}/w{width}_m{m}.tsv",
     "imagenet_train": "benchmarks/imagenet/{model}/{transform}/i{i}/s{seed}.tsv",
     "imagenet_shards": "benchmarks/imagenet/shards.tsv",
+    "kernel_curves": "benchmarks/kernel_curves.tsv",
 }
 
 

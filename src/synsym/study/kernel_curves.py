@@ -1,0 +1,244 @@
+"""Kernel learning curves to the data's limit (NTK and NNGP, every architecture and transform, both
+paddings): where, if anywhere, the paper's GAP_inf > VEC_inf > FCN_inf shows at 8x8.
+
+One kernel per (padding, family, transform) at the largest size a transform asks for; every smaller
+size is a set of random training subsets of it, taken as principal sub-matrices (no kernel work), so
+a curve's error bar can say how much the choice of images moves an accuracy, beside the binomial
+error of the finite test set. Kernels that Theorem 4.1 makes equal to another transform's (FCN under
+every grid transform, the conv family under O(3)⊗I_d) are computed once and served to the others;
+each such reuse is checked on a sampled block of images, to 1e-12, every run.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from synsym.core import architectures as A
+from synsym.core import transforms as T
+from synsym.core.data import Split
+from synsym.core.io import atomic_path
+from synsym.core.seeding import rng
+from synsym.ntk import kernels, regression
+
+TABLE = "kernel_curves.csv"
+COLUMNS = ["padding", "transform", "architecture", "inference", "n_train", "draw", "ridge", "val_acc", "test_acc", "n_test"]
+CHECK_IMAGES = 64  # images of the sampled block that verifies a reused kernel
+CHECK_TOL = 1e-12
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def served_by(family: str, transform_id: str) -> str:
+    """The transform whose kernel serves ``family`` on ``transform_id`` (Theorem 4.1): FCN kernels are
+    O(3d)-invariant, which contains every grid transform; the conv family's are O(3)⊗I_d-invariant."""
+    if family == "fcn" or transform_id in T.SUBGROUPS["o3_shared"]:
+        return "identity"
+    return transform_id
+
+
+def _data(split: Split, transform_id: str, global_seed: int, m: int) -> dict[str, np.ndarray]:
+    from synsym.study.cells import transformed
+
+    d = transformed(split, transform_id, global_seed, 0, m)
+    return {"train": d["x_train"], "val": d["x_val"], "test": d["x_test"]}
+
+
+def kernel_dir(out: Path, padding: str, family: str, transform_id: str) -> Path:
+    return out / "kernels" / padding / family / transform_id
+
+
+def compute_kernel(spec: dict, split: Split, padding: str, family: str, transform_id: str, m: int, out: Path) -> Path:
+    """One (padding, family, transform) kernel over the first m training images, val and test (a shard
+    folder as the workflow's kernel jobs write; kept when it exists with at least m training images)."""
+    d = kernel_dir(out, padding, family, transform_id)
+    if d.exists() and json.loads((d / "rows.json").read_text())["n_train"] >= m:
+        return d
+    k = spec["kernels"]
+    t0 = time.time()
+    kernels.compute_shard(family, _data(split, transform_id, spec["global_seed"], m), spec["depth"], k["block_size"],
+                          k["max_memory_gb"], 0, 1, d, {"transform": transform_id, "seed": 0, "padding": padding},
+                          log=log, padding=padding)
+    log(f"kernel {padding}/{family}/{transform_id} m={m}: {time.time() - t0:.0f}s")
+    return d
+
+
+def check_reuse(spec: dict, split: Split, padding: str, family: str, transform_id: str) -> float:
+    """Max relative difference between the kernel computed on tau D and the one served for it, on the first
+    CHECK_IMAGES training images (NNGP and NTK of every readout): Theorem 4.1 checked on every run."""
+    n = min(CHECK_IMAGES, len(split.y_train))
+    x = _data(split, transform_id, spec["global_seed"], n)["train"]
+    x0 = _data(split, served_by(family, transform_id), spec["global_seed"], n)["train"]
+    fn = kernels.block_fn_for(family, spec["depth"], x.shape[1], "fast", "cpu", log, padding=padding)
+    got, want = fn(x), fn(x0)
+    return max(float(np.abs(got[a][i] - want[a][i]).max() / np.abs(want[a][i]).max()) for a in got for i in range(2))
+
+
+def subsets(global_seed: int, pool: int, m: int, draws: int) -> list[np.ndarray]:
+    """The training images of each draw at size m: the whole pool at the largest size, else ``draws``
+    random subsets keyed by (global seed, m, draw), the same for every kernel so curves are paired."""
+    if m >= pool:
+        return [np.arange(pool)]
+    return [np.sort(rng(global_seed, "kernel_curves", m, r).choice(pool, m, replace=False)) for r in range(draws)]
+
+
+def regress_curve(kern, split: Split, arch: str, kind: str, sizes: list[int], draws: int, ridges: list[float],
+                  global_seed: int) -> list[dict]:
+    """Test accuracy of one (architecture, kind) at every size and draw, the ridge picked on validation."""
+    key = kernels.kernel_key(arch)
+    pool = max(sizes)
+    tt = kern.matrix("train_train", key, kind, pool)
+    vt, st = kern.matrix("val_train", key, kind, pool), kern.matrix("test_train", key, kind, pool)
+    rows = []
+    for m in sizes:
+        for r, idx in enumerate(subsets(global_seed, pool, m, draws)):
+            sub = {f"train_train/{key}/{kind}": tt[np.ix_(idx, idx)], f"val_train/{key}/{kind}": vt[:, idx],
+                   f"test_train/{key}/{kind}": st[:, idx]}
+            res = regression.regress(sub, arch, kind, split.y_train[idx], split.y_val, split.y_test, ridges)
+            rows.append({"architecture": arch, "inference": kind, "n_train": m, "draw": r, "ridge": res["ridge"],
+                         "val_acc": res["val_acc"], "test_acc": res["test_acc"], "n_test": len(split.y_test)})
+    return rows
+
+
+def run(spec: dict, split_path: str, out_dir: str) -> Path:
+    """Every kernel, reuse check and regression of the study; the table (TABLE) and the reuse checks
+    (reuse.json) under ``out_dir``. Kernels already on disk are kept, so a killed run resumes."""
+    out = Path(out_dir)
+    split = Split.load(split_path)
+    kc = spec["kernel_curves"]
+    for transform_id, top in kc["transforms"].items():
+        T.make(transform_id, split.x_train.shape[1], 0, 0)  # an unknown id stops here, with the choices
+        if top > len(split.y_train):
+            raise ValueError(f"kernel_curves.transforms.{transform_id} = {top} exceeds the split's {len(split.y_train)} "
+                             "training images; lower it or raise data.n_train")
+    rows, checks = [], {}
+    for transform_id, top in kc["transforms"].items():
+        for padding in kc["paddings"]:
+            sizes = [m for m in kc["sizes"] if m < top] + [top]
+            for family in A.KERNEL_FAMILIES:
+                source = served_by(family, transform_id)
+                if source != transform_id:
+                    err = check_reuse(spec, split, padding, family, transform_id)
+                    checks[f"{padding}/{family}/{transform_id}"] = {"served_by": source, "max_rel_diff": err}
+                    log(f"reuse {padding}/{family}/{transform_id} <- {source}: max rel diff {err:.1e} on a sampled block")
+                    if err > CHECK_TOL:
+                        raise AssertionError(f"Theorem 4.1 reuse failed: {padding}/{family}/{transform_id} differs from "
+                                             f"{source} by {err:.2e} > {CHECK_TOL:g}")
+                top_needed = max(top, *(kc["transforms"][t] for t in kc["transforms"] if served_by(family, t) == source))
+                kern = kernels.load_kernels([compute_kernel(spec, split, padding, family, source, top_needed, out)])
+                for arch in A.ARCHITECTURES:
+                    if A.get(arch).kernel_family != family:
+                        continue
+                    for kind in kernels.KINDS:
+                        part = regress_curve(kern, split, arch, kind, sizes, kc["draws"], spec["ridges"], spec["global_seed"])
+                        rows += [{"padding": padding, "transform": transform_id, **r} for r in part]
+                        best = [r for r in part if r["n_train"] == top][0]["test_acc"]
+                        log(f"{padding} {transform_id} {arch} {kind}: test_acc at m={top} {best:.4f}")
+    import pandas as pd
+
+    df = pd.DataFrame(rows, columns=COLUMNS)
+    with atomic_path(out / TABLE) as tmp:
+        df.to_csv(tmp, index=False)
+    with atomic_path(out / "reuse.json") as tmp:
+        Path(tmp).write_text(json.dumps(checks, indent=1))
+    return out / TABLE
+
+
+ORDER = ("gap", "vec", "fcn")  # the paper's NTK ordering on clean data (Sec. 5.3): GAP_inf > VEC_inf > FCN_inf
+
+
+def summarize(df):
+    """Mean and spread of test accuracy per (padding, transform, architecture, inference, n_train): ``sd_draws``
+    over the random training subsets, ``se_binom`` = sqrt(p (1 - p) / n_test), the test set's own noise."""
+    keys = ["padding", "transform", "architecture", "inference", "n_train"]
+    g = df.groupby(keys, sort=False)
+    out = g["test_acc"].agg(acc="mean", sd_draws="std", draws="count").reset_index()
+    out["sd_draws"] = out["sd_draws"].fillna(0.0)
+    n_test = g["n_test"].first().to_numpy()
+    out["se_binom"] = np.sqrt(out["acc"] * (1 - out["acc"]) / n_test)
+    return out
+
+
+def ordering(df, inference: str = "ntk"):
+    """For each (padding, transform, n_train): the paired gaps GAP - VEC and VEC - FCN (same training subsets,
+    same test set) and whether each exceeds twice its noise. The noise of a gap: its draws' standard error
+    (sd of the paired differences / sqrt(draws)) and, since one test set serves every draw, the binomial
+    error of the two accuracies added in quadrature (conservative: it ignores their correlation)."""
+    import pandas as pd
+
+    d = df[df["inference"] == inference]
+    piv = d.pivot_table(index=["padding", "transform", "n_train", "draw"], columns="architecture", values="test_acc")
+    n_test = int(df["n_test"].iloc[0])
+    rows = []
+    for (padding, transform, m), part in piv.groupby(level=[0, 1, 2], sort=False):
+        row = {"padding": padding, "transform": transform, "n_train": m}
+        for hi, lo in zip(ORDER, ORDER[1:]):
+            diff = part[hi] - part[lo]
+            se_draws = float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else 0.0
+            p1, p2 = part[hi].mean(), part[lo].mean()
+            se = float(np.sqrt(se_draws**2 + (p1 * (1 - p1) + p2 * (1 - p2)) / n_test))
+            row[f"{hi}-{lo}"] = float(diff.mean())
+            row[f"{hi}-{lo} noise"] = se
+            row[f"{hi}>{lo}"] = bool(diff.mean() > 2 * se)
+        row["ordered"] = all(row[f"{hi}>{lo}"] for hi, lo in zip(ORDER, ORDER[1:]))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def figure(df, path: str | Path, inference: str = "ntk") -> None:
+    """Test accuracy against training-set size, one panel per (padding, transform), one line per architecture:
+    bars are the draws' standard deviation, the band the binomial error of the test set."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    # O(3)⊗I_d: every kernel equals the identity's (Theorem 4.1, checked in reuse.json), so its panel would repeat
+    s = summarize(df[(df["inference"] == inference) & (df["transform"] != "o3_shared")])
+    paddings, transforms = list(dict.fromkeys(s["padding"])), list(dict.fromkeys(s["transform"]))
+    fig, axes = plt.subplots(len(paddings), len(transforms), figsize=(3.2 * len(transforms), 3.0 * len(paddings)),
+                             sharex=True, sharey=True, squeeze=False)
+    for i, padding in enumerate(paddings):
+        for j, transform in enumerate(transforms):
+            ax = axes[i][j]
+            for arch in A.ARCHITECTURES:
+                if arch in ("lcn", "lap8"):  # LCN_inf = VEC_inf (Theorem 3.1); at 8x8 LAP8's one window is GAP's
+                    continue
+                c = s[(s["padding"] == padding) & (s["transform"] == transform) & (s["architecture"] == arch)]
+                if c.empty:
+                    continue
+                line = ax.errorbar(c.n_train, c.acc, yerr=c.sd_draws, marker="o", ms=3, capsize=2,
+                                   label=A.get(arch).label + "$_\\infty$")
+                ax.fill_between(c.n_train, c.acc - c.se_binom, c.acc + c.se_binom, color=line[0].get_color(), alpha=0.07)
+            ax.set_xscale("log", base=2)
+            ax.set_title(f"{transform}, {padding} padding", fontsize=9)
+            if i == len(paddings) - 1:
+                ax.set_xlabel("training images m")
+            if j == 0:
+                ax.set_ylabel(f"{inference.upper()} test accuracy")
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format=Path(path).suffix[1:], dpi=130)
+    plt.close(fig)
+
+
+def report(table: str | Path, out_dir: str | Path) -> list[Path]:
+    """The figure (kernel_curves.png) and the summary tables (kernel_curves_summary.csv, ntk_ordering.csv)
+    of a finished run's table."""
+    import pandas as pd
+
+    df = pd.read_csv(table)
+    out = Path(out_dir)
+    paths = [out / "kernel_curves.png", out / "kernel_curves_summary.csv", out / "ntk_ordering.csv"]
+    figure(df, paths[0])
+    for path, frame in ((paths[1], summarize(df)), (paths[2], ordering(df))):
+        with atomic_path(path) as tmp:
+            frame.to_csv(tmp, index=False, float_format="%.4f")
+    return paths

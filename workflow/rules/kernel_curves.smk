@@ -1,0 +1,46 @@
+# NTK/NNGP learning curves to the data's limit, under each padding (config kernel_curves;
+# synsym.study.kernel_curves, docs/ntk-ordering.md). One job: it computes one kernel per
+# (padding, family, transform class), checks every Theorem 4.1 reuse on a sampled block, and
+# regresses every size on random training subsets (sub-matrices). Kernels already in its folder
+# are kept, so a killed job resumes at the next missing kernel.
+KC = config.get("kernel_curves", {})
+KC_DIR = f"{R}/kernel_curves"
+KC_OUTPUTS = ["kernel_curves.csv", "reuse.json", "kernel_curves.png", "kernel_curves_summary.csv", "ntk_ordering.csv"]
+
+
+def kernel_curves_targets():
+    return [f"{KC_DIR}/{name}" for name in KC_OUTPUTS] if KC.get("enabled", False) else []
+
+
+def study_targets():
+    """rule all's inputs: the study (unless kernel_curves.only) and the kernel curves (when enabled)."""
+    if KC.get("enabled", False) and KC.get("only", False):
+        return kernel_curves_targets()
+    return all_targets() + imagenet_targets() + kernel_curves_targets()
+
+
+rule kernel_curves:
+    input:
+        split=f"{R}/data/split.npz",
+    output:
+        [f"{KC_DIR}/{name}" for name in KC_OUTPUTS],
+    params:
+        spec=lambda wc: spec_json(
+            kernels={k: config["kernels"][k] for k in ("block_size", "max_memory_gb")},
+            ridges=config["kernels"]["ridges"],
+            kernel_curves={k: KC[k] for k in ("paddings", "sizes", "draws", "transforms")},
+        ),
+        outdir=KC_DIR,
+    conda:
+        "../envs/study.yaml"
+    log:
+        f"{R}/logs/kernel_curves.log",
+    benchmark:
+        J.benchmark(R, "kernel_curves")
+    threads: workflow.cores
+    resources:
+        runtime=24 * 60,
+        mem_mb=16000,
+    shell:
+        "OMP_NUM_THREADS={threads} python -m synsym.cli kernel-curves --spec {params.spec:q} --split {input.split} "
+        "--outdir {params.outdir} > {log} 2>&1"
