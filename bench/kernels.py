@@ -10,6 +10,8 @@ Cases (each in its own process, so peak memory is its own):
   fast_eager synsym.ntk.engine's eager torch path (SYNSYM_FUSED=0; what CUDA runs), same blocking and triangle
   fast       synsym.ntk.engine as the workflow runs it: the fused C++ kernel on a CPU,
              the fused Triton kernel with --device cuda
+  fast_zero  the same with zero padding (model.padding: zero): the fused C++ kernel's rectangles of
+             valid pixels on a CPU; eager torch on a GPU (the Triton kernel is circular only)
 Reports ms per kernel entry (one image pair, every readout), peak RSS, and the
 fast engine's achieved FLOP/s against a measured float64 matmul peak.
 """
@@ -50,7 +52,7 @@ def compute(case: str, m: int, s: int, device: str = "cpu") -> float:
         from synsym.core import architectures as A
         from synsym.ntk import reference as REF
 
-        REF._jax()  # Triton's LLVM before TensorFlow's, and float64 (REF.llvm_first)
+        REF._jax()  # float64 (synsym's import loaded Triton's LLVM before TensorFlow's)
         import neural_tangents as nt
 
         for arch in ("vec", "lcn", "gap", "lap4", "lap8"):
@@ -63,7 +65,8 @@ def compute(case: str, m: int, s: int, device: str = "cpu") -> float:
             os.environ["SYNSYM_FUSED"] = "0"
         engine = "neural_tangents" if case == "nt_shared" else "fast"
         K.compute_family("conv", x, {}, DEPTH, block_size=max(1, m // 4), max_memory_gb=8.0,
-                         log=lambda _: None, engine=engine, device=device)
+                         log=lambda _: None, engine=engine, device=device,
+                         padding="zero" if case.endswith("_zero") else "circular")
     if device == "cuda":
         import torch
 
@@ -97,7 +100,7 @@ def main() -> None:
     p.add_argument("--sizes", nargs="+", default=["8:48", "16:12"], help="image_size:m pairs")
     p.add_argument("--case")
     p.add_argument("--device", default="cpu", help="cpu, or cuda: fast = fused Triton kernel")
-    p.add_argument("--cases", nargs="+", default=["nt_naive", "nt_shared", "fast_eager", "fast"])
+    p.add_argument("--cases", nargs="+", default=["nt_naive", "nt_shared", "fast_eager", "fast", "fast_zero"])
     a = p.parse_args()
     if a.case:  # child process
         s, m = map(int, a.sizes[0].split(":"))
@@ -118,6 +121,9 @@ def main() -> None:
         for case, r in rows.items():
             print(f"{r['s']:>4}x{r['s']:<2}{r['m']:>4} {case:>10} {r['cold_s']:7.1f} {r['wall_s']:7.1f} {r['ms_per_entry']:9.3f} "
                   f"{r['peak_mb']:8.0f} {base / r['ms_per_entry']:7.1f}x")
+        if "fast_zero" in rows:
+            print(f"       zero padding / circular (fast engine, same images): "
+                  f"{rows['fast_zero']['ms_per_entry'] / rows['fast']['ms_per_entry']:.2f}x the time per entry")
         s = rows["fast"]["s"]
         # the engine computes the upper triangle (m(m+1)/2 pairs) of the m x m matrix
         m = rows["fast"]["m"]

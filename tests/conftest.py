@@ -8,10 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-try:  # Triton's LLVM before TensorFlow's (neural-tangents): the reverse order aborts (synsym.ntk.reference.llvm_first)
-    import triton  # noqa: F401
-except ImportError:
-    pass
+import synsym  # noqa: F401  (first: it loads Triton's LLVM before any test module brings TensorFlow's)
 
 ROOT = Path(__file__).resolve().parents[1]
 MINI = Path(os.environ.get("SYNSYM_MINI_DIR", ROOT.parent / "shared" / "data" / "cifar-10-mini"))

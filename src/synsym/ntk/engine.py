@@ -112,7 +112,7 @@ def triton_kernel():
     Without CUDA the module switches Triton's interpreter on, so the same kernel
     runs (slowly) on CPU tensors: that is how CI checks it against the eager path."""
     if "mod" not in _TRITON and "tensorflow" in sys.modules and "triton" not in sys.modules:
-        # Triton's LLVM loaded after TensorFlow's aborts the process (see ntk.reference.llvm_first)
+        # Triton's LLVM loaded after TensorFlow's aborts the process (see synsym._llvm_first)
         _TRITON.update(mod=None, why="TensorFlow (neural-tangents) was loaded before Triton in this process")
     if "mod" not in _TRITON:
         try:

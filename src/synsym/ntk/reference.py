@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import os
-import sys
 from collections.abc import Callable
 
 from synsym.core.architectures import ARCHITECTURES, FAMILY_MEMBERS, FILTER, SIGMA_B2, SIGMA_W2, ArchSpec, check_padding
@@ -19,22 +18,8 @@ from synsym.core.architectures import ARCHITECTURES, FAMILY_MEMBERS, FILTER, SIG
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
-def llvm_first() -> None:
-    """Import Triton (if installed) before TensorFlow, which neural-tangents loads.
-
-    Both carry an LLVM that registers the same command-line options. Loaded in the
-    order TensorFlow, then Triton (torch imports Triton the first time torch.func or
-    torch.compile runs), the process aborts; in the order Triton, then TensorFlow,
-    both work."""
-    import importlib.util
-
-    if "triton" not in sys.modules and importlib.util.find_spec("triton") is not None:
-        import triton  # noqa: F401
-
-
 def _jax():
-    llvm_first()
-    import jax
+    import jax  # synsym's __init__ has loaded Triton's LLVM first (TensorFlow's comes with neural-tangents)
 
     jax.config.update("jax_enable_x64", True)
     return jax
