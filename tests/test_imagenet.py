@@ -31,6 +31,7 @@ PUBLISHED = {
     "resnet101": (44_549_160, 7.801),
     "efficientnet_b0": (5_288_548, 0.386),
     "mixer_b16": (59_880_472, 12.61),
+    "mixer_s16": (18_528_264, None),  # timm's card: 3.79 GMACs, norms included; forward_macs counts convs + dense
 }
 
 
@@ -39,7 +40,33 @@ def test_models_match_published_sizes(model):
     params, gmacs = PUBLISHED[model]
     net = V.build(model, 1000)
     assert sum(p.numel() for p in net.parameters()) == params
-    assert V.forward_macs(net, 224) / 1e9 == pytest.approx(gmacs, rel=2e-3)
+    if gmacs is not None:
+        assert V.forward_macs(net, 224) / 1e9 == pytest.approx(gmacs, rel=2e-3)
+
+
+def test_models_come_from_the_libraries():
+    """Every registry id has a builder, and the models are torchvision's and timm's own classes: no
+    hand-written ResNet, EfficientNet or Mixer is left in synsym.imagenet.models (only the gloo SyncBN)."""
+    import inspect
+
+    from torch import nn
+
+    assert set(V.BUILDERS) == set(IR.MODELS)
+    origin = {"resnet": "torchvision.models.resnet", "efficientnet": "timm.models.efficientnet",
+              "mixer": "timm.models.mlp_mixer"}
+    for model in ("resnet18", "resnet_tiny", "efficientnet_b0", "mixer_s16", "mixer_tiny"):
+        assert type(V.build(model, 10)).__module__ == origin[IR.get(model).family], model
+    ours = [n for n, c in inspect.getmembers(V, inspect.isclass) if issubclass(c, nn.Module) and c.__module__ == V.__name__]
+    assert ours == ["SyncBN"]
+
+
+def test_resnet200_is_torchvisions_class_with_its_blocks():
+    from torchvision.models.resnet import Bottleneck, ResNet
+
+    net = V.build("resnet200", 1000)
+    assert type(net) is ResNet and [len(getattr(net, f"layer{i}")) for i in range(1, 5)] == [3, 24, 36, 3]
+    assert all(isinstance(b, Bottleneck) for b in net.layer2)
+    assert sum(p.numel() for p in net.parameters()) == 64_673_832
 
 
 def test_mixer_s16_size_by_hand():
@@ -196,7 +223,7 @@ def inet(tmp_path_factory, imagenet_tree):
     """An index of the test tree and a job spec (tiny models at 32x32, 3 epochs, batch 16)."""
     d = tmp_path_factory.mktemp("inet")
     cfg = load_config("presets/imagenet-smoke.yaml")["imagenet"]
-    cfg.update(root=str(imagenet_tree), epochs=3, learning_rate=1.0)
+    cfg.update(root=str(imagenet_tree), epochs=3, learning_rate=0.1)
     index = d / "index.json"
     IT.write_json(I.scan(imagenet_tree), index)
     return d, {"run_name": "t", "global_seed": 0, "depth": 8, "device": "cpu", "imagenet": cfg}, index
@@ -231,7 +258,7 @@ def test_one_training_run_writes_its_epochs(inet, single):
     assert (df["val_top5"] >= df["val_top1"]).all()
     assert log.count("epoch ") == 3  # per-epoch progress lines
     assert not (d / "single.ckpt.pt").exists()  # removed once the cell is written
-    assert df["train_loss"].iloc[-1] < df["train_loss"].iloc[0]  # it learns (lr 1.0 x 16/256)
+    assert df["train_loss"].iloc[-1] < df["train_loss"].iloc[0]  # it learns (lr 0.1 x 16/256: 1.0 overshoots the 4.9M-parameter torchvision ResNet-10 in 30 steps)
 
 
 def test_mixer_trains_one_epoch(inet):
