@@ -258,7 +258,7 @@ def test_one_training_run_writes_its_epochs(inet, single):
     assert (df["val_top5"] >= df["val_top1"]).all()
     assert log.count("epoch ") == 3  # per-epoch progress lines
     assert not (d / "single.ckpt.pt").exists()  # removed once the cell is written
-    assert df["train_loss"].iloc[-1] < df["train_loss"].iloc[0]  # it learns (lr 0.1 x 16/256: 1.0 overshoots the 4.9M-parameter torchvision ResNet-10 in 30 steps)
+    assert df["train_loss"].iloc[-1] < df["train_loss"].iloc[0]  # it learns (lr 0.1 x 16/256; 1.0 overshoots torchvision's ResNet-10)
 
 
 def test_mixer_trains_one_epoch(inet):

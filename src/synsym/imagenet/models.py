@@ -25,6 +25,7 @@ from torch import nn
 
 from synsym.imagenet.registry import EFFNET_RESOLUTIONS, get
 
+
 class _AllReduce(torch.autograd.Function):
     """Sum over ranks whose backward is again a sum over ranks: each rank's statistics
     depend on every rank's activations, so every rank's loss sends gradient to them."""
