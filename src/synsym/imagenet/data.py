@@ -154,12 +154,29 @@ class ShardReader:
 
 
 # ----------------------------------------------------------------------------- images
+# Two decoders of the same crops: ``pil`` (PIL decode and bicubic resize: the tested reference) and
+# ``torchvision`` (torchvision.io's decoder and transforms.v2's bicubic resize on uint8 tensors; batched on
+# the GPU, nvjpeg, when the job runs on cuda). Both take their crop box and flip from crop_box, keyed by
+# (global seed, seed, epoch, image), so the choice of decoder never changes which pixels an image shows;
+# the resamplers differ by a few grey levels (tests/test_imagenet.py bounds it).
+DECODERS = ("pil", "torchvision")
+
+
 def _load(src):
     """An RGB image from a path or a file object."""
     from PIL import Image
 
     with Image.open(src) as im:
         return im.convert("RGB")
+
+
+def _normalize(x):
+    """(..., 3, H, W) uint8 or float in [0, 255] -> float32, ImageNet's channel statistics removed."""
+    import torch
+
+    mean = torch.tensor(MEAN, dtype=torch.float32, device=x.device).reshape(3, 1, 1) * 255
+    std = torch.tensor(STD, dtype=torch.float32, device=x.device).reshape(3, 1, 1) * 255
+    return (x.float() - mean) / std
 
 
 def _to_tensor(im):
@@ -170,12 +187,14 @@ def _to_tensor(im):
     return torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1)))
 
 
-def random_resized_crop(im, size: int, gen: np.random.Generator):
-    """Inception-style crop (area 8%-100%, aspect 3/4-4/3, 10 tries, else the center),
-    bicubic resize to size x size, then a horizontal flip with probability 1/2."""
-    from PIL import Image
-
-    w, h = im.size
+def crop_box(w: int, h: int, size: int, gen: np.random.Generator | None) -> tuple[tuple[int, int, int, int], bool]:
+    """(box (x0, y0, x1, y1), flip) of one image of w x h pixels. With a generator: the Inception-style
+    training crop (area 8%-100%, aspect 3/4-4/3, 10 tries, else the center) and a horizontal flip with
+    probability 1/2; without: the evaluation crop, the center size/(size+32) of the shorter side."""
+    if gen is None:
+        s = int(round(size / (size + CROP_PADDING) * min(w, h)))
+        x0, y0 = (w - s) // 2, (h - s) // 2
+        return (x0, y0, x0 + s, y0 + s), False
     box = None
     for _ in range(10):
         area = w * h * gen.uniform(0.08, 1.0)
@@ -188,28 +207,78 @@ def random_resized_crop(im, size: int, gen: np.random.Generator):
     if box is None:
         s = min(w, h)
         box = ((w - s) // 2, (h - s) // 2, (w - s) // 2 + s, (h - s) // 2 + s)
+    return box, bool(gen.random() < 0.5)
+
+
+def random_resized_crop(im, size: int, gen: np.random.Generator):
+    """The training crop (crop_box) of a PIL image, bicubic resize to size x size, then the flip."""
+    from PIL import Image
+
+    box, flip = crop_box(*im.size, size, gen)
     out = im.resize((size, size), Image.BICUBIC, box=box)
-    return out.transpose(Image.FLIP_LEFT_RIGHT) if gen.random() < 0.5 else out
+    return out.transpose(Image.FLIP_LEFT_RIGHT) if flip else out
 
 
 def center_crop(im, size: int):
-    """Center crop of size/(size+32) of the shorter side, bicubic resize to size x size."""
+    """The evaluation crop (crop_box) of a PIL image, bicubic resize to size x size."""
     from PIL import Image
 
-    w, h = im.size
-    s = int(round(size / (size + CROP_PADDING) * min(w, h)))
-    x0, y0 = (w - s) // 2, (h - s) // 2
-    return im.resize((size, size), Image.BICUBIC, box=(x0, y0, x0 + s, y0 + s))
+    return im.resize((size, size), Image.BICUBIC, box=crop_box(*im.size, size, None)[0])
+
+
+def decode(data) -> "torch.Tensor":  # noqa: F821
+    """(3, H, W) uint8 RGB from an encoded image (bytes or a uint8 tensor) with torchvision.io."""
+    import torch
+    from torchvision.io import ImageReadMode, decode_image
+
+    t = data if isinstance(data, torch.Tensor) else torch.frombuffer(bytearray(data), dtype=torch.uint8)
+    return decode_image(t, mode=ImageReadMode.RGB)
+
+
+def crop_tensor(img, box: tuple[int, int, int, int], flip: bool, size: int):
+    """The crop box of a (3, H, W) uint8 tensor, bicubic-resized (antialiased, as PIL's) to size x size,
+    flipped, normalised: transforms.v2 on whatever device the tensor is on."""
+    from torchvision.transforms.v2 import InterpolationMode
+    from torchvision.transforms.v2 import functional as TF
+
+    x0, y0, x1, y1 = box
+    out = TF.resized_crop(img, y0, x0, y1 - y0, x1 - x0, [size, size], InterpolationMode.BICUBIC, antialias=True)
+    return _normalize(TF.horizontal_flip(out) if flip else out)
+
+
+def decode_batch(datas: list, boxes: list, flips: list, size: int, device) -> "torch.Tensor":  # noqa: F821
+    """A batch of encoded JPEGs decoded together (torchvision.io.decode_jpeg: nvjpeg on a cuda device),
+    each cropped, resized and flipped on the device: (N, 3, size, size) float32."""
+    import torch
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    imgs = decode_jpeg(list(datas), mode=ImageReadMode.RGB, device=device)
+    return torch.stack([crop_tensor(im, tuple(int(v) for v in b), bool(f), size) for im, b, f in zip(imgs, boxes, flips)])
+
+
+def collate_raw(items: list) -> tuple:
+    """A DataLoader batch of raw items (FolderDataset with raw=True): lists of bytes, boxes and flips, and labels."""
+    import torch
+
+    datas, boxes, flips, labels = zip(*items)
+    return list(datas), list(boxes), list(flips), torch.as_tensor(labels)
 
 
 class FolderDataset:
     """Images of one split from the index, clean (the symmetry transform is applied to the
     batch, on the device). Training crops are keyed by (global seed, seed, epoch, image),
-    so they do not depend on DataLoader workers, ranks or a resume."""
+    so they do not depend on DataLoader workers, ranks, a resume or the decoder.
+
+    ``decoder``: ``pil`` or ``torchvision`` (DECODERS). ``raw``: items are (encoded bytes as a uint8
+    tensor, crop box, flip, label), only the JPEG header read (PIL, for the size), for decode_batch
+    on the training device (the GPU decoder)."""
 
     def __init__(self, index: dict, split: str, size: int, train: bool, key: tuple = (), subset=None,
-                 shards: str | Path | None = None):
+                 shards: str | Path | None = None, decoder: str = "pil", raw: bool = False):
+        if decoder not in DECODERS:
+            raise ValueError(f"imagenet.decoder = {decoder!r} is invalid; allowed: {', '.join(DECODERS)}")
         self.root, self.size, self.train, self.key = index["root"], size, train, key
+        self.decoder, self.raw = decoder, raw
         files, labels = index[split]["files"], index[split]["labels"]
         sel = range(len(files)) if subset is None else subset
         self.ids = [int(i) for i in sel]
@@ -221,16 +290,32 @@ class FolderDataset:
     def __len__(self) -> int:
         return len(self.files)
 
+    def _bytes(self, i: int) -> bytes:
+        if self.reader:
+            return self.reader(self.ids[i])
+        with open(os.path.join(self.root, self.files[i]), "rb") as f:
+            return f.read()
+
     def __getitem__(self, i: int) -> tuple:
         import io
 
-        src = io.BytesIO(self.reader(self.ids[i])) if self.reader else os.path.join(self.root, self.files[i])
-        im = _load(src)
-        if self.train:
-            im = random_resized_crop(im, self.size, rng(*self.key, "crop", self.epoch, i))
-        else:
-            im = center_crop(im, self.size)
-        return _to_tensor(im), self.labels[i]
+        gen = rng(*self.key, "crop", self.epoch, i) if self.train else None
+        data = self._bytes(i)
+        if self.decoder == "pil" and not self.raw:
+            im = _load(io.BytesIO(data))
+            im = random_resized_crop(im, self.size, gen) if self.train else center_crop(im, self.size)
+            return _to_tensor(im), self.labels[i]
+        if self.raw:
+            import torch
+            from PIL import Image
+
+            with Image.open(io.BytesIO(data)) as im:  # the header only: the size the crop box needs
+                w, h = im.size
+            box, flip = crop_box(w, h, self.size, gen)
+            return torch.frombuffer(bytearray(data), dtype=torch.uint8), box, flip, self.labels[i]
+        img = decode(data)
+        box, flip = crop_box(img.shape[2], img.shape[1], self.size, gen)
+        return crop_tensor(img, box, flip, self.size), self.labels[i]
 
 
 class BatchTransform:

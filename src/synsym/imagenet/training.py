@@ -71,13 +71,24 @@ def _sum(t: torch.Tensor, world: int) -> torch.Tensor:
     return t
 
 
-def evaluate(net, loader, tau, device, world: int) -> tuple[float, float, float]:
+def batch_on(batch, size: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(images, labels) of a DataLoader batch on the device: decoded there (nvjpeg on a GPU) when the
+    dataset yields raw JPEG bytes (I.collate_raw's 4 fields), else moved as the workers made them."""
+    if len(batch) == 4:
+        datas, boxes, flips, y = batch
+        return I.decode_batch(datas, boxes, flips, size, device), y.to(device, non_blocking=True)
+    x, y = batch
+    return x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+
+
+def evaluate(net, loader, tau, device, world: int, size: int) -> tuple[float, float, float]:
     """(loss, top-1, top-5) over the whole split; each rank evaluates its own slice."""
     net.eval()
     acc = torch.zeros(4, dtype=torch.float64, device=device)
     with torch.no_grad():
-        for x, y in loader:
-            x, y = tau(x.to(device)), y.to(device)
+        for batch in loader:
+            x, y = batch_on(batch, size, device)
+            x = tau(x)
             logits = net(x).float()
             top5 = logits.topk(min(5, logits.shape[1]), 1).indices
             acc += torch.stack([F.cross_entropy(logits, y, reduction="sum").double(),
@@ -128,11 +139,13 @@ def train_cell(spec: dict, model_id: str, transform: str, i: int, seed: int, ind
     ddp = torch.nn.parallel.DistributedDataParallel(net, device_ids=[local] if device.type == "cuda" else None) \
         if world > 1 else net
     tau = I.BatchTransform(transform, size, gs, seed, device)
-    train_ds = I.FolderDataset(index, "train", size, True, key, subset, shards)
-    val_ds = I.FolderDataset(index, "val", size, False, shards=shards)
+    decoder = cfg.get("decoder", "pil")
+    raw = decoder == "torchvision" and device.type == "cuda"  # decode whole batches on the GPU (nvjpeg)
+    train_ds = I.FolderDataset(index, "train", size, True, key, subset, shards, decoder, raw)
+    val_ds = I.FolderDataset(index, "val", size, False, shards=shards, decoder=decoder, raw=raw)
     lb = batch // world
-    load = {"num_workers": cfg["workers"], "pin_memory": device.type == "cuda",
-            "persistent_workers": False}
+    load = {"num_workers": cfg["workers"], "pin_memory": device.type == "cuda" and not raw,
+            "persistent_workers": False, **({"collate_fn": I.collate_raw} if raw else {})}
     val_loader = torch.utils.data.DataLoader(torch.utils.data.Subset(val_ds, range(rank, len(val_ds), world)),
                                              batch_size=lb, **load)
     amp = device.type == "cuda" and cfg["mixed_precision"]
@@ -143,13 +156,14 @@ def train_cell(spec: dict, model_id: str, transform: str, i: int, seed: int, ind
         loader = torch.utils.data.DataLoader(torch.utils.data.Subset(train_ds, order.ravel().tolist()),
                                              batch_size=lb, **load)
         tot = torch.zeros(3, dtype=torch.float64, device=device)
-        for s, (x, y) in enumerate(loader):
+        for s, b in enumerate(loader):
             g = epoch * steps + s
             lr = learning_rate(g, steps, cfg)
             for group in opt.param_groups:
                 group["lr"] = lr
             torch.manual_seed(seed_int(*key, "step", g, rank))  # dropout / stochastic depth
-            x, y = tau(x.to(device, non_blocking=True)), y.to(device, non_blocking=True)
+            x, y = batch_on(b, size, device)
+            x = tau(x)
             if device.type == "cuda":
                 x = x.contiguous(memory_format=torch.channels_last)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
@@ -164,7 +178,7 @@ def train_cell(spec: dict, model_id: str, transform: str, i: int, seed: int, ind
             tot += torch.stack([loss.detach().double() * len(y), (logits.argmax(1) == y).sum().double(),
                                 torch.tensor(float(len(y)), dtype=torch.float64, device=device)])
         tot = _sum(tot, world)
-        val = evaluate(net, val_loader, tau, device, world)
+        val = evaluate(net, val_loader, tau, device, world, size)
         dt = time.time() - t0
         history.append({
             "epoch": epoch + 1, "lr": lr, "train_loss": (tot[0] / tot[2]).item(), "train_top1": (tot[1] / tot[2]).item(),
