@@ -38,7 +38,6 @@ Each number is printed and written to the report with the device's name beside i
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import sys
@@ -299,7 +298,6 @@ def _sgd_step(net, opt, xb: torch.Tensor, yb: torch.Tensor, device: torch.device
 
 
 def imagenet(device: torch.device, p: dict) -> list[dict]:
-    from synsym.imagenet import data as D
     from synsym.imagenet import models as V
 
     rows = []
@@ -315,26 +313,18 @@ def imagenet(device: torch.device, p: dict) -> list[dict]:
         secs = timed(partial(_sgd_step, net, opt, xb, yb, device), device, 3)
         rows.append({"what": f"train step {model}", "batch": batch, "images_per_s": batch / secs})
         print(json.dumps(rows[-1]), flush=True)
-    # the CPU loader (one worker's work): real JPEGs of ImageNet's typical size, decoded and augmented
-    from PIL import Image
+    # the loader beside the steps (bench/loader.py): one CPU worker's images/s with PIL and with torchvision.io,
+    # and the GPU path (raw JPEGs decoded as one batch with nvjpeg, cropped on the device)
+    import loader
 
-    g = np.random.default_rng(0)
-    jpegs = []
-    for _ in range(8):
-        buf = io.BytesIO()
-        Image.fromarray(g.integers(0, 255, (375, 500, 3), dtype=np.uint8)).save(buf, format="JPEG", quality=90)
-        jpegs.append(buf.getvalue())
-
-    def load(k: int):
-        im = Image.open(io.BytesIO(jpegs[k % len(jpegs)])).convert("RGB")
-        return D._to_tensor(D.random_resized_crop(im, 224, np.random.default_rng(k)))
-
-    t0 = time.perf_counter()
-    for k in range(p["loader"]):
-        load(k)
-    rows.append({"what": "CPU loader, one worker (JPEG 500x375 -> crop, flip, normalize 224)", "batch": 1,
-                 "images_per_s": p["loader"] / (time.perf_counter() - t0)})
-    print(json.dumps(rows[-1]), flush=True)
+    data = loader.jpegs(p["loader"])
+    for what, v in loader.cpu_rates(data).items():
+        rows.append({"what": f"CPU loader, one worker: {what} (JPEG 500x375)", "batch": 1, "images_per_s": v})
+        print(json.dumps(rows[-1]), flush=True)
+    if device.type == "cuda":
+        rows.append({"what": "GPU decode_jpeg (nvjpeg) + crops 224, one batch", "batch": 256,
+                     "images_per_s": loader.gpu_rate(data, str(device))})
+        print(json.dumps(rows[-1]), flush=True)
     return rows
 
 

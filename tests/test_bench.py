@@ -15,9 +15,18 @@ def test_every_kernel_bench_case_runs():
                        text=True, timeout=600, cwd=ROOT)
     assert p.returncode == 0, p.stderr[-3000:]
     rows = [ln.split() for ln in p.stdout.splitlines() if ln.strip().startswith("8x8")]
-    assert [r[2] for r in rows] == ["nt_naive", "nt_shared", "fast_eager", "fast"], p.stdout
+    assert [r[2] for r in rows] == ["nt_naive", "nt_shared", "fast_eager", "fast", "fast_zero"], p.stdout
     assert all(float(r[5]) > 0 for r in rows)  # ms per entry
-    assert "GFLOP/s" in p.stdout.splitlines()[-1]
+    assert "zero padding / circular" in p.stdout and "GFLOP/s" in p.stdout.splitlines()[-1]
+
+
+def test_loader_bench_times_both_decoders():
+    p = subprocess.run([sys.executable, str(ROOT / "bench/loader.py"), "--images", "8"], capture_output=True, text=True,
+                       timeout=300, cwd=ROOT)
+    assert p.returncode == 0, p.stderr[-3000:]
+    rates = {ln.split("  ")[1].strip(): float(ln.split()[-4]) for ln in p.stdout.splitlines() if "images/s per core" in ln}
+    assert set(rates) == {"PIL decode", "torchvision.io decode", "PIL decode + crop 224", "torchvision decode + v2 crop 224"}
+    assert all(v > 0 for v in rates.values()) and "torchvision / PIL" in p.stdout
 
 
 @pytest.mark.slow

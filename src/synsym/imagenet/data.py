@@ -226,7 +226,7 @@ def center_crop(im, size: int):
     return im.resize((size, size), Image.BICUBIC, box=crop_box(*im.size, size, None)[0])
 
 
-def decode(data) -> "torch.Tensor":  # noqa: F821
+def decode(data) -> torch.Tensor:  # noqa: F821
     """(3, H, W) uint8 RGB from an encoded image (bytes or a uint8 tensor) with torchvision.io."""
     import torch
     from torchvision.io import ImageReadMode, decode_image
@@ -246,7 +246,7 @@ def crop_tensor(img, box: tuple[int, int, int, int], flip: bool, size: int):
     return _normalize(TF.horizontal_flip(out) if flip else out)
 
 
-def decode_batch(datas: list, boxes: list, flips: list, size: int, device) -> "torch.Tensor":  # noqa: F821
+def decode_batch(datas: list, boxes: list, flips: list, size: int, device) -> torch.Tensor:  # noqa: F821
     """A batch of encoded JPEGs decoded together (torchvision.io.decode_jpeg: nvjpeg on a cuda device),
     each cropped, resized and flipped on the device: (N, 3, size, size) float32."""
     import torch
