@@ -92,3 +92,26 @@ def test_ordering_arithmetic():
     # so 0.09 > 2 x 0.0244; vec-fcn: 0.02 against a noise of 0.0242
     assert o["gap-vec noise"] == pytest.approx(np.sqrt(0.01**2 + (0.51 * 0.49 + 0.42 * 0.58) / 1000))
     assert o["gap>vec"] and not o["vec>fcn"] and not o["ordered"]
+
+
+def test_gpu_runbook_smoke_form(tmp_path):
+    """The GPU runbook's CPU smoke form, as a bare GPU machine would run it: its own process, the mini archive's
+    folder passed in, no snakemake; it writes its table, reuse checks, figure and ordering under --out."""
+    import subprocess
+    import sys
+
+    from helpers import ROOT
+
+    archive = ROOT.parent / "shared" / "data" / "cifar-10-mini"
+    code = ("import sys; from synsym.study import kernel_curves as K; "
+            f"rc = K.runbook(['--archive', {str(archive)!r}, '--out', {str(tmp_path)!r}, '--slice', 'smoke', '--device', 'cpu']); "
+            "print(rc, 'neural_tangents' in sys.modules, 'snakemake' in sys.modules)")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0 and p.stdout.split() == ["0", "False", "False"], (p.stdout, p.stderr[-3000:])
+    df = pd.read_csv(tmp_path / KC.TABLE)
+    assert set(df["padding"]) == {"circular", "zero"} and set(df["transform"]) == {"identity", "o3_per_pixel"}
+    assert (tmp_path / "kernel_curves.png").stat().st_size > 0 and (tmp_path / "ntk_ordering.csv").exists()
+    assert json.loads((tmp_path / "runbook.json").read_text())["slice"] == "smoke"
+    bad = subprocess.run([sys.executable, "-m", "synsym.study.kernel_curves", "--archive", str(tmp_path / "nowhere"),
+                          "--out", str(tmp_path / "x")], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "MANIFEST" in bad.stderr

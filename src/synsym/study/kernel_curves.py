@@ -43,6 +43,23 @@ def served_by(family: str, transform_id: str) -> str:
     return transform_id
 
 
+def plan_kernels(kc: dict) -> list[tuple[str, str, str, int]]:
+    """(padding, family, source transform, training images) of every kernel the study computes: one per
+    padding, family and Theorem 4.1 class, at the largest size any transform it serves asks for."""
+    out: dict[tuple[str, str, str], int] = {}
+    for transform_id, top in kc["transforms"].items():
+        for padding in kc["paddings"]:
+            for family in A.KERNEL_FAMILIES:
+                key = (padding, family, served_by(family, transform_id))
+                out[key] = max(out.get(key, 0), top)
+    return [(*k, m) for k, m in out.items()]
+
+
+def sizes_of(kc: dict, top: int) -> list[int]:
+    """The training-set sizes of a transform whose largest is ``top``."""
+    return [m for m in kc["sizes"] if m < top] + [top]
+
+
 def _data(split: Split, transform_id: str, global_seed: int, m: int) -> dict[str, np.ndarray]:
     from synsym.study.cells import transformed
 
@@ -64,7 +81,7 @@ def compute_kernel(spec: dict, split: Split, padding: str, family: str, transfor
     t0 = time.time()
     kernels.compute_shard(family, _data(split, transform_id, spec["global_seed"], m), spec["depth"], k["block_size"],
                           k["max_memory_gb"], 0, 1, d, {"transform": transform_id, "seed": 0, "padding": padding},
-                          log=log, padding=padding)
+                          log=log, device=spec.get("device", "cpu"), padding=padding)
     log(f"kernel {padding}/{family}/{transform_id} m={m}: {time.time() - t0:.0f}s")
     return d
 
@@ -75,7 +92,7 @@ def check_reuse(spec: dict, split: Split, padding: str, family: str, transform_i
     n = min(CHECK_IMAGES, len(split.y_train))
     x = _data(split, transform_id, spec["global_seed"], n)["train"]
     x0 = _data(split, served_by(family, transform_id), spec["global_seed"], n)["train"]
-    fn = kernels.block_fn_for(family, spec["depth"], x.shape[1], "fast", "cpu", log, padding=padding)
+    fn = kernels.block_fn_for(family, spec["depth"], x.shape[1], "fast", spec.get("device", "cpu"), log, padding=padding)
     got, want = fn(x), fn(x0)
     return max(float(np.abs(got[a][i] - want[a][i]).max() / np.abs(want[a][i]).max()) for a in got for i in range(2))
 
@@ -89,7 +106,7 @@ def subsets(global_seed: int, pool: int, m: int, draws: int) -> list[np.ndarray]
 
 
 def regress_curve(kern, split: Split, arch: str, kind: str, sizes: list[int], draws: int, ridges: list[float],
-                  global_seed: int) -> list[dict]:
+                  global_seed: int, device: str = "cpu") -> list[dict]:
     """Test accuracy of one (architecture, kind) at every size and draw, the ridge picked on validation."""
     key = kernels.kernel_key(arch)
     pool = max(sizes)
@@ -100,7 +117,7 @@ def regress_curve(kern, split: Split, arch: str, kind: str, sizes: list[int], dr
         for r, idx in enumerate(subsets(global_seed, pool, m, draws)):
             sub = {f"train_train/{key}/{kind}": tt[np.ix_(idx, idx)], f"val_train/{key}/{kind}": vt[:, idx],
                    f"test_train/{key}/{kind}": st[:, idx]}
-            res = regression.regress(sub, arch, kind, split.y_train[idx], split.y_val, split.y_test, ridges)
+            res = regression.regress(sub, arch, kind, split.y_train[idx], split.y_val, split.y_test, ridges, device=device)
             rows.append({"architecture": arch, "inference": kind, "n_train": m, "draw": r, "ridge": res["ridge"],
                          "val_acc": res["val_acc"], "test_acc": res["test_acc"], "n_test": len(split.y_test)})
     return rows
@@ -118,9 +135,10 @@ def run(spec: dict, split_path: str, out_dir: str) -> Path:
             raise ValueError(f"kernel_curves.transforms.{transform_id} = {top} exceeds the split's {len(split.y_train)} "
                              "training images; lower it or raise data.n_train")
     rows, checks = [], {}
+    device = spec.get("device", "cpu")
+    where = {(p, f, src): m for p, f, src, m in plan_kernels(kc)}
     for transform_id, top in kc["transforms"].items():
         for padding in kc["paddings"]:
-            sizes = [m for m in kc["sizes"] if m < top] + [top]
             for family in A.KERNEL_FAMILIES:
                 source = served_by(family, transform_id)
                 if source != transform_id:
@@ -130,13 +148,14 @@ def run(spec: dict, split_path: str, out_dir: str) -> Path:
                     if err > CHECK_TOL:
                         raise AssertionError(f"Theorem 4.1 reuse failed: {padding}/{family}/{transform_id} differs from "
                                              f"{source} by {err:.2e} > {CHECK_TOL:g}")
-                top_needed = max(top, *(kc["transforms"][t] for t in kc["transforms"] if served_by(family, t) == source))
-                kern = kernels.load_kernels([compute_kernel(spec, split, padding, family, source, top_needed, out)])
+                kern = kernels.load_kernels([compute_kernel(spec, split, padding, family, source,
+                                                            where[(padding, family, source)], out)])
                 for arch in A.ARCHITECTURES:
                     if A.get(arch).kernel_family != family:
                         continue
                     for kind in kernels.KINDS:
-                        part = regress_curve(kern, split, arch, kind, sizes, kc["draws"], spec["ridges"], spec["global_seed"])
+                        part = regress_curve(kern, split, arch, kind, sizes_of(kc, top), kc["draws"], spec["ridges"],
+                                             spec["global_seed"], device)
                         rows += [{"padding": padding, "transform": transform_id, **r} for r in part]
                         best = [r for r in part if r["n_train"] == top][0]["test_acc"]
                         log(f"{padding} {transform_id} {arch} {kind}: test_acc at m={top} {best:.4f}")
@@ -242,3 +261,65 @@ def report(table: str | Path, out_dir: str | Path) -> list[Path]:
         with atomic_path(path) as tmp:
             frame.to_csv(tmp, index=False, float_format="%.4f")
     return paths
+
+
+# The GPU runbook: a slice of presets/one-gpu.yaml's study sized for about 9 minutes on one H100 (32x32,
+# identity and O(3)^d, up to 512 training images, 512 test images: two conv kernels of ~0.46 M pairs, ~0.35 ms
+# each on an H200 by its calibration), and its CPU smoke form (8x8, depth 2, tens of images) that the tests run.
+# Needs no snakemake and no neural-tangents: numpy, scipy, pandas, matplotlib and torch (+ Triton on a GPU).
+SLICES = {
+    "gpu": {"image_size": 32, "depth": 8, "n_train": 512, "n_val": 128, "n_test": 512, "block_size": 8,
+            "kernel_curves": {"paddings": ["circular"], "sizes": [64, 128, 256], "draws": 8,
+                              "transforms": {"identity": 512, "o3_shared": 512, "o3_per_pixel": 512}}},
+    "smoke": {"image_size": 8, "depth": 2, "n_train": 32, "n_val": 16, "n_test": 32, "block_size": 16,
+              "kernel_curves": {"paddings": ["circular", "zero"], "sizes": [8, 16], "draws": 2,
+                                "transforms": {"identity": 32, "o3_per_pixel": 16}}},
+}
+
+
+def runbook(argv: list[str] | None = None) -> int:
+    """python -m synsym.study.kernel_curves --archive DIR --out DIR [--slice gpu|smoke] [--device cuda|cpu]
+
+    DIR of --archive holds cifar-10-python.tar.gz and its MANIFEST (a copy of the mini archive). Writes the
+    split, the kernels, kernel_curves.csv, reuse.json, the figure and the summaries under --out, and the
+    run's wall time to runbook.json."""
+    import argparse
+
+    from synsym.core.data import download, make_split
+
+    p = argparse.ArgumentParser(prog="python -m synsym.study.kernel_curves")
+    p.add_argument("--archive", required=True, help="folder with cifar-10-python.tar.gz and MANIFEST")
+    p.add_argument("--out", required=True)
+    p.add_argument("--slice", choices=list(SLICES), default="gpu")
+    p.add_argument("--device", default=None, help="cuda or cpu (default: cuda when there is a GPU)")
+    a = p.parse_args(argv)
+    import torch
+
+    device = a.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    sl, out = SLICES[a.slice], Path(a.out)
+    tar = Path(a.archive) / "cifar-10-python.tar.gz"
+    manifest = Path(a.archive) / "MANIFEST"
+    if not tar.exists() or not manifest.exists():
+        print(f"runbook: {a.archive} lacks cifar-10-python.tar.gz or MANIFEST; allowed: a copy of the mini archive folder",
+              file=sys.stderr)
+        return 2
+    md5 = next(ln.split()[0] for ln in manifest.read_text().splitlines() if ln.strip().endswith("cifar-10-python.tar.gz"))
+    t0 = time.time()
+    out.mkdir(parents=True, exist_ok=True)
+    split = make_split(download(tar.resolve().as_uri(), md5, out / "data"), sl["n_train"], sl["n_val"], sl["n_test"],
+                       sl["image_size"], 0)
+    split.save(out / "split.npz")
+    spec = {"global_seed": 0, "depth": sl["depth"], "device": device, "ridges": [1e-4, 1e-3, 1e-2, 1e-1],
+            "kernels": {"block_size": sl["block_size"], "max_memory_gb": 8.0}, "kernel_curves": sl["kernel_curves"]}
+    log(f"runbook slice {a.slice} on {device}: {sl['image_size']}x{sl['image_size']}, depth {sl['depth']}, "
+        f"{sl['n_train']}/{sl['n_val']}/{sl['n_test']} images")
+    report(run(spec, str(out / "split.npz"), str(out)), out)
+    wall = time.time() - t0
+    (out / "runbook.json").write_text(json.dumps({"slice": a.slice, "device": device, "wall_s": wall,
+                                                  "device_name": torch.cuda.get_device_name() if device == "cuda" else "cpu"}))
+    log(f"runbook done in {wall:.0f}s: {out / TABLE}, {out / 'kernel_curves.png'}, {out / 'ntk_ordering.csv'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(runbook())
