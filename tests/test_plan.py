@@ -236,3 +236,35 @@ def test_plan_cli_prints_the_bill(tmp_path):
     assert "CPU-hours at predicted steps" in p.stdout and "| architecture | inference | jobs | predicted steps" in p.stdout
     rows = (tmp_path / "jobs.tsv").read_text().splitlines()
     assert len(rows) == 1 + len(J.jobs(cfg)) and math.isfinite(float(rows[1].split("\t")[2]))
+
+
+@pytest.mark.parametrize("preset", ["presets/kernels.yaml", "presets/one-gpu.yaml"])
+def test_kernel_curves_presets_are_one_job(preset):
+    """A kernels-only preset (kernel_curves.only) is the split and one kernel-curves job, in the plan and the DAG."""
+    got = Counter(j.rule for j in J.jobs(load_config(preset)))
+    dag = dry_counts("--configfile", preset)
+    assert got == {"prepare": 1, "kernel_curves": 1}
+    assert {r: n for r, n in dag.items() if r not in ("all", "total")} == got
+
+
+def test_one_gpu_preset_fits_an_hour_on_the_h200_calibration():
+    """presets/one-gpu.yaml is priced at <= 60 minutes on the H200's calibration; its kernels by hand: blocks of 8,
+    the upper triangle of train-train plus val and test, identity and O(3)^d at 1,280 images, P(3d) and O(3d) at
+    320 (O(3)⊗I_d and the FCN's other transforms are served by Theorem 4.1)."""
+    cfg = load_config("presets/one-gpu.yaml")
+    cal = P.load(ROOT.parent / "shared" / "measurements" / "h200-paper-calibration.json")
+    rows = {r["rule"]: r for r in P.bill(cfg, cal)}
+    assert sum(r["pred_s"] for r in rows.values()) <= 3600, rows
+
+    def entries(n):  # blocks of 8: 160 (or 40) train blocks, 32 val and 250 test blocks
+        nt = n // 8
+        return (nt * (nt + 1) // 2 + (256 // 8 + 2000 // 8) * nt) * 64
+
+    conv, fcn = (cal["kernel"][f"{f}/s32/L8/b8/fast"] for f in ("conv", "fcn"))
+    kernel_s = (2 * entries(1280) + 2 * entries(320)) * conv["s_per_entry"] + entries(1280) * fcn["s_per_entry"]
+    kernel_s += 4 * conv["cold_extra_s"] + fcn["cold_extra_s"]
+    assert kernel_s < rows["kernel_curves"]["pred_s"] < kernel_s + 600  # + overhead and the regressions
+    bigger = load_config("presets/one-gpu.yaml")  # 1.25x the images would not fit
+    bigger["kernel_curves"]["transforms"].update(identity=1600, o3_per_pixel=1600, o3_shared=1600)
+    bigger["data"]["n_train"] = 1600
+    assert sum(r["pred_s"] for r in P.bill(bigger, cal)) > 3600

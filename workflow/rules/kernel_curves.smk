@@ -29,6 +29,7 @@ rule kernel_curves:
             kernels={k: config["kernels"][k] for k in ("block_size", "max_memory_gb")},
             ridges=config["kernels"]["ridges"],
             kernel_curves={k: KC[k] for k in ("paddings", "sizes", "draws", "transforms")},
+            device=config["device"],
         ),
         outdir=KC_DIR,
     conda:
@@ -39,8 +40,8 @@ rule kernel_curves:
         J.benchmark(R, "kernel_curves")
     threads: workflow.cores
     resources:
-        runtime=24 * 60,
-        mem_mb=16000,
+        **planned("kernel_curves", 24 * 60, 16000),
+        **gpu_resources(),
     shell:
         "OMP_NUM_THREADS={threads} python -m synsym.cli kernel-curves --spec {params.spec:q} --split {input.split} "
         "--outdir {params.outdir} > {log} 2>&1"

@@ -160,7 +160,10 @@ class Job:
 
 def jobs(config: dict) -> list[Job]:
     """Every compute job of the whole study (merges, fits and figures run locally and are left out)."""
-    out = [Job("prepare", {})]
+    kc = config.get("kernel_curves", {})
+    if kc.get("enabled", False) and kc.get("only", False):
+        return [Job("prepare", {}), Job("kernel_curves", {})]
+    out = [Job("prepare", {})] + ([Job("kernel_curves", {})] if kc.get("enabled", False) else [])
     kernels: dict[tuple[str, str], None] = {}
     for study in studies(config):
         for key in STUDY_CELLS[study](config):

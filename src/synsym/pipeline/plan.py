@@ -52,11 +52,14 @@ def _image_size(config: dict) -> int:
     return config["data"]["image_size"]
 
 
-def kernel_key(config: dict, family: str) -> str:
+def kernel_key(config: dict, family: str, padding: str | None = None) -> str:
+    """A kernel calibration's key; ``padding`` defaults to model.padding (circular keys stay as calibrations
+    wrote them, zero padding adds /zero: its fused kernels are other code)."""
     k = config["kernels"]
     precision = k.get("precision", "float64")  # float64 keys stay as calibrations wrote them
+    padding = padding or config["model"].get("padding", "circular")
     return (f"{family}/s{_image_size(config)}/L{config['model']['depth']}/b{_block(config, family)}/{k['engine']}"
-            + ("" if precision == "float64" else f"/{precision}"))
+            + ("" if precision == "float64" else f"/{precision}") + ("" if padding == "circular" else f"/{padding}"))
 
 
 def train_key(config: dict, arch: str, width: int, n_seeds: int) -> str:
@@ -77,6 +80,10 @@ def needed(config: dict) -> dict[str, set]:
         w = job.wildcards
         if job.rule == "kernel":
             kern.add(kernel_key(config, w["family"]))
+        elif job.rule == "kernel_curves":
+            from synsym.study.kernel_curves import plan_kernels
+
+            kern.update(kernel_key(config, f, p) for p, f, _, _ in plan_kernels(config["kernel_curves"]))
         elif job.rule == "train_cell":
             train.add((w["arch"], int(w["width"]), len(train_seeds(config, w["study"]))))
     return {"kernel": kern, "train": train}
@@ -187,7 +194,7 @@ def _linalg() -> dict:
     return {"chol_flops": chol, "io_bytes_s": io}
 
 
-def _kernel(config: dict, family: str, device: str) -> dict:
+def _kernel(config: dict, family: str, device: str, padding: str = "circular") -> dict:
     """Seconds per computed kernel entry, warm, and the first call's extra (builds, JIT)."""
     from synsym.ntk.kernels import compute_family
 
@@ -199,7 +206,7 @@ def _kernel(config: dict, family: str, device: str) -> dict:
         t0 = time.perf_counter()
         compute_family(family, x, {}, depth, b, config["kernels"]["max_memory_gb"], log=lambda _: None,
                        engine=config["kernels"]["engine"], device=device,
-                       precision=config["kernels"].get("precision", "float64"))
+                       precision=config["kernels"].get("precision", "float64"), padding=padding)
         _sync(device)
         times.append(time.perf_counter() - t0)
     return {"s_per_entry": times[1] / (3 * b * b), "cold_extra_s": max(0.0, times[0] - times[1])}
@@ -291,7 +298,7 @@ def calibrate(config: dict, path: str | Path | None = None, log=None) -> dict:
         need = needed(config)
         for key in sorted(need["kernel"] - set(cal["kernel"])):
             log(f"calibrate: kernel {key}")
-            cal["kernel"][key] = _kernel(config, key.split("/")[0], device)
+            cal["kernel"][key] = _kernel(config, key.split("/")[0], device, "zero" if key.endswith("/zero") else "circular")
         for arch, width, n_seeds in sorted(need["train"]):
             key = train_key(config, arch, width, n_seeds)
             if key not in cal["train"]:
@@ -353,11 +360,15 @@ def kernel_entries(config: dict, family: str, shard: int | None = None) -> int:
 
     b, n = _block(config, family), config["data"]["n_train"]
     if shard is None:
-        nt = _blocks(n, b)
-        cross = (_blocks(config["data"]["n_val"], b) + _blocks(config["data"]["n_test"], b)) * nt
-        return (nt * (nt + 1) // 2 + cross) * b * b
+        return _entries(n, config["data"]["n_val"], config["data"]["n_test"], b)
     rows = shard_rows(_sizes(config), b, config["kernels"]["shards"][family])[shard]
     return sum(block_calls(r, n, b) for r in rows) * b * b
+
+
+def _entries(n: int, n_val: int, n_test: int, b: int) -> int:
+    """Entries of one unsharded kernel over n training images (block-padded upper triangle + cross blocks)."""
+    nt = _blocks(n, b)
+    return (nt * (nt + 1) // 2 + (_blocks(n_val, b) + _blocks(n_test, b)) * nt) * b * b
 
 
 def _shard_row_count(config: dict, family: str, shard: int) -> int:
@@ -417,7 +428,8 @@ def _activation_mb(config: dict, arch: str, width: int, n_seeds: int, batch: int
 def predict(job: Job, config: dict, cal: dict) -> tuple[float, float]:
     """(seconds, MB) one job needs on the calibrated machine."""
     w, d = job.wildcards, config["data"]
-    base_s, base_mb = cal["overhead_s"][job.rule], cal["base_rss_mb"][job.rule]
+    rule = "kernel" if job.rule == "kernel_curves" and job.rule not in cal["overhead_s"] else job.rule  # its CLI start
+    base_s, base_mb = cal["overhead_s"][rule], cal["base_rss_mb"][rule]
     images = d["n_train"] + d["n_val"] + d["n_test"]
     split_mb = images * _image_size(config) ** 2 * 3 * 8 / 2**20
     if job.rule == "prepare":
@@ -440,6 +452,8 @@ def predict(job: Job, config: dict, cal: dict) -> tuple[float, float]:
         # K_tt and its factor (m x m each), and one of val- / test-train at a time
         m = max(sizes)
         return secs, base_mb + split_mb + 8 * m * (2 * m + max(d["n_val"], d["n_test"]) + 20) / 2**20
+    if job.rule == "kernel_curves":
+        return _kernel_curves(config, cal, base_s, base_mb, split_mb)
     if job.rule == "train_cell":
         tc = config["training"]
         arch, width, m = w["arch"], int(w["width"]), int(w["m"])
@@ -451,6 +465,25 @@ def predict(job: Job, config: dict, cal: dict) -> tuple[float, float]:
                   _activation_mb(config, arch, width, n_seeds, tc["eval_batch"], train=False))
         return secs, base_mb + split_mb + 2 * data_mb + act
     raise PlanError(f"no cost model for rule {job.rule!r}")
+
+
+def _kernel_curves(config: dict, cal: dict, base_s: float, base_mb: float, split_mb: float) -> tuple[float, float]:
+    """The kernel-curves job: each kernel it computes (synsym.study.kernel_curves.plan_kernels) at its
+    calibrated cost per entry, and one regression per (padding, transform, architecture, size, draw)."""
+    from synsym.study.kernel_curves import plan_kernels, sizes_of
+
+    kc, d = config["kernel_curves"], config["data"]
+    secs, top = base_s, 0
+    for padding, family, _, m in plan_kernels(kc):
+        k = cal["kernel"][kernel_key(config, family, padding)]
+        secs += k["cold_extra_s"] + _entries(m, d["n_val"], d["n_test"], _block(config, family)) * k["s_per_entry"]
+        top = max(top, m)
+    per_arch = len(kc["paddings"]) * len(A.ARCHITECTURES) / len(config["kernel_seeds"])
+    for t, most in kc["transforms"].items():
+        for m in sizes_of(kc, most):
+            secs += per_arch * (1 if m == most else kc["draws"]) * _regression_s(config, cal, m)
+    # a kernel's train-train and cross stripes of one readout and kind, and a draw's sub-matrix and factor
+    return secs, base_mb + split_mb + 8 * top * (3 * top + d["n_val"] + d["n_test"]) / 2**20
 
 
 def job_steps(job: Job, config: dict) -> tuple[int, int]:
