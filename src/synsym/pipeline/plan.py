@@ -479,7 +479,7 @@ def _kernel_curves(config: dict, cal: dict, base_s: float, base_mb: float, split
         secs += k["cold_extra_s"] + _entries(m, d["n_val"], d["n_test"], _block(config, family)) * k["s_per_entry"]
         top = max(top, m)
     per_arch = len(kc["paddings"]) * len(A.ARCHITECTURES) / len(config["kernel_seeds"])
-    for t, most in kc["transforms"].items():
+    for most in kc["transforms"].values():
         for m in sizes_of(kc, most):
             secs += per_arch * (1 if m == most else kc["draws"]) * _regression_s(config, cal, m)
     # a kernel's train-train and cross stripes of one readout and kind, and a draw's sub-matrix and factor
