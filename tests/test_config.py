@@ -121,3 +121,21 @@ def test_eta0_reading_is_the_config_key():
     plain = TR.train_config({**tr, "eta0_momentum": False}, "nn_plus")
     a, b = (TR.eta0_from_lambda(lam, 64, c.eta0_mu) for c in (with_mu, plain))
     assert float(a) == pytest.approx(2 * 1.9 * 64 / 4) and float(b) == pytest.approx(2 * 64 / 4)
+
+
+@pytest.mark.parametrize("override,needle", [
+    ('training={"batch_size": -1}', "training.batch_size = -1 is invalid; must satisfy minimum=1"),
+    ('device=tpu', "device = 'tpu' is invalid; allowed: cpu, cuda, auto"),
+])
+def test_command_line_override_reports_the_real_fault(override, needle):
+    """`--config` values reach the config as strings (snakemake's BaseLoader); a bad one must report the fault a
+    config file would (the bound), on one line, not "'-1' must satisfy type='integer'"."""
+    p = snakemake("-n", "--config", override, check=False)
+    assert p.returncode != 0
+    lines = [ln for ln in p.stderr.strip().splitlines() if ln.strip()]
+    assert lines[-1].strip().endswith(needle) and not any("Traceback" in ln for ln in lines), p.stderr[-2000:]
+
+
+def test_a_good_command_line_override_is_typed():
+    p = snakemake("-n", "--config", 'training={"batch_size": 20}', check=False)
+    assert p.returncode == 0, p.stderr[-2000:]

@@ -18,8 +18,8 @@ from synsym.pipeline.config import ConfigError, validate
 
 J.python_first_on_path()  # jobs call `python`: the one running Snakemake, venv activated or not
 
-try:
-    validate(config)
+try:  # --config values arrive as strings: validate types them as a config file would (pipeline.config._coerce)
+    validate(config, cli=workflow.config_settings.config)
 except ConfigError as e:
     sys.exit(str(e))
 

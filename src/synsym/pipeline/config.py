@@ -40,12 +40,44 @@ def load_config(configfiles: list[str]) -> dict:
     return validate(config)
 
 
-def validate(config: dict, schema_path: str | Path = SCHEMA) -> dict:
-    """Raise ConfigError (one line) unless ``config`` is a valid study config."""
+def _from_cli(cli: dict | None, path) -> bool:
+    """Whether ``path`` names a string that came from ``snakemake --config`` (``cli``)."""
+    node = cli
+    for p in path:
+        if not isinstance(node, dict) or p not in node:
+            return False
+        node = node[p]
+    return isinstance(node, str)
+
+
+def _coerce(config: dict, errors: list, cli: dict | None) -> bool:
+    """Type the strings that ``snakemake --config`` (``cli``) passes, as a YAML file would have typed them:
+    snakemake reads nested values with YAML's BaseLoader, so ``training={"batch_size": -1}`` arrives as "-1".
+    Only where the schema rejected such a string; True if any changed, so validation runs again and reports
+    the value's real fault (a bound, an enum) rather than its type. A file's quoted string stays a string."""
+    changed = False
+    for e in errors:
+        if isinstance(e.instance, str) and e.path and _from_cli(cli, e.path):
+            typed = yaml.safe_load(e.instance)
+            if not isinstance(typed, str):
+                parent = config
+                for p in list(e.path)[:-1]:
+                    parent = parent[p]
+                parent[e.path[-1]] = typed
+                changed = True
+    return changed
+
+
+def validate(config: dict, schema_path: str | Path = SCHEMA, cli: dict | None = None) -> dict:
+    """Raise ConfigError (one line) unless ``config`` is a valid study config; ``cli``: the ``--config``
+    overrides, whose strings are typed in place first (see _coerce)."""
     import jsonschema
 
     schema = yaml.safe_load(Path(schema_path).read_text())
-    errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(config), key=lambda e: list(e.path))
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.path))
+    while errors and _coerce(config, errors, cli):
+        errors = sorted(validator.iter_errors(config), key=lambda e: list(e.path))
     if errors:
         e = errors[0]
         key = ".".join(str(p) for p in e.path) or "<top>"
