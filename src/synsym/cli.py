@@ -164,11 +164,11 @@ def main(argv: list[str] | None = None) -> int:
             df = merge_cells(a.cells, a.out, a.csv, a.study)
             print(f"merged {len(a.cells)} cells, {len(df)} rows -> {a.out}", file=sys.stderr)
         elif a.cmd == "figure":
-            import pandas as pd
 
+            from synsym.core.io import read_table
             from synsym.study import figures
 
-            tables = {Path(t).stem: pd.read_parquet(t) for t in a.tables}
+            tables = {Path(t).stem: read_table(t) for t in a.tables}
             for path in figures.make(a.name, tables, Path(a.out).parent):
                 print(f"wrote {path}", file=sys.stderr)
         elif a.cmd in DERIVED:
@@ -259,24 +259,24 @@ def write_table(df, out: str, csv: str) -> None:
 def _fits(a):
     import pandas as pd
 
+    from synsym.core.io import read_table
     from synsym.study.tables import scaling_fits
 
-    return scaling_fits(pd.concat([pd.read_parquet(t) for t in a.tables], ignore_index=True))
+    return scaling_fits(pd.concat([read_table(t) for t in a.tables], ignore_index=True))
 
 
 def _ridges(a):
-    import pandas as pd
-
+    from synsym.core.io import read_table
     from synsym.study.tables import ridge_wins
 
-    return ridge_wins({Path(t).stem: pd.read_parquet(t) for t in a.tables}, a.ridges)
+    return ridge_wins({Path(t).stem: read_table(t) for t in a.tables}, a.ridges)
 
 
 def _sdist(a):
     import numpy as np
-    import pandas as pd
 
     from synsym.core.data import Split
+    from synsym.core.io import read_cell, reading
     from synsym.study.tables import sdist_table
 
     preds, accepted = {}, {}
@@ -286,17 +286,16 @@ def _sdist(a):
         width = name.split("_")[0][1:]
         t = float(tid.split("-t")[1]) if "-t" in tid else None  # GAP_n, the reference: clean data
         key = (arch, inf, None if width == "inf" else int(width), t)
-        z = np.load(path)
-        preds[key] = z["pred"]
-        cell = pd.read_parquet(path[: -len(".pred.npz")] + ".parquet").set_index("seed")
-        accepted[key] = cell.loc[z["seeds"], "accepted"].to_numpy()
+        with reading(path, "predictions file"), np.load(path) as z:
+            preds[key], seeds = z["pred"], z["seeds"]
+        cell = read_cell(path[: -len(".pred.npz")] + ".parquet").set_index("seed")
+        accepted[key] = cell.loc[seeds, "accepted"].to_numpy()
     return sdist_table(preds, Split.load(a.split).y_test, accepted)
 
 
 def _symmetry(a):
-    import pandas as pd
-
     from synsym.core import architectures as A
+    from synsym.core.io import read_table
     from synsym.ntk.kernels import FAMILY_MEMBERS, load_kernels
     from synsym.study.tables import kernel_invariance, symmetry_report
 
@@ -316,7 +315,7 @@ def _symmetry(a):
                 if A.get(arch).kernel_family == fam and (arch == "lcn" or arch in FAMILY_MEMBERS[fam]):
                     for kind in ("ntk", "nngp"):
                         diffs[(arch, tid, kind)] = kernel_invariance(base, kern, arch, kind)
-    return symmetry_report(pd.read_parquet(a.grid), diffs)
+    return symmetry_report(read_table(a.grid), diffs)
 
 
 def imagenet_cmd(a) -> None:

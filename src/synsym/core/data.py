@@ -152,7 +152,9 @@ class Split:
 
     @classmethod
     def load(cls, path: str | Path) -> Split:
-        with np.load(path) as z:
+        from synsym.core.io import reading
+
+        with reading(path, "split"), np.load(path) as z:
             return cls(**{k: z[k] for k in z.files})
 
 

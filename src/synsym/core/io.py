@@ -12,6 +12,31 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+REMAKE = "delete it and rerun; snakemake will remake it"
+
+
+class StudyFileError(ValueError):
+    """A study file that cannot be used: one line naming the file, what is wrong and what to do."""
+
+
+@contextlib.contextmanager
+def reading(path: str | Path, what: str) -> Iterator[None]:
+    """Turn any failure while reading ``path`` (a ``what``: cell, split, kernel shard, table, ...) into one
+    StudyFileError line that names the file: in a grid of hundreds of cells the user must not have to search."""
+    try:
+        yield
+    except StudyFileError:
+        raise
+    except Exception as e:  # truncated Parquet, a zip without its members, bad JSON, missing keys, ...
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise StudyFileError(f"{path}: cannot read this {what} ({type(e).__name__}: {msg[:200]}); {REMAKE}") from None
+
+
+def read_table(path: str | Path, what: str = "table") -> pd.DataFrame:
+    """A Parquet table of the study (merged tables, fits), failing with one line that names the file."""
+    with reading(path, what):
+        return pd.read_parquet(path)
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[str]:
@@ -107,14 +132,17 @@ def write_cell(rows: list[dict], path: str | Path) -> None:
 
 
 def read_cell(path: str | Path) -> pd.DataFrame:
-    """Read one cell file, refusing one whose schema is not CELL_SCHEMA."""
-    schema = pq.read_schema(path)
+    """Read one cell file, refusing one whose schema is not CELL_SCHEMA (a cell of an older code version)."""
+    with reading(path, "cell"):
+        schema = pq.read_schema(path)
     if not schema.remove_metadata().equals(CELL_SCHEMA):
         want = {f.name: str(f.type) for f in CELL_SCHEMA}
         got = {f.name: str(f.type) for f in schema}
         diff = sorted(set(want.items()) ^ set(got.items()))
-        raise ValueError(f"{path}: schema differs from the cell schema: {diff}")
-    return pq.read_table(path).to_pandas()
+        raise StudyFileError(f"{path}: written with another cell schema ({len(diff)} columns differ, e.g. "
+                             f"{', '.join(f'{n}: {t}' for n, t in diff[:3])}); {REMAKE}")
+    with reading(path, "cell"):
+        return pq.read_table(path).to_pandas()
 
 
 def merge_cells(

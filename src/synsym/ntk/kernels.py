@@ -227,7 +227,13 @@ class Kernels(Mapping):
     from the stored upper triangle; nothing is read before it is asked for."""
 
     def __init__(self, shard_dirs: list[str | Path]):
-        infos = [json.loads((Path(d) / "rows.json").read_text()) for d in shard_dirs]
+        from synsym.core.io import reading
+
+        infos = []
+        for d in shard_dirs:
+            with reading(Path(d) / "rows.json", "kernel shard index"):
+                infos.append(json.loads((Path(d) / "rows.json").read_text()))
+                infos[-1]["rows"], infos[-1]["n_train"], infos[-1]["family"]  # noqa: B018 (the keys it must have)
         if sorted(i["shard"] for i in infos) != list(range(len(infos))) or {i["shards"] for i in infos} != {len(infos)}:
             raise ValueError(f"kernel shards {', '.join(map(str, shard_dirs))}: not one complete set of shards")
         self.stripes: dict[str, list[tuple[int, int, Path, int]]] = {s: [] for s in SPLITS}
@@ -261,7 +267,7 @@ class Kernels(Mapping):
             if i0 >= rows:
                 break
             i1 = min(i1, rows)
-            out[i0:i1] = np.load(d / f"{kernel_key(arch)}__{kind}.npy", mmap_mode="r")[r : r + i1 - i0, :m]
+            out[i0:i1] = _stripe(d / f"{kernel_key(arch)}__{kind}.npy", r + i1 - i0, self.n)[r : r + i1 - i0, :m]
         if split == "train":  # below the diagonal block: the mirror of the stored upper triangle
             for i0, i1, _, _ in stripes:
                 if i0 >= rows:
@@ -271,6 +277,19 @@ class Kernels(Mapping):
                 # a diagonal block as compute_family leaves it (its transpose: equal to rounding)
                 out[i0:i1, i0:i1] = out[i0:i1, i0:i1].T.copy()
         return out
+
+
+def _stripe(path: Path, rows: int, n: int) -> np.ndarray:
+    """One shard's .npy of one readout and kind, memory-mapped: at least ``rows`` rows of n columns, or one
+    line naming the file."""
+    from synsym.core.io import StudyFileError, reading
+
+    with reading(path, "kernel shard"):
+        a = np.load(path, mmap_mode="r")
+    if a.ndim != 2 or a.shape[0] < rows or a.shape[1] != n:
+        raise StudyFileError(f"{path}: kernel shard of shape {a.shape}, its rows.json says >= {rows} x {n}; "
+                             "delete the shard folder and rerun; snakemake will remake it")
+    return a
 
 
 def load_kernels(shard_dirs: list[str | Path]) -> Kernels:

@@ -124,7 +124,9 @@ def held_ridges(cell_paths: list[str]) -> dict[tuple[int, str], float]:
     """(seed, kind) -> the ridge of a learning curve's largest-size kernel cells (their files)."""
     import pandas as pd
 
-    df = pd.concat([pd.read_parquet(p) for p in cell_paths])
+    from synsym.core.io import read_cell
+
+    df = pd.concat([read_cell(p) for p in cell_paths])
     return {(int(r.seed), str(r.inference)): float(r.ridge) for r in df.itertuples()}
 
 
