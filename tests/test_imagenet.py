@@ -279,7 +279,9 @@ def test_ddp_two_processes_equal_one_process(inet, single):
     assert p.returncode == 0, p.stderr[-3000:]
     ddp = pd.read_parquet(d / "ddp.parquet")
     assert ddp["world_size"].iloc[0] == 2
-    pd.testing.assert_frame_equal(ddp[CURVE], single[0][CURVE], rtol=1e-5, atol=1e-6)
+    # float32 sums over ranks in another order: measured 2.6e-7 off on losses of ~2.3, about one float32 ulp
+    # (README: "to 3e-7 relative"); accuracies and the learning rate are equal
+    pd.testing.assert_frame_equal(ddp[CURVE], single[0][CURVE], rtol=3e-7, atol=0)
 
 
 def test_killed_job_resumes_to_the_same_result(inet, single):

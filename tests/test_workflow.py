@@ -1,6 +1,7 @@
 """The Snakemake study: paper-scale DAG counts, lint, and the smoke preset end to end
 (real mini CIFAR-10, real neural-tangents kernels, real training), then reruns."""
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -10,7 +11,7 @@ from snakemake.utils import update_config
 
 from synsym.core import architectures as A
 from synsym.core import transforms as T
-from synsym.core.io import CELL_SCHEMA, read_cell
+from synsym.core.io import CELL_SCHEMA, pred_path, read_cell
 
 FIGURES = ["fig2_grid", "fig3_width", "fig4_learning_curves", "figS1_sdist", "figS5_uniform_init", "figS6_scaling",
            "symmetry_report", "fig1_transforms", "figS2_so3_path"]
@@ -172,6 +173,8 @@ def test_rerun_one_cell_schedules_only_that_cell(smoke):
     assert dry_counts(*args, cwd=wd) == {}
     victim = wd / "results/smoke/cells/grid/nn_plus/gap/o3_per_pixel/w8_m60.parquet"
     before = read_cell(victim)
+    with np.load(pred_path(str(victim))) as z:
+        preds_before = {k: z[k] for k in z.files}
     victim.unlink()
     # the grid table feeds fig2, fig3 (its NTK line), figS5, the symmetry report and the ridge counts
     # (which reads only its kernel rows, but the table is one file); nothing else reruns
@@ -179,9 +182,12 @@ def test_rerun_one_cell_schedules_only_that_cell(smoke):
                                          "figure": 4, "all": 1}
     snakemake("--cores", "2", *args, cwd=wd)
     after = read_cell(victim)
-    # bit-for-bit reproducible on the same machine, except wall time
+    # bit-for-bit reproducible on the same machine, except wall time: every other column exactly, and the
+    # test predictions (S-Dist's input) array for array
     cols = [c for c in before.columns if c != "wall_s"]
-    pd.testing.assert_frame_equal(before[cols], after[cols])
+    pd.testing.assert_frame_equal(before[cols], after[cols], check_exact=True)
+    with np.load(pred_path(str(victim))) as z:
+        assert set(z.files) == set(preds_before) and all(np.array_equal(z[k], preds_before[k]) for k in z.files)
 
 
 @pytest.mark.slow
@@ -226,9 +232,11 @@ def test_width_and_curve_cells_that_are_grid_cells_are_trained_once(smoke, tmp_p
     own = read_cell(str(out))
     grid = read_cell(str(r / f"cells/grid/nn/vec/o3_shared/w{w}_m{n}.parquet"))
     cols = [c for c in own.columns if c not in ("wall_s", "study")]
-    pd.testing.assert_frame_equal(own[cols], grid[cols])
+    pd.testing.assert_frame_equal(own[cols], grid[cols], check_exact=True)
+    with np.load(pred_path(str(out))) as a, np.load(pred_path(str(r / f"cells/grid/nn/vec/o3_shared/w{w}_m{n}.parquet"))) as b:
+        assert np.array_equal(a["pred"], b["pred"]) and np.array_equal(a["seeds"], b["seeds"])
     table = shared[(shared["inference"] == "nn") & (shared["transform"] == "o3_shared")].reset_index(drop=True)
-    pd.testing.assert_frame_equal(table[cols], own[cols])
+    pd.testing.assert_frame_equal(table[cols], own[cols], check_exact=True)
 
 
 @pytest.mark.slow
