@@ -59,7 +59,8 @@ def compile_kernel(mod, s: int, dtype: str, depth: int, block_elems: int, num_wa
     kernel = mod._conv_stack_kernel
     ap, bd = block_shape(s * s, block_elems)
     values = {"SCALE": 2.0 / 9.0, "SB2": 0.0, "S": s, "C": 3, "L": depth, "R": 4, "AP": ap, "BD": bd, "SYM": True,
-              "E": mod.layout_elems(ap, bd, num_warps) if hasattr(mod, "layout_elems") else 1}
+              "E": mod.layout_elems(ap, bd, num_warps) if hasattr(mod, "layout_elems") else 1,
+              "ZERO": False}  # the circular kernel (zero padding's is other code, counted apart if ever asked)
     ptr = {"float64": "*fp64", "float32": "*fp32"}[dtype]
     sig, consts = {}, {}
     for i, p in enumerate(kernel.params):

@@ -20,6 +20,9 @@ CASES = [  # (image size, depth, dtype)
 ]
 # the same at GPU_BLOCKS' block shapes, where the layer loop runs in one register layout (layout_elems > 1)
 GPU_SHAPE_CASES = [(16, 2, "float64"), (16, 2, "float32")]
+# zero padding (model.padding: zero): the same kernel with ZERO, whole images and at GPU_BLOCKS' 16x16 shape
+ZERO_CASES = [(8, 8, "float64"), (8, 3, "float64"), (5, 3, "float64"), (16, 2, "float64"), (8, 4, "float32")]
+ZERO_GPU_SHAPE_CASES = [(16, 2, "float64")]
 # the same with registers capped per thread (a GPU_BLOCKS entry's third number, Triton's maxnreg)
 CAPPED_CASE, CAP = (8, 2, "float64"), 64
 
@@ -63,12 +66,13 @@ for name in [n for n in dir(fused_triton) if n.endswith("_kernel")]:
     setattr(fused_triton, name, spy(name, getattr(fused_triton, name)))
 
 
-def compare(s, depth, dt, into):
+def compare(s, depth, dt, into, padding="circular"):
     dtype = getattr(torch, dt)
     x, x2 = (torch.as_tensor(np.random.default_rng(i).standard_normal((n, s, s, 3)), dtype=dtype, device=dev)
              for i, n in ((0, 3), (1, 2)))
     for a, b, blk in ((x, None, "triangle"), (x2, x, "cross")):
-        got, want = E.conv_block(a, b, depth, impl="triton"), E.conv_block(a, b, depth, impl="eager")
+        got = E.conv_block(a, b, depth, impl="triton", padding=padding)
+        want = E.conv_block(a, b, depth, impl="eager", padding=padding)
         for arch in E.CONV_MEMBERS:
             if (A.get(arch).pool or 0) > s:  # LAP8 needs 8x8 images at least
                 continue
@@ -90,6 +94,13 @@ stack, out["gpu_shape"] = fused_triton.conv_stack, {"cases": {}, "elems": {}}
 for s, depth, dt in json.loads(sys.argv[2]):
     fused_triton.conv_stack, out["gpu_shape"]["elems"][s] = at_gpu_shape(s)
     compare(s, depth, dt, out["gpu_shape"]["cases"])
+out["zero"], out["zero_gpu_shape"] = {}, {}
+fused_triton.conv_stack = stack
+for s, depth, dt in json.loads(sys.argv[5]):
+    compare(s, depth, dt, out["zero"], "zero")
+for s, depth, dt in json.loads(sys.argv[6]):
+    fused_triton.conv_stack, _ = at_gpu_shape(s)
+    compare(s, depth, dt, out["zero_gpu_shape"], "zero")
 s, depth, dt = json.loads(sys.argv[3])
 fused_triton.conv_stack, out["capped"], n = functools.partial(stack, max_regs=int(sys.argv[4])), {}, len(out["caps"])
 compare(s, depth, dt, out["capped"])
@@ -167,7 +178,7 @@ print(json.dumps(out))
 @pytest.fixture(scope="module")
 def report():
     r = subprocess.run([sys.executable, "-c", CHILD, json.dumps(CASES), json.dumps(GPU_SHAPE_CASES), json.dumps(CAPPED_CASE),
-                        str(CAP)],
+                        str(CAP), json.dumps(ZERO_CASES), json.dumps(ZERO_GPU_SHAPE_CASES)],
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     return json.loads(r.stdout.strip().splitlines()[-1])
@@ -190,6 +201,20 @@ def assert_equal(cases: dict, s: int, depth: int, dtype: str) -> None:
 def test_triton_equals_eager(report, s, depth, dtype):
     """Every readout (vec, gap, lap4, lap8), NNGP and NTK, triangle (exact diagonal) and cross blocks."""
     assert_equal(report["cases"], s, depth, dtype)
+
+
+@pytest.mark.parametrize("s,depth,dtype", ZERO_CASES)
+def test_triton_equals_eager_with_zero_padding(report, s, depth, dtype):
+    """Zero padding (offsets over (2s-1)^2, entries with a + delta outside the image held at 0, the box reading 0
+    across the edge): the kernel equals the eager path, which equals neural-tangents' SAME to 1e-12
+    (tests/test_engine.py), so the Triton kernel equals neural-tangents under both paddings."""
+    assert_equal(report["zero"], s, depth, dtype)
+
+
+@pytest.mark.parametrize("s,depth,dtype", ZERO_GPU_SHAPE_CASES)
+def test_triton_zero_padding_at_the_gpu_shape(report, s, depth, dtype):
+    """The same at GPU_BLOCKS' 16x16 shape, where the kernel reads its (offset, pixel) mask from the host."""
+    assert_equal(report["zero_gpu_shape"], s, depth, dtype)
 
 
 @pytest.mark.parametrize("s,depth,dtype", GPU_SHAPE_CASES)

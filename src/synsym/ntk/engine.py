@@ -24,14 +24,12 @@ IMPLS = ("cpu", "triton", "eager")
 
 def pick_impl(device: torch.device | str, padding: str = "circular") -> str:
     """Which implementation of the layers runs on ``device``: the fused C++ kernel on
-    the CPU, the fused Triton kernel on a GPU (circular padding only, so far), eager torch
+    the CPU, the fused Triton kernel on a GPU, eager torch
     when neither is available or ``SYNSYM_FUSED=0`` (the reference)."""
     if os.environ.get("SYNSYM_FUSED", "1") == "0":
         return "eager"
     if torch.device(device).type == "cpu":
         return "cpu" if fused_kernel() is not None else "eager"
-    if padding != "circular":
-        return "eager"
     return "triton" if triton_kernel() is not None else "eager"
 
 
@@ -55,8 +53,6 @@ def conv_block(
     impl = pick_impl(x1.device, padding) if impl is None else impl
     if impl not in IMPLS:
         raise ValueError(f"unknown engine implementation {impl!r}; allowed: {', '.join(IMPLS)}")
-    if impl == "triton" and padding != "circular":
-        raise ValueError("the fused Triton kernel has circular padding only; use impl='eager' for padding='zero'")
     sym = x2 is None
     x2 = x1 if sym else x2
     n1, s, _, c = x1.shape
@@ -91,7 +87,8 @@ def conv_block(
         if mod is None:
             raise RuntimeError(f"fused Triton kernel unavailable: {_TRITON.get('why')}")
         pk, pt = mod.conv_stack(
-            f1 / c, f2, sv1.reshape(depth, n1, d), sv2.reshape(depth, n2, d), w_da, sym, SIGMA_W2, SIGMA_B2
+            f1 / c, f2, sv1.reshape(depth, n1, d), sv2.reshape(depth, n2, d), w_da, sym, SIGMA_W2, SIGMA_B2,
+            padding=padding,
         )
     else:
         scales = list(zip(sv1, _at_offsets(sv2, padding)))
@@ -160,8 +157,6 @@ def backend(device: str = "cpu", padding: str = "circular") -> str:
         return f"fused CPU kernel (x86-64 {_FUSED['tag']})"
     if impl == "triton":
         return f"fused Triton kernel on {device}"
-    if impl == "eager" and padding != "circular" and torch.device(device).type != "cpu":
-        return f"eager torch on {device} (the fused Triton kernel has circular padding only)"
     why = "SYNSYM_FUSED=0" if os.environ.get("SYNSYM_FUSED", "1") == "0" else (
         _FUSED.get("why") if torch.device(device).type == "cpu" else _TRITON.get("why"))
     return f"eager torch on {device} ({why})"

@@ -178,20 +178,39 @@ def _boxes(k, ntk, up, dn, lf, rt, scale, add):
 
 
 @triton.jit
+def _boxes_zero(k, ntk, up, dn, lf, rt, mu, md, ml, mr, scale, add):
+    """_boxes with zero padding: a neighbour across the image's edge reads 0 (mu, md, ml, mr: 1.0 where the
+    up / down / left / right neighbour is inside, else 0.0), in the same order of additions as the eager path's
+    zero-padded box (adding the exact zeros changes nothing)."""
+    x = tl.join(k, ntk)
+    t = (tl.gather(x, up, axis=1) * mu + x) + tl.gather(x, dn, axis=1) * md
+    bk, bn = tl.split((tl.gather(t, lf, axis=1) * ml + t) + tl.gather(t, rt, axis=1) * mr)
+    kb = scale * bk + add
+    return kb, scale * bn + kb
+
+
+@triton.jit
 def _conv_stack_kernel(
     f1_ptr, f2_ptr, sc1_ptr, sc2_ptr, w_ptr, pk_ptr, pt_ptr, ok_ptr,
     n2,
     SCALE: tl.constexpr, SB2: tl.constexpr,
     S: tl.constexpr, C: tl.constexpr, L: tl.constexpr, R: tl.constexpr,
     AP: tl.constexpr, BD: tl.constexpr, SYM: tl.constexpr, E: tl.constexpr,
+    ZERO: tl.constexpr = False,
 ):
     """One program: image pair (i, j), offsets delta in [db * BD, db * BD + BD), all L layers.
 
     SCALE (sigma_w^2 / 9) and SB2 (sigma_b^2) are constexpr: compiled Triton passes a float
     runtime argument as float32, a constexpr becomes a float64 literal in a float64 kernel.
     E: the pixels a thread holds in one register layout for the whole layer loop (> 1), or 1
-    (layout_elems says when and why)."""
+    (layout_elems says when and why).
+    ZERO: zero padding (neural-tangents' SAME): offsets delta = (dh, dw) in [-(S-1), S-1]^2, indexed
+    (dh + S - 1) (2S - 1) + dw + S - 1 as in synsym.ntk.eager.offset_layout; (pixel, offset) entries with
+    a + delta outside the image are held at 0 and the box filter reads 0 across the edge."""
     A: tl.constexpr = S * S
+    S2: tl.constexpr = 2 * S - 1
+    D: tl.constexpr = S2 * S2 if ZERO else S * S  # offsets
+    Z0: tl.constexpr = (S - 1) * S2 + S - 1 if ZERO else 0  # delta = 0
     pid, db = tl.program_id(0), tl.program_id(1)
     nb = tl.num_programs(1)
     i, j = pid // n2, pid % n2
@@ -206,9 +225,15 @@ def _conv_stack_kernel(
         # elements per thread; with BD = num_warps that is AP / 32, the layout tl.gather wants along the pixel
         # axis, so the layer loop runs in one register layout (layout_elems: no shared memory, no barrier)
         ok1 = tl.load(ok_ptr + db * (BD * AP) + t) != 0
+    elif ZERO:
+        bh1, bw1 = a1 // S + d1 // S2 - (S - 1), a1 % S + d1 % S2 - (S - 1)
+        ok1 = (a1 < A) & (d1 < D) & (bh1 >= 0) & (bh1 < S) & (bw1 >= 0) & (bw1 < S)
     else:
         ok1 = (a1 < A) & (d1 < A)
-    b1 = tl.where(ok1, ((a1 // S + d1 // S) % S) * S + (a1 % S + d1 % S) % S, 0)  # pixel a + delta of image j
+    if ZERO:
+        b1 = tl.where(ok1, a1 + (d1 // S2 - (S - 1)) * S + d1 % S2 - (S - 1), 0)  # pixel a + delta of image j
+    else:
+        b1 = tl.where(ok1, ((a1 // S + d1 // S) % S) * S + (a1 % S + d1 % S) % S, 0)
     ok, b = tl.reshape(ok1, (BD, AP)), tl.reshape(b1, (BD, AP))
     ah, aw = a // S, a % S
     # gather indices of the four neighbours along the pixel axis (padded pixels point at themselves);
@@ -231,6 +256,11 @@ def _conv_stack_kernel(
     # scale and the readouts): two float64 multiplications fewer per element-layer
     k = k * TWO_PI
     ntk = tl.zeros_like(k)
+    if ZERO:  # which of the four neighbours lie inside the image (zero padding reads 0 across the edge)
+        mu = (tl.where(ah > 0, 1.0, 0.0)[:, :, None] + zero).to(k.dtype)
+        md = (tl.where(ah < S - 1, 1.0, 0.0)[:, :, None] + zero).to(k.dtype)
+        ml = (tl.where(aw > 0, 1.0, 0.0)[:, :, None] + zero).to(k.dtype)
+        mr = (tl.where(aw < S - 1, 1.0, 0.0)[:, :, None] + zero).to(k.dtype)
     # each image's pixel scales and reciprocals, (L, 2, AP) rows (padded pixels 1.0): one address per element
     # for the whole depth, each layer's two values at constant offsets (no address arithmetic in the loop).
     # Unmasked loads (a masked load first fills its registers with the default, two moves per float64
@@ -241,9 +271,12 @@ def _conv_stack_kernel(
     W: tl.constexpr = AP // E
     p1 = sc1_ptr + i * (2 * L * AP) + (a1 % E) * W + a1 // E
     p2 = sc2_ptr + j * (2 * L * AP) + (b1 % E) * W + b1 // E
-    exact = (delta == 0) & (i == j) & SYM
+    exact = (delta == Z0) & (i == j) & SYM
     for layer in tl.static_range(L):
-        kb, ntk = _boxes(k, ntk, up, dn, lf, rt, SCALE * INV_TWO_PI, SB2)
+        if ZERO:
+            kb, ntk = _boxes_zero(k, ntk, up, dn, lf, rt, mu, md, ml, mr, SCALE * INV_TWO_PI, SB2)
+        else:
+            kb, ntk = _boxes(k, ntk, up, dn, lf, rt, SCALE * INV_TWO_PI, SB2)
         q = tl.reshape(tl.load(p1 + 2 * layer * AP) * tl.load(p2 + 2 * layer * AP), (BD, AP))
         rq = tl.reshape(tl.load(p1 + (2 * layer + 1) * AP) * tl.load(p2 + (2 * layer + 1) * AP), (BD, AP))
         x = kb * rq  # the correlation c; reciprocals from the host: no division here
@@ -254,10 +287,13 @@ def _conv_stack_kernel(
         sn = _sqrt(1.0 - ax * ax)  # >= 0 as computed: ax <= 1, so ax * ax <= 1 after rounding too
         k = (sn + ax * u) * q
         ntk = ntk * tl.abs(u)
+        if ZERO:  # outside the image the conv's bias and the arc-cosine map made non-zeros: back to 0
+            k = tl.where(ok, k, 0.0)
+            ntk = tl.where(ok, ntk, 0.0)
     k = tl.where(ok, k, 0.0)
     ntk = tl.where(ok, ntk, 0.0)
     for r in tl.static_range(R):  # readouts in w's dtype: float64 sums of a float32 recursion
-        wr = tl.load(w_ptr + (r * A + delta) * A + a, mask=ok, other=0.0)
+        wr = tl.load(w_ptr + (r * D + delta) * A + a, mask=ok, other=0.0)
         tl.store(pk_ptr + (pid * nb + db) * R + r, tl.sum(tl.sum(wr * k.to(wr.dtype), axis=1), axis=0) * INV_TWO_PI)
         tl.store(pt_ptr + (pid * nb + db) * R + r, tl.sum(tl.sum(wr * ntk.to(wr.dtype), axis=1), axis=0) * INV_TWO_PI)
 
@@ -339,14 +375,15 @@ def interpreted() -> bool:
 def conv_stack(
     f1: torch.Tensor, f2: torch.Tensor, sv1: torch.Tensor, sv2: torch.Tensor, w: torch.Tensor,
     sym: bool, sw2: float, sb2: float, block_elems: int | None = None, num_warps: int | None = None,
-    max_regs: int | None = None,
+    max_regs: int | None = None, padding: str = "circular",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Readouts after L conv + ReLU layers, (n1 * n2, R) each for NNGP and NTK sums.
 
     f1 (n1, A, C) are x1's pixels divided by C, f2 (n2, A, C) x2's pixels;
     sv1 (L, n1, A) and sv2 (L, n2, A) the square roots of the pixel variances
-    after each layer's conv; w (D = A, A, R) the readout weights on (delta, a), whose dtype the
-    readout sums take (float64 for a float32 recursion: the float32 mode).
+    after each layer's conv; w (D, A, R) the readout weights on (delta, a), whose dtype the
+    readout sums take (float64 for a float32 recursion: the float32 mode). ``padding``: circular (D = A)
+    or zero (D = (2s-1)^2, synsym.ntk.eager.offset_layout's order).
     ``block_elems``, ``num_warps``: slice elements (offsets x pixels) and warps per program; by default
     GPU_BLOCKS' entry for this image size (else DEFAULT_BLOCK) on a GPU, whole images in the interpreter;
     ``max_regs``: registers per thread at most (default: the entry's third number, when neither of the
@@ -355,7 +392,9 @@ def conv_stack(
     n1, A, C = f1.shape
     n2, L, R = f2.shape[0], sv1.shape[0], w.shape[-1]
     s = math.isqrt(A)
-    if s * s != A or sv1.shape != (L, n1, A) or sv2.shape != (L, n2, A) or w.shape != (A, A, R):
+    zero = padding == "zero"
+    D = (2 * s - 1) ** 2 if zero else A
+    if s * s != A or sv1.shape != (L, n1, A) or sv2.shape != (L, n2, A) or w.shape != (D, A, R):
         raise ValueError(f"conv_stack: shape mismatch f1 {tuple(f1.shape)} f2 {tuple(f2.shape)} "
                          f"sv1 {tuple(sv1.shape)} sv2 {tuple(sv2.shape)} w {tuple(w.shape)}")
     if (f1.device.type == "cpu") != interpreted():
@@ -367,7 +406,7 @@ def conv_stack(
         max_regs = max_regs or cap
     block_elems, num_warps = block_elems or be, num_warps or nw
     ap, bd = block_shape(A, block_elems)
-    nb = triton.cdiv(A, bd)
+    nb = triton.cdiv(D, bd)
     dt = f1.dtype
     f1, f2 = (t.to(dt).transpose(1, 2).contiguous() for t in (f1, f2))  # (n, C, A): pixel-minor
     sv1, sv2 = (t.to(dt) for t in (sv1, sv2))
@@ -378,10 +417,15 @@ def conv_stack(
     # scales and reciprocals for every layer (the divisions once on the host, not per (pair, delta) on the GPU)
     sc1, sc2 = (scale_rows(sv, ap, e) for sv in (sv1, sv2))
     d = torch.arange(nb * bd, device=f1.device)[:, None]
-    ok = ((d < A) & (torch.arange(ap, device=f1.device) < A)).to(torch.int8)  # (offset, pixel) in range
+    px = torch.arange(ap, device=f1.device)[None, :]
+    ok = (d < D) & (px < A)  # (offset, pixel) in range
+    if zero:  # and a + delta inside the image
+        bh, bw = px // s + d // (2 * s - 1) - (s - 1), px % s + d % (2 * s - 1) - (s - 1)
+        ok &= (bh >= 0) & (bh < s) & (bw >= 0) & (bw < s)
+    ok = ok.to(torch.int8)
     _conv_stack_kernel[(n1 * n2, nb)](
         f1, f2, sc1, sc2, w, pk, pt, ok, n2, SCALE=sw2 / 9.0, SB2=float(sb2),
-        S=s, C=C, L=L, R=R, AP=ap, BD=bd, SYM=bool(sym), E=e, num_warps=num_warps,
+        S=s, C=C, L=L, R=R, AP=ap, BD=bd, SYM=bool(sym), E=e, ZERO=zero, num_warps=num_warps,
         **LAUNCH, **({"maxnreg": max_regs} if max_regs else {}),
     )
     return pk.sum(1), pt.sum(1)
