@@ -142,3 +142,20 @@ def imagenet_targets():
     tables = [f"{R}/imagenet/tables/{t}.{ext}" for t in IR.TABLES for ext in ("parquet", "csv")]
     figs = [f"{R}/figures/{f}.{ext}" for f in [*IR.FIGURES, "figS7_samples"] for ext in ("png", "pdf")]
     return imagenet_cells() + tables + figs
+
+
+# ---- the kernel curves (workflow/rules/kernel_curves.smk): only when config kernel_curves.enabled
+KC = config.get("kernel_curves", {})
+KC_DIR = f"{R}/kernel_curves"
+KC_OUTPUTS = ["kernel_curves.csv", "reuse.json", "kernel_curves.png", "kernel_curves_summary.csv", "ntk_ordering.csv"]
+
+
+def kernel_curves_targets():
+    return [f"{KC_DIR}/{name}" for name in KC_OUTPUTS] if KC.get("enabled", False) else []
+
+
+def study_targets():
+    """What the default target builds: the study (unless kernel_curves.only) and the kernel curves (when enabled)."""
+    if KC.get("enabled", False) and KC.get("only", False):
+        return kernel_curves_targets()
+    return all_targets() + imagenet_targets() + kernel_curves_targets()

@@ -3,22 +3,6 @@
 # (padding, family, transform class), checks every Theorem 4.1 reuse on a sampled block, and
 # regresses every size on random training subsets (sub-matrices). Kernels already in its folder
 # are kept, so a killed job resumes at the next missing kernel.
-KC = config.get("kernel_curves", {})
-KC_DIR = f"{R}/kernel_curves"
-KC_OUTPUTS = ["kernel_curves.csv", "reuse.json", "kernel_curves.png", "kernel_curves_summary.csv", "ntk_ordering.csv"]
-
-
-def kernel_curves_targets():
-    return [f"{KC_DIR}/{name}" for name in KC_OUTPUTS] if KC.get("enabled", False) else []
-
-
-def study_targets():
-    """rule all's inputs: the study (unless kernel_curves.only) and the kernel curves (when enabled)."""
-    if KC.get("enabled", False) and KC.get("only", False):
-        return kernel_curves_targets()
-    return all_targets() + imagenet_targets() + kernel_curves_targets()
-
-
 rule kernel_curves:
     input:
         split=f"{R}/data/split.npz",
@@ -31,14 +15,14 @@ rule kernel_curves:
             kernel_curves={k: KC[k] for k in ("paddings", "sizes", "draws", "transforms")},
             device=config["device"],
         ),
-        outdir=KC_DIR,
+        outdir=lambda wc, output: os.path.dirname(output[0]),
     conda:
         "../envs/study.yaml"
     log:
         f"{R}/logs/kernel_curves.log",
     benchmark:
         J.benchmark(R, "kernel_curves")
-    threads: workflow.cores
+    threads: 8  # scaled down to --cores by snakemake; the kernels and BLAS use them all
     resources:
         **planned("kernel_curves", 24 * 60, 16000),
         **gpu_resources(),
