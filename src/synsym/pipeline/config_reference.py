@@ -85,7 +85,8 @@ def markdown(schema: dict, defaults: dict) -> str:
     def cell(s: str) -> str:
         return s.replace("|", "\\|")
 
-    return HEADER + "".join(f"| `{k}` | {cell(t)} | {cell(d)} | {cell(a)} | {cell(desc)} |\n" for k, t, d, a, desc in rows(schema, defaults))
+    body = [f"| `{k}` | {cell(t)} | {cell(d)} | {cell(a)} | {cell(desc)} |\n" for k, t, d, a, desc in rows(schema, defaults)]
+    return HEADER + "".join(body)
 
 
 def default_page() -> str:
