@@ -403,6 +403,13 @@ def test_shards_hold_the_trees_bytes(imagenet_tree, tmp_path):
     assert sorted(p.name for p in (tmp_path / "shards").iterdir()) == [
         "shards.json", "train-00000.tar", "train-00001.tar", "train-00002.tar", "val-00000.tar"]
     assert not list(tmp_path.glob(".tmp-*"))
+    # webdataset's layout: members grouped by key, the image and its class index as text
+    import tarfile
+
+    with tarfile.open(tmp_path / "shards" / "train-00001.tar") as tar:
+        names = tar.getnames()
+        assert names[:4] == ["00000064.jpeg", "00000064.cls", "00000065.jpeg", "00000065.cls"]
+        assert int(tar.extractfile("00000065.cls").read()) == index["train"]["labels"][65]
     key, subset = (0, "imagenet", "resnet_tiny", "identity", 0, 0), [3, 17, 64, 130, 159]
     for split, train in (("train", True), ("val", False)):
         sub = subset if train else None

@@ -104,7 +104,12 @@ def write_shards(index: dict, out: str | Path, per_shard: int = 1024) -> dict:
     index's order, its shard and the byte range of its data. A cluster file system then serves a
     few thousand large files instead of 1.28 million small ones, and a reader seeks straight to an
     image: the bytes, so the decoded pixels, are the ImageFolder's exactly. Written to a temp
-    folder renamed at the end (a killed job leaves no half set)."""
+    folder renamed at the end (a killed job leaves no half set).
+
+    The shards are in webdataset's layout (members grouped by key: ``{key}.jpeg`` and ``{key}.cls``,
+    the class index as text), so standard tools (webdataset, torchdata) read them too; the byte-range
+    table is ours, for keyed random access, and lists only the image members."""
+    import io
     import tarfile
 
     from synsym.core.io import atomic_dir
@@ -113,14 +118,19 @@ def write_shards(index: dict, out: str | Path, per_shard: int = 1024) -> dict:
     table: dict = {"per_shard": per_shard}
     with atomic_dir(out) as tmp:
         for split in ("train", "val"):
-            files, entries = index[split]["files"], []
+            files, labels, entries = index[split]["files"], index[split]["labels"], []
             for k0 in range(0, len(files), per_shard):
                 name = f"{split}-{k0 // per_shard:05d}.tar"
                 with tarfile.open(tmp / name, "w", format=tarfile.PAX_FORMAT) as tar:
                     for j, rel in enumerate(files[k0 : k0 + per_shard]):
-                        tar.add(root / rel, arcname=f"{k0 + j:08d}{Path(rel).suffix.lower()}", recursive=False)
+                        key = f"{k0 + j:08d}"
+                        tar.add(root / rel, arcname=f"{key}{Path(rel).suffix.lower()}", recursive=False)
+                        cls = str(labels[k0 + j]).encode()
+                        info = tarfile.TarInfo(f"{key}.cls")
+                        info.size = len(cls)
+                        tar.addfile(info, io.BytesIO(cls))
                 with tarfile.open(tmp / name) as tar:
-                    entries += [[name, m.offset_data, m.size] for m in tar.getmembers()]
+                    entries += [[name, m.offset_data, m.size] for m in tar.getmembers() if not m.name.endswith(".cls")]
             table[split] = entries
         (tmp / SHARD_INDEX).write_text(json.dumps(table))
     return table
