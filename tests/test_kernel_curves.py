@@ -46,7 +46,7 @@ def test_table_and_reuse_checks(run):
     a = df[df["transform"] == "o3_shared"].drop(columns="transform").reset_index(drop=True)
     b = df[df["transform"] == "identity"].drop(columns="transform").reset_index(drop=True)
     pd.testing.assert_frame_equal(a, b, check_exact=True)
-    for name in ("kernel_curves.png", "kernel_curves_summary.csv", "ntk_ordering.csv"):
+    for name in ("kernel_curves.png", "kernel_curves_summary.csv", "ntk_ordering.csv", "kernel_curves.md"):
         assert (run / name).stat().st_size > 0
 
 

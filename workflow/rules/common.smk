@@ -147,7 +147,8 @@ def imagenet_targets():
 # ---- the kernel curves (workflow/rules/kernel_curves.smk): only when config kernel_curves.enabled
 KC = config.get("kernel_curves", {})
 KC_DIR = f"{R}/kernel_curves"
-KC_OUTPUTS = ["kernel_curves.csv", "reuse.json", "kernel_curves.png", "kernel_curves_summary.csv", "ntk_ordering.csv"]
+KC_OUTPUTS = ["kernel_curves.csv", "reuse.json", "kernel_curves.png", "kernel_curves_summary.csv", "ntk_ordering.csv",
+              "kernel_curves.md"]
 
 
 def kernel_curves_targets():

@@ -248,18 +248,47 @@ def figure(df, path: str | Path, inference: str = "ntk") -> None:
     plt.close(fig)
 
 
+def markdown(df, inference: str = "ntk") -> str:
+    """Accuracy tables (one per padding and transform: architectures x sizes, mean ± the draws' sd, the
+    binomial error in the header) and the ordering verdicts, as Markdown."""
+    s = summarize(df[df["inference"] == inference])
+    o = ordering(df, inference)
+    lines = []
+    for (padding, transform), part in s.groupby(["padding", "transform"], sort=False):
+        sizes = sorted(set(part["n_train"]))
+        se = part.groupby("n_train")["se_binom"].max()
+        lines += [f"**{inference.upper()}, {transform}, {padding} padding** (test accuracy %, mean ± sd over the "
+                  f"random training subsets; binomial error of the test set at m = {sizes[-1]}: ±{100 * se[sizes[-1]]:.1f})", "",
+                  "| architecture | " + " | ".join(f"m = {m}" for m in sizes) + " |", "|---|" + "---|" * len(sizes)]
+        for arch in dict.fromkeys(part["architecture"]):
+            c = part[part["architecture"] == arch].set_index("n_train")
+            lines.append(f"| {A.get(arch).label} | " + " | ".join(
+                f"{100 * c.loc[m, 'acc']:.1f} ± {100 * c.loc[m, 'sd_draws']:.1f}" if m in c.index else "" for m in sizes) + " |")
+        lines.append("")
+    lines += [f"**Ordering GAP > VEC > FCN ({inference.upper()})**: paired gaps in points ± their noise (one sd: the "
+              "draws' standard error and the test set's binomial error in quadrature); beyond noise means above 2 sd", "",
+              "| padding | transform | m | GAP - VEC | VEC - FCN | GAP > VEC > FCN beyond noise |", "|---|---|---|---|---|---|"]
+    for r in o.to_dict("records"):
+        lines.append(f"| {r['padding']} | {r['transform']} | {r['n_train']} | {100 * r['gap-vec']:+.1f} ± "
+                     f"{100 * r['gap-vec noise']:.1f} | {100 * r['vec-fcn']:+.1f} ± {100 * r['vec-fcn noise']:.1f} | "
+                     f"{'yes' if r['ordered'] else 'no'} |")
+    return "\n".join(lines) + "\n"
+
+
 def report(table: str | Path, out_dir: str | Path) -> list[Path]:
-    """The figure (kernel_curves.png) and the summary tables (kernel_curves_summary.csv, ntk_ordering.csv)
-    of a finished run's table."""
+    """The figure (kernel_curves.png), the summary tables (kernel_curves_summary.csv, ntk_ordering.csv) and
+    their Markdown (kernel_curves.md) of a finished run's table."""
     import pandas as pd
 
     df = pd.read_csv(table)
     out = Path(out_dir)
-    paths = [out / "kernel_curves.png", out / "kernel_curves_summary.csv", out / "ntk_ordering.csv"]
+    paths = [out / "kernel_curves.png", out / "kernel_curves_summary.csv", out / "ntk_ordering.csv", out / "kernel_curves.md"]
     figure(df, paths[0])
     for path, frame in ((paths[1], summarize(df)), (paths[2], ordering(df))):
         with atomic_path(path) as tmp:
             frame.to_csv(tmp, index=False, float_format="%.4f")
+    with atomic_path(paths[3]) as tmp:
+        Path(tmp).write_text(markdown(df))
     return paths
 
 
