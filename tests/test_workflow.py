@@ -256,7 +256,7 @@ def test_merge_refuses_a_file_with_the_wrong_schema(tmp_path):
 
     bad = tmp_path / "bad.parquet"
     pq.write_table(pa.table({"run": ["x"], "seed": [1.5]}), bad)
-    with pytest.raises(ValueError, match="bad.parquet: schema differs"):
+    with pytest.raises(ValueError, match="bad.parquet: written with another cell schema"):
         merge_cells([str(bad)], tmp_path / "out.parquet")
     assert not (tmp_path / "out.parquet").exists()
 
