@@ -10,7 +10,6 @@ import pytest
 ORDERS = {
     "nt, then torchvision and timm": "import neural_tangents, torchvision, timm",
     "torchvision and timm, then nt": "import torchvision, timm, neural_tangents",
-    "the cli, then nt, then timm": "from synsym import cli; from synsym.ntk import reference as R; R._stax(); import timm",
 }
 
 
