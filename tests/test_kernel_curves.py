@@ -115,3 +115,17 @@ def test_gpu_runbook_smoke_form(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "synsym.study.kernel_curves", "--archive", str(tmp_path / "nowhere"),
                           "--out", str(tmp_path / "x")], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "MANIFEST" in bad.stderr
+
+
+def test_paired_test_noise(run):
+    """The per-image correctness of every regression is stored; with it the test set's part of a gap's noise is
+    paired (both classifiers scored on the same images) and no larger than the unpaired binomial bound."""
+    df = pd.read_csv(run / KC.TABLE)
+    correct = dict(np.load(run / KC.CORRECT))
+    assert len(correct) == len(df)
+    r = df.iloc[0]
+    vec = correct[KC.key_of(r["padding"], r["transform"], r.to_dict())]
+    assert vec.dtype == bool and vec.mean() == pytest.approx(r["test_acc"])
+    paired, unpaired = KC.ordering(df, correct=correct), KC.ordering(df)
+    assert (paired["gap-vec noise"] <= unpaired["gap-vec noise"] + 1e-12).all()
+    assert np.allclose(paired["gap-vec"], unpaired["gap-vec"])

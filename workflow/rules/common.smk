@@ -148,7 +148,7 @@ def imagenet_targets():
 KC = config.get("kernel_curves", {})
 KC_DIR = f"{R}/kernel_curves"
 KC_OUTPUTS = ["kernel_curves.csv", "reuse.json", "kernel_curves.png", "kernel_curves_summary.csv", "ntk_ordering.csv",
-              "kernel_curves.md"]
+              "kernel_curves.md", "kernel_curves_correct.npz"]
 
 
 def kernel_curves_targets():

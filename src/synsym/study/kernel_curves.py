@@ -119,7 +119,8 @@ def regress_curve(kern, split: Split, arch: str, kind: str, sizes: list[int], dr
                    f"test_train/{key}/{kind}": st[:, idx]}
             res = regression.regress(sub, arch, kind, split.y_train[idx], split.y_val, split.y_test, ridges, device=device)
             rows.append({"architecture": arch, "inference": kind, "n_train": m, "draw": r, "ridge": res["ridge"],
-                         "val_acc": res["val_acc"], "test_acc": res["test_acc"], "n_test": len(split.y_test)})
+                         "val_acc": res["val_acc"], "test_acc": res["test_acc"], "n_test": len(split.y_test),
+                         "correct": np.argmax(res["test_pred"], 1) == split.y_test})
     return rows
 
 
@@ -134,7 +135,7 @@ def run(spec: dict, split_path: str, out_dir: str) -> Path:
         if top > len(split.y_train):
             raise ValueError(f"kernel_curves.transforms.{transform_id} = {top} exceeds the split's {len(split.y_train)} "
                              "training images; lower it or raise data.n_train")
-    rows, checks = [], {}
+    rows, checks, correct = [], {}, {}
     device = spec.get("device", "cpu")
     where = {(p, f, src): m for p, f, src, m in plan_kernels(kc)}
     for transform_id, top in kc["transforms"].items():
@@ -156,6 +157,8 @@ def run(spec: dict, split_path: str, out_dir: str) -> Path:
                     for kind in kernels.KINDS:
                         part = regress_curve(kern, split, arch, kind, sizes_of(kc, top), kc["draws"], spec["ridges"],
                                              spec["global_seed"], device)
+                        for r in part:
+                            correct[key_of(padding, transform_id, r)] = r.pop("correct")
                         rows += [{"padding": padding, "transform": transform_id, **r} for r in part]
                         best = [r for r in part if r["n_train"] == top][0]["test_acc"]
                         log(f"{padding} {transform_id} {arch} {kind}: test_acc at m={top} {best:.4f}")
@@ -166,7 +169,17 @@ def run(spec: dict, split_path: str, out_dir: str) -> Path:
         df.to_csv(tmp, index=False)
     with atomic_path(out / "reuse.json") as tmp:
         Path(tmp).write_text(json.dumps(checks, indent=1))
+    with atomic_path(out / CORRECT) as tmp, open(tmp, "wb") as f:
+        np.savez_compressed(f, **correct)
     return out / TABLE
+
+
+CORRECT = "kernel_curves_correct.npz"  # per (padding, transform, architecture, inference, size, draw): which test images
+
+
+def key_of(padding: str, transform_id: str, r: dict) -> str:
+    """The key of one regression's test-image correctness vector in CORRECT."""
+    return f"{padding}/{transform_id}/{r['architecture']}/{r['inference']}/{r['n_train']}/{r['draw']}"
 
 
 ORDER = ("gap", "vec", "fcn")  # the paper's NTK ordering on clean data (Sec. 5.3): GAP_inf > VEC_inf > FCN_inf
@@ -184,11 +197,14 @@ def summarize(df):
     return out
 
 
-def ordering(df, inference: str = "ntk"):
+def ordering(df, inference: str = "ntk", correct: dict | None = None):
     """For each (padding, transform, n_train): the paired gaps GAP - VEC and VEC - FCN (same training subsets,
     same test set) and whether each exceeds twice its noise. The noise of a gap: its draws' standard error
-    (sd of the paired differences / sqrt(draws)) and, since one test set serves every draw, the binomial
-    error of the two accuracies added in quadrature (conservative: it ignores their correlation)."""
+    (sd of the paired differences / sqrt(draws)) in quadrature with the test set's. With ``correct`` (the
+    per-image correctness of each regression, CORRECT) the test set's part is paired: the standard error of
+    the mean per-image difference of the two classifiers, averaged over draws (the test set is one, so it
+    does not shrink with draws); without, the two accuracies' binomial errors added in quadrature, which
+    ignores that both classifiers are scored on the same images (much larger)."""
     import pandas as pd
 
     d = df[df["inference"] == inference]
@@ -201,7 +217,15 @@ def ordering(df, inference: str = "ntk"):
             diff = part[hi] - part[lo]
             se_draws = float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else 0.0
             p1, p2 = part[hi].mean(), part[lo].mean()
-            se = float(np.sqrt(se_draws**2 + (p1 * (1 - p1) + p2 * (1 - p2)) / n_test))
+            if correct is not None:
+                draws = part.index.get_level_values(3)
+                paired = [np.std(correct[f"{padding}/{transform}/{hi}/{inference}/{m}/{d}"].astype(float)
+                                 - correct[f"{padding}/{transform}/{lo}/{inference}/{m}/{d}"], ddof=1) / np.sqrt(n_test)
+                          for d in draws]
+                se_test = float(np.mean(paired))
+            else:
+                se_test = float(np.sqrt((p1 * (1 - p1) + p2 * (1 - p2)) / n_test))
+            se = float(np.sqrt(se_draws**2 + se_test**2))
             row[f"{hi}-{lo}"] = float(diff.mean())
             row[f"{hi}-{lo} noise"] = se
             row[f"{hi}>{lo}"] = bool(diff.mean() > 2 * se)
@@ -248,11 +272,11 @@ def figure(df, path: str | Path, inference: str = "ntk") -> None:
     plt.close(fig)
 
 
-def markdown(df, inference: str = "ntk") -> str:
+def markdown(df, inference: str = "ntk", correct: dict | None = None) -> str:
     """Accuracy tables (one per padding and transform: architectures x sizes, mean ± the draws' sd, the
     binomial error in the header) and the ordering verdicts, as Markdown."""
     s = summarize(df[df["inference"] == inference])
-    o = ordering(df, inference)
+    o = ordering(df, inference, correct)
     lines = []
     for (padding, transform), part in s.groupby(["padding", "transform"], sort=False):
         sizes = sorted(set(part["n_train"]))
@@ -265,8 +289,10 @@ def markdown(df, inference: str = "ntk") -> str:
             lines.append(f"| {A.get(arch).label} | " + " | ".join(
                 f"{100 * c.loc[m, 'acc']:.1f} ± {100 * c.loc[m, 'sd_draws']:.1f}" if m in c.index else "" for m in sizes) + " |")
         lines.append("")
+    test_noise = ("the paired per-image standard error on the one test set" if correct is not None
+                  else "the two accuracies' binomial errors")
     lines += [f"**Ordering GAP > VEC > FCN ({inference.upper()})**: paired gaps in points ± their noise (one sd: the "
-              "draws' standard error and the test set's binomial error in quadrature); beyond noise means above 2 sd", "",
+              f"draws' standard error and {test_noise}, in quadrature); beyond noise means above 2 sd", "",
               "| padding | transform | m | GAP - VEC | VEC - FCN | GAP > VEC > FCN beyond noise |", "|---|---|---|---|---|---|"]
     for r in o.to_dict("records"):
         lines.append(f"| {r['padding']} | {r['transform']} | {r['n_train']} | {100 * r['gap-vec']:+.1f} ± "
@@ -282,13 +308,15 @@ def report(table: str | Path, out_dir: str | Path) -> list[Path]:
 
     df = pd.read_csv(table)
     out = Path(out_dir)
+    cpath = Path(table).parent / CORRECT
+    correct = dict(np.load(cpath)) if cpath.exists() else None
     paths = [out / "kernel_curves.png", out / "kernel_curves_summary.csv", out / "ntk_ordering.csv", out / "kernel_curves.md"]
     figure(df, paths[0])
-    for path, frame in ((paths[1], summarize(df)), (paths[2], ordering(df))):
+    for path, frame in ((paths[1], summarize(df)), (paths[2], ordering(df, correct=correct))):
         with atomic_path(path) as tmp:
             frame.to_csv(tmp, index=False, float_format="%.4f")
     with atomic_path(paths[3]) as tmp:
-        Path(tmp).write_text(markdown(df))
+        Path(tmp).write_text(markdown(df, correct=correct))
     return paths
 
 
