@@ -136,6 +136,7 @@ def run(spec: dict, split_path: str, out_dir: str) -> Path:
             raise ValueError(f"kernel_curves.transforms.{transform_id} = {top} exceeds the split's {len(split.y_train)} "
                              "training images; lower it or raise data.n_train")
     rows, checks, correct = [], {}, {}
+    curves: dict[tuple, list[dict]] = {}  # (padding, source, arch, kind, top): a served transform's are its source's
     device = spec.get("device", "cpu")
     where = {(p, f, src): m for p, f, src, m in plan_kernels(kc)}
     for transform_id, top in kc["transforms"].items():
@@ -150,16 +151,20 @@ def run(spec: dict, split_path: str, out_dir: str) -> Path:
                         raise AssertionError(f"Theorem 4.1 reuse failed: {padding}/{family}/{transform_id} differs from "
                                              f"{source} by {err:.2e} > {CHECK_TOL:g}")
                 kern = kernels.load_kernels([compute_kernel(spec, split, padding, family, source,
-                                                            where[(padding, family, source)], out)])
+                                                            where[(padding, family, source)], out)])  # read on demand
                 for arch in A.ARCHITECTURES:
                     if A.get(arch).kernel_family != family:
                         continue
                     for kind in kernels.KINDS:
-                        part = regress_curve(kern, split, arch, kind, sizes_of(kc, top), kc["draws"], spec["ridges"],
-                                             spec["global_seed"], device)
+                        key = (padding, source, arch, kind, top)
+                        if key not in curves:  # the same kernel and the same subsets give the same regressions
+                            curves[key] = regress_curve(kern, split, arch, kind, sizes_of(kc, top), kc["draws"],
+                                                        spec["ridges"], spec["global_seed"], device)
+                        part = curves[key]
                         for r in part:
-                            correct[key_of(padding, transform_id, r)] = r.pop("correct")
-                        rows += [{"padding": padding, "transform": transform_id, **r} for r in part]
+                            correct[key_of(padding, transform_id, r)] = r["correct"]
+                        rows += [{"padding": padding, "transform": transform_id,
+                                  **{k: v for k, v in r.items() if k != "correct"}} for r in part]
                         best = [r for r in part if r["n_train"] == top][0]["test_acc"]
                         log(f"{padding} {transform_id} {arch} {kind}: test_acc at m={top} {best:.4f}")
     import pandas as pd
@@ -219,9 +224,9 @@ def ordering(df, inference: str = "ntk", correct: dict | None = None):
             p1, p2 = part[hi].mean(), part[lo].mean()
             if correct is not None:
                 draws = part.index.get_level_values(3)
-                paired = [np.std(correct[f"{padding}/{transform}/{hi}/{inference}/{m}/{d}"].astype(float)
-                                 - correct[f"{padding}/{transform}/{lo}/{inference}/{m}/{d}"], ddof=1) / np.sqrt(n_test)
-                          for d in draws]
+                hits = [[correct[key_of(padding, transform, {"architecture": a, "inference": inference, "n_train": m,
+                                                             "draw": d})] for a in (hi, lo)] for d in draws]
+                paired = [np.std(h.astype(float) - lo_hit, ddof=1) / np.sqrt(n_test) for h, lo_hit in hits]
                 se_test = float(np.mean(paired))
             else:
                 se_test = float(np.sqrt((p1 * (1 - p1) + p2 * (1 - p2)) / n_test))
