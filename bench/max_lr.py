@@ -122,7 +122,7 @@ def report(path: Path) -> None:
 def main() -> None:
     import yaml
 
-    cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    cfg = yaml.safe_load((ROOT / "config.yaml").read_text())
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--archs", nargs="+", default=list(A.ARCHITECTURES))
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])

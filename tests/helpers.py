@@ -14,7 +14,7 @@ SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 
 def snakemake(*args: str, cwd: Path | None = None, timeout: int = 900, check: bool = True) -> subprocess.CompletedProcess:
     # `timeout -k` as well: a Snakemake stuck polling Slurm ignores SIGTERM.
-    cmd = ["timeout", "-k", "10", str(timeout), SNAKEMAKE, "-s", str(ROOT / "workflow" / "Snakefile"), *args]
+    cmd = ["timeout", "-k", "10", str(timeout), SNAKEMAKE, "-s", str(ROOT / "Snakefile"), *args]
     if cwd is not None:
         cmd += ["--directory", str(cwd)]
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}", TF_CPP_MIN_LOG_LEVEL="3")
@@ -29,7 +29,7 @@ def load_config(*presets: str) -> dict:
     import yaml
     from snakemake.utils import update_config
 
-    cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    cfg = yaml.safe_load((ROOT / "config.yaml").read_text())
     for name in presets:
         update_config(cfg, yaml.safe_load((ROOT / name).read_text()))
     return cfg

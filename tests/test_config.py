@@ -73,7 +73,7 @@ def pins(text):
 
 def test_conda_env_pins_equal_requirements():
     req = pins((ROOT / "requirements.txt").read_text())
-    env = pins((ROOT / "workflow/envs/study.yaml").read_text())
+    env = pins((ROOT / "envs/study.yaml").read_text())
     assert req["jax"] == req["jaxlib"] == "0.4.30" and req["neural-tangents"] == "0.6.5" and req["tf2jax"] == "0.3.6"
     assert (req["torch"], req["torchvision"], req["timm"], req["triton"]) == ("2.14.1", "0.29.1", "1.0.31", "3.8.0")
     for name, version in env.items():
@@ -147,7 +147,18 @@ def test_every_schema_key_is_described_and_docs_config_is_current():
     from synsym.pipeline import config_reference as CR
 
     schema = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())
-    rows = CR.rows(schema, yaml.safe_load((ROOT / "config/config.yaml").read_text()))
+    rows = CR.rows(schema, yaml.safe_load((ROOT / "config.yaml").read_text()))
     assert len(rows) > 100 and not [k for k, *_, d in rows if not d.strip()]
     assert {"model.padding", "kernel_curves.paddings", "imagenet.decoder", "training.batch_size"} <= {r[0] for r in rows}
     assert (ROOT / "docs/config.md").read_text() == CR.default_page(), "docs/config.md is stale: regenerate it"
+
+
+def test_the_package_finds_the_study_from_where_it_runs_not_beside_its_files(tmp_path):
+    """The schema and default config are the study's (root Snakefile, config.yaml), found from the working
+    folder as snakemake finds them; outside the study the one line says so rather than a traceback."""
+    from synsym.pipeline.config import ConfigError, study_root
+
+    assert study_root(ROOT / "tests") == ROOT
+    assert (ROOT / "Snakefile").is_file() and (ROOT / "config.yaml").is_file() and (ROOT / "envs/study.yaml").is_file()
+    with pytest.raises(ConfigError, match=f"^{tmp_path}: not inside the study"):
+        study_root(tmp_path)

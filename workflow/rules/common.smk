@@ -5,7 +5,7 @@ import os
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(workflow.basedir).parent / "src"))
+sys.path.insert(0, str(Path(workflow.basedir) / "src"))  # workflow.basedir: the main Snakefile's folder, the root
 
 from synsym.core import architectures as A
 from synsym.core.io import pred_path
@@ -19,7 +19,7 @@ from synsym.pipeline.config import ConfigError, validate
 J.python_first_on_path()  # jobs call `python`: the one running Snakemake, venv activated or not
 
 try:  # --config values arrive as strings: validate types them as a config file would (pipeline.config._coerce)
-    validate(config, cli=workflow.config_settings.config)
+    validate(config, Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml", cli=workflow.config_settings.config)
 except ConfigError as e:
     sys.exit(str(e))
 

@@ -8,7 +8,7 @@ rule prepare:
     params:
         spec=lambda wc: spec_json(data=config["data"]),
     conda:
-        "../envs/study.yaml"
+        "../../envs/study.yaml"
     log:
         f"{R}/logs/prepare.log",
     benchmark:
@@ -33,7 +33,7 @@ rule transform_figures:
         spec=lambda wc: spec_json(data=config["data"], seed=config["seeds"][0], ts=config["sdist"]["ts"]),
         outdir=lambda wc, output: os.path.dirname(output[0]),
     conda:
-        "../envs/study.yaml"
+        "../../envs/study.yaml"
     log:
         f"{R}/logs/figures/transform_figures.log",
     shell:

@@ -20,7 +20,7 @@ rule imagenet_index:
     params:
         spec=lambda wc: imagenet_index_spec(),
     conda:
-        "../envs/study.yaml"
+        "../../envs/study.yaml"
     log:
         f"{R}/logs/imagenet/index.log",
     resources:
@@ -39,7 +39,7 @@ rule imagenet_shards:
     params:
         spec=lambda wc: spec_json(imagenet={"images_per_shard": INC["images_per_shard"]}),
     conda:
-        "../envs/study.yaml"
+        "../../envs/study.yaml"
     log:
         f"{R}/logs/imagenet/shards.log",
     benchmark:
@@ -67,7 +67,7 @@ rule imagenet_train:
         launch=IC.launcher(INC, CUDA),
         checkpoint=lambda wc: IC.cell_path(R, wc.model, wc.transform, wc.i, wc.seed, "ckpt.pt"),
     conda:
-        "../envs/study.yaml"
+        "../../envs/study.yaml"
     log:
         f"{R}/logs/imagenet/{{model}}/{{transform}}/i{{i}}/s{{seed}}.log",
     benchmark:
@@ -97,7 +97,7 @@ rule imagenet_tables:
         spec=lambda wc: imagenet_spec(),
         out=lambda wc, output: os.path.dirname(output[0]),
     conda:
-        "../envs/study.yaml"
+        "../../envs/study.yaml"
     log:
         f"{R}/logs/imagenet/tables.log",
     shell:
@@ -116,7 +116,7 @@ rule imagenet_figure:
     params:
         spec=lambda wc: imagenet_spec(),
     conda:
-        "../envs/study.yaml"
+        "../../envs/study.yaml"
     log:
         f"{R}/logs/figures/{{figure}}.log",
     shell:
@@ -134,7 +134,7 @@ rule imagenet_samples:
     params:
         spec=lambda wc: imagenet_spec(),
     conda:
-        "../envs/study.yaml"
+        "../../envs/study.yaml"
     log:
         f"{R}/logs/figures/figS7_samples.log",
     resources:

@@ -17,7 +17,7 @@ rule kernel_curves:
         ),
         outdir=lambda wc, output: os.path.dirname(output[0]),
     conda:
-        "../envs/study.yaml"
+        "../../envs/study.yaml"
     log:
         f"{R}/logs/kernel_curves.log",
     benchmark:

@@ -13,7 +13,7 @@ rule kernel:
             device=config["device"],
         ),
     conda:
-        "../envs/study.yaml"
+        "../../envs/study.yaml"
     log:
         f"{R}/logs/kernel/{{family}}/{{transform}}/s{{seed}}/shard{{shard}}.log",
     benchmark:
@@ -45,7 +45,7 @@ rule kernel_cell:
     params:
         spec=lambda wc: spec_json(ridges=config["kernels"]["ridges"], seeds=config["kernel_seeds"], device=config["device"]),
     conda:
-        "../envs/study.yaml"
+        "../../envs/study.yaml"
     log:
         f"{R}/logs/cells/{{study}}/ntk/{{arch}}/{{transform}}/winf_m{{m}}.log",
     benchmark:
@@ -78,7 +78,7 @@ rule scaling_cells:
         spec=lambda wc: spec_json(ridges=config["kernels"]["ridges"], seeds=config["kernel_seeds"], device=config["device"]),
         sizes=" ".join(map(str, config["curves"]["sizes"])),
     conda:
-        "../envs/study.yaml"
+        "../../envs/study.yaml"
     log:
         f"{R}/logs/cells/scaling/{{arch}}/{{transform}}.log",
     benchmark:

@@ -16,7 +16,7 @@ rule merge:
         table=report(f"{R}/tables/{{study}}.parquet", category="Tables", caption="../report/table.rst"),
         csv=report(f"{R}/tables/{{study}}.csv", category="Tables", caption="../report/table.rst"),
     conda:
-        "../envs/study.yaml"
+        "../../envs/study.yaml"
     log:
         f"{R}/logs/merge/{{study}}.log",
     shell:
@@ -34,7 +34,7 @@ rule figure:
         png=report(f"{R}/figures/{{figure}}.png", category="Figures", caption="../report/figures.rst"),
         pdf=report(f"{R}/figures/{{figure}}.pdf", category="Figures", caption="../report/figures.rst"),
     conda:
-        "../envs/study.yaml"
+        "../../envs/study.yaml"
     log:
         f"{R}/logs/figures/{{figure}}.log",
     shell:
@@ -51,7 +51,7 @@ rule fits:
         table=report(f"{R}/tables/{{study}}_fits.parquet", category="Tables", caption="../report/table.rst"),
         csv=report(f"{R}/tables/{{study}}_fits.csv", category="Tables", caption="../report/table.rst"),
     conda:
-        "../envs/study.yaml"
+        "../../envs/study.yaml"
     log:
         f"{R}/logs/fits/{{study}}.log",
     shell:
@@ -68,7 +68,7 @@ rule ridge_wins:
     params:
         ridges=" ".join(f"{r!r}" for r in config["kernels"]["ridges"]),
     conda:
-        "../envs/study.yaml"
+        "../../envs/study.yaml"
     log:
         f"{R}/logs/ridge_wins.log",
     shell:
@@ -86,7 +86,7 @@ rule sdist_table:
         table=report(f"{R}/tables/sdist_distances.parquet", category="Tables", caption="../report/table.rst"),
         csv=report(f"{R}/tables/sdist_distances.csv", category="Tables", caption="../report/table.rst"),
     conda:
-        "../envs/study.yaml"
+        "../../envs/study.yaml"
     log:
         f"{R}/logs/sdist.log",
     shell:
@@ -110,7 +110,7 @@ rule symmetry_report:
     params:
         archs=" ".join(config["grid"]["architectures"]),
     conda:
-        "../envs/study.yaml"
+        "../../envs/study.yaml"
     log:
         f"{R}/logs/symmetry_report.log",
     resources:

@@ -9,7 +9,7 @@ rule train_cell:
         spec=lambda wc: spec_json(seeds=train_seeds(wc.study), device=config["device"], training=config["training"]),
         first_layer=lambda wc: "uniform" if wc.study == "uniform_init" else "gaussian",
     conda:
-        "../envs/study.yaml"
+        "../../envs/study.yaml"
     log:
         f"{R}/logs/cells/{{study}}/{{finite}}/{{arch}}/{{transform}}/w{{width}}_m{{m}}.log",
     benchmark:

@@ -12,11 +12,26 @@ import yaml
 from synsym.core.architectures import ARCHITECTURES
 from synsym.imagenet import registry as imagenet_registry
 
-SCHEMA = Path(__file__).resolve().parents[3] / "workflow" / "schemas" / "config.schema.yaml"
+SCHEMA = Path("workflow") / "schemas" / "config.schema.yaml"  # relative to the study's root (study_root)
+DEFAULT = Path("config.yaml")
 
 
 class ConfigError(ValueError):
     pass
+
+
+def study_root(start: str | Path | None = None) -> Path:
+    """The study's folder: ``start`` (default: the working directory) or the nearest parent holding
+    ``Snakefile`` and ``config.yaml``. The package never looks beside its own files, which an installed
+    wheel would not have: like ``snakemake``, it works from the folder it is run in (or ``SYNSYM_ROOT``)."""
+    import os
+
+    here = Path(start or os.environ.get("SYNSYM_ROOT") or Path.cwd()).resolve()
+    for d in (here, *here.parents):
+        if (d / "Snakefile").is_file() and (d / DEFAULT).is_file():
+            return d
+    raise ConfigError(f"{here}: not inside the study (no folder with Snakefile and config.yaml); "
+                      "run from the repository's root or set SYNSYM_ROOT to it")
 
 
 def _allowed(err) -> str:
@@ -30,14 +45,15 @@ def _allowed(err) -> str:
     return f"must satisfy {err.validator}={err.validator_value!r}"
 
 
-def load_config(configfiles: list[str]) -> dict:
-    """config.yaml with presets merged on top, as ``snakemake --configfile`` does; validated."""
+def load_config(configfiles: list[str], root: str | Path | None = None) -> dict:
+    """The study's config.yaml with presets merged on top, as ``snakemake --configfile`` does; validated."""
     from snakemake.utils import update_config
 
-    config = yaml.safe_load((SCHEMA.parents[2] / "config" / "config.yaml").read_text())
+    root = study_root(root)
+    config = yaml.safe_load((root / DEFAULT).read_text())
     for f in configfiles:
         update_config(config, yaml.safe_load(Path(f).read_text()))
-    return validate(config)
+    return validate(config, root / SCHEMA)
 
 
 def _from_cli(cli: dict | None, path) -> bool:
@@ -68,12 +84,13 @@ def _coerce(config: dict, errors: list, cli: dict | None) -> bool:
     return changed
 
 
-def validate(config: dict, schema_path: str | Path = SCHEMA, cli: dict | None = None) -> dict:
-    """Raise ConfigError (one line) unless ``config`` is a valid study config; ``cli``: the ``--config``
-    overrides, whose strings are typed in place first (see _coerce)."""
+def validate(config: dict, schema_path: str | Path | None = None, cli: dict | None = None) -> dict:
+    """Raise ConfigError (one line) unless ``config`` is a valid study config; ``schema_path``: default the
+    study root's schema (study_root); ``cli``: the ``--config`` overrides, whose strings are typed in
+    place first (see _coerce)."""
     import jsonschema
 
-    schema = yaml.safe_load(Path(schema_path).read_text())
+    schema = yaml.safe_load(Path(schema_path or study_root() / SCHEMA).read_text())
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.path))
     while errors and _coerce(config, errors, cli):

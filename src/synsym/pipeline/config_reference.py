@@ -1,5 +1,5 @@
 """docs/config.md, generated from the config schema: every key with its type, default (the default preset,
-config/config.yaml), what is allowed and the schema's description. The page is never edited by hand:
+config.yaml), what is allowed and the schema's description. The page is never edited by hand:
 ``python -m synsym.pipeline.config_reference --write docs/config.md`` rewrites it, and a test fails when
 page and schema disagree."""
 
@@ -11,13 +11,13 @@ from pathlib import Path
 
 import yaml
 
-from synsym.pipeline.config import SCHEMA
+from synsym.pipeline.config import DEFAULT, SCHEMA, study_root
 
 HEADER = """# Configuration reference
 
 Generated from `workflow/schemas/config.schema.yaml` by `python -m synsym.pipeline.config_reference --write
 docs/config.md`; do not edit by hand (`tests/test_config.py` fails when this page and the schema disagree).
-Defaults are the default preset's (`config/config.yaml`); a preset (`presets/*.yaml`) is merged on top, and
+Defaults are the default preset's (`config.yaml`); a preset (`presets/*.yaml`) is merged on top, and
 `--config key=value` on top of that. A bad value stops the run before any job with one line naming it.
 
 | key | type | default | allowed | description |
@@ -90,8 +90,9 @@ def markdown(schema: dict, defaults: dict) -> str:
 
 
 def default_page() -> str:
-    schema = yaml.safe_load(Path(SCHEMA).read_text())
-    defaults = yaml.safe_load((Path(SCHEMA).parents[2] / "config" / "config.yaml").read_text())
+    root = study_root()
+    schema = yaml.safe_load((root / SCHEMA).read_text())
+    defaults = yaml.safe_load((root / DEFAULT).read_text())
     return markdown(schema, defaults)
 
 

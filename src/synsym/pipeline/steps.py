@@ -3,7 +3,8 @@
 Finite nets stop at 100% training accuracy, long before the paper's 1e6-step cap at small sizes.
 ``bench/convergence.py`` measures, per architecture and inference, the step at which each seed
 reaches 95% (``fit_step``, the paper's acceptance) and stops at 100% (``stop_step``, what a job
-runs) at several training-set sizes; its rows are committed beside this module. Here a power law
+runs) at several training-set sizes into results/bench/; the rows the planner uses are a reviewed copy
+shipped as this package's data (convergence.csv). Here a power law
 steps = a n^alpha is fitted per (architecture, inference) to the slowest seed at each size (a job
 runs until its last seed stops), and the planner prices a job at that prediction, capped at the
 job's step cap. Sizes where a seed never stopped are left out of the fit (they only bound it).
@@ -15,13 +16,14 @@ from __future__ import annotations
 import csv
 import math
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
 from synsym.core.metrics import power_law_fit
 
-CSV = Path(__file__).with_name("convergence.csv")
+CSV = Path(str(resources.files("synsym.pipeline").joinpath("convergence.csv")))  # package data
 COLUMNS = ("stop_step", "fit_step")  # 100% (a job's stop) and 95% (acceptance)
 
 

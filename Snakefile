@@ -9,18 +9,18 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-# The default preset, config/config.yaml beside this folder (found even with --directory elsewhere);
+# The default preset, config.yaml beside this file (found even with --directory elsewhere);
 # --configfile presets/<name>.yaml is merged on top.
-configfile: str(Path(workflow.basedir).parent / "config" / "config.yaml")
+configfile: str(Path(workflow.basedir) / "config.yaml")
 
 
-include: "rules/common.smk"
-include: "rules/data.smk"
-include: "rules/kernels.smk"
-include: "rules/training.smk"
-include: "rules/tables.smk"
-include: "rules/imagenet.smk"
-include: "rules/kernel_curves.smk"
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/kernels.smk"
+include: "workflow/rules/training.smk"
+include: "workflow/rules/tables.smk"
+include: "workflow/rules/imagenet.smk"
+include: "workflow/rules/kernel_curves.smk"
 
 
 rule all:
