@@ -1,4 +1,4 @@
-"""Benchmark: every GPU number README cites, in one run: an estimated 6-8 minutes on one H200, ~4 of them
+"""Benchmark: every GPU number docs/gpu.md cites, in one run: an estimated 6-8 minutes on one H200, ~4 of them
 compiling kernels (by compile times measured on a CPU for sm_90 under its Triton 3.6.0; not yet timed there).
 
     python bench/gpu.py                       # on a GPU machine: writes docs/gpu-<device>.md

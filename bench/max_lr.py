@@ -39,7 +39,7 @@ from synsym.finite import models as M  # noqa: E402
 from synsym.finite import training as TR  # noqa: E402
 from synsym.finite.recipe import INFERENCE_SETTINGS  # noqa: E402
 
-OUT = ROOT / "docs" / "max_lr.csv"  # committed: README cites it
+OUT = ROOT / "docs" / "max_lr.csv"  # committed: docs/measurements.md cites it
 FIELDS = ["arch", "width", "depth", "n_train", "image_size", "seed", "budget", "momentum", "lambda_max",
           "eta0_momentum", "eta0_plain", "c_max_momentum", "c_fail_momentum", "c_max_plain", "bisections", "wall_s"]
 NN_PLUS_C = INFERENCE_SETTINGS["nn_plus"][0]

@@ -178,7 +178,7 @@ def profile(mod, s: int, dtype: str, block_elems: int, num_warps: int, maxnreg: 
 # x 32 lanes x 1.98 GHz) and float64 lane operations per second (64 per SM and clock).
 H200_MS = {8: 0.00059, 16: 0.0150, 32: 0.287}
 # The Triton that compiled it there (and that the H200 image still has): its code differs from the pinned
-# Triton's (fused_triton._neg), so predictions are best counted under it (README: "Which Triton").
+# Triton's (fused_triton._neg), so predictions are best counted under it (docs/gpu.md: "Which Triton").
 H200_TRITON = "3.6.0"
 H200_ISSUE, H200_FP64 = 132 * 4 * 32 * 1.98e9, 132 * 64 * 1.98e9
 H200_SM_CYCLES = 132 * 1.98e9  # each SM's memory-I/O path: one of row["mio"]'s cycles each
@@ -266,7 +266,7 @@ def main() -> None:
 
 
 def print_predictions(sizes: list[int], as_json: bool) -> None:
-    """README's "What the counts say about the 5x target", recomputed."""
+    """docs/gpu.md's "What the counts say about the 5x target", recomputed."""
     import triton
 
     this, old = load(None), load(MEASURED)

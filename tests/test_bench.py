@@ -1,4 +1,4 @@
-"""The benchmarks README cites run: every case of bench/kernels.py once, at a tiny size."""
+"""The benchmarks the docs cite run: every case of bench/kernels.py once, at a tiny size."""
 
 import subprocess
 import sys

@@ -160,7 +160,7 @@ def test_readout_weights_are_averages():
 
 
 def test_fused_kernel_builds_here():
-    """The fused CPU kernel must build on this machine (CI too), or the speed claims in README are void."""
+    """The fused CPU kernel must build on this machine (CI too), or the speed claims in docs/performance.md are void."""
     assert E.fused_kernel() is not None, FC._FUSED.get("why")
 
 

@@ -280,7 +280,7 @@ def test_ddp_two_processes_equal_one_process(inet, single):
     ddp = pd.read_parquet(d / "ddp.parquet")
     assert ddp["world_size"].iloc[0] == 2
     # float32 sums over ranks in another order: measured 2.6e-7 off on losses of ~2.3, about one float32 ulp
-    # (README: "to 3e-7 relative"); accuracies and the learning rate are equal
+    # (docs/imagenet.md: "to 3e-7 relative"); accuracies and the learning rate are equal
     pd.testing.assert_frame_equal(ddp[CURVE], single[0][CURVE], rtol=3e-7, atol=0)
 
 

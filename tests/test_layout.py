@@ -111,3 +111,25 @@ def test_tracker_keeps_the_test_accuracy_at_the_best_validation_step():
     assert r["test_acc"].tolist() == [0.2, 0.1]  # at the best validation step, not the best test
     assert r["test_acc_best"].tolist() == [0.9, 0.4]
     assert r["fit_step"].tolist() == [20, 10] and r["train_best"].tolist() == [0.7, 0.6]
+
+
+def test_every_relative_link_in_readme_and_docs_resolves():
+    """README.md and docs/*.md link only to files that exist (anchors and web links aside); README stays a
+    one-sitting read without commit hashes, and docs/README.md indexes every page."""
+    import re
+
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    broken = []
+    for page in pages:
+        text = re.sub(r"```.*?```", "", page.read_text(), flags=re.S)
+        for target in re.findall(r"\]\(([^)\s]+)\)", text):
+            if re.match(r"[a-z]+:", target) or target.startswith("#"):
+                continue
+            if not (page.parent / target.split("#")[0]).exists():
+                broken.append(f"{page.relative_to(ROOT)} -> {target}")
+    assert not broken, broken
+    readme = (ROOT / "README.md").read_text()
+    assert len(readme.splitlines()) <= 250
+    assert not re.search(r"\b(?=[0-9a-f]*[a-f])(?=[0-9a-f]*[0-9])[0-9a-f]{7,40}\b", readme), "a commit hash in README"
+    index = (ROOT / "docs" / "README.md").read_text()
+    assert {p.name for p in pages[1:] if p.name != "README.md"} <= set(re.findall(r"\]\(([\w.-]+\.md)\)", index))

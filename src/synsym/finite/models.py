@@ -120,7 +120,7 @@ class _CircularPad(torch.autograd.Function):
     """Wrap-around padding by one pixel of the last two axes, with a hand-written backward.
 
     ``F.pad(mode="circular")`` is several times slower forward + backward on CPU
-    (README has the measurement): its backward goes through many strided slice copies.
+    (docs/measurements.md has the measurement): its backward goes through many strided slice copies.
     Here the forward is five slice copies and the backward copies the interior once
     and adds the wrapped borders and corners to it, in a fixed
     order (deterministic). Linear, so its jvp is itself
