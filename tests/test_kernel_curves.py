@@ -67,7 +67,7 @@ def test_sub_matrix_regression_equals_a_fresh_kernel(run):
 
 def test_a_wrong_reuse_stops_the_run(run, monkeypatch, tmp_path):
     """Serve O(3)^d's conv kernel from the identity's (Theorem 4.1 does not allow it): the check must catch it."""
-    monkeypatch.setattr(KC, "served_by", lambda family, t: "identity")
+    monkeypatch.setattr(KC.A, "kernel_source", lambda family, t: "identity")
     spec = {**SPEC, "kernel_curves": {**SPEC["kernel_curves"], "paddings": ["circular"],
                                       "transforms": {"o3_per_pixel": 16}}}
     with pytest.raises(AssertionError, match="circular/conv/o3_per_pixel differs from identity"):

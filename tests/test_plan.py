@@ -268,3 +268,18 @@ def test_one_gpu_preset_fits_an_hour_on_the_h200_calibration():
     bigger["kernel_curves"]["transforms"].update(identity=1600, o3_per_pixel=1600, o3_shared=1600)
     bigger["data"]["n_train"] = 1600
     assert sum(r["pred_s"] for r in P.bill(bigger, cal)) > 3600
+
+
+def test_plan_prices_the_paper_kernels_with_and_without_reuse():
+    """kernels.reuse_invariant: the paper preset's kernel jobs, by hand, 2 fcn shards x 5 transforms + 14 conv
+    shards x 10 (transforms and path points) without reuse, 2 x 1 + 14 x 9 with it; the bill drops by exactly
+    the jobs left out (each shard of one family costs the same whatever its transform)."""
+    cfg = load_config("presets/paper.yaml")
+    cal = P.load(ROOT.parent / "shared" / "measurements" / "h200-paper-calibration.json")
+    line = P.reuse_line(cfg, cal, "GPU-hours")
+    m = re.match(r"# kernel jobs: (\d+) jobs, ([\d.,]+) GPU-hours one per transform; (\d+) jobs, ([\d.,]+) GPU-hours", line)
+    assert m and (int(m[1]), int(m[3])) == (2 * 5 + 14 * 10, 2 * 1 + 14 * 9), line
+    kern = [r for r in P.bill(cfg, cal) if r["rule"] == "kernel"]
+    fcn = sum(r["pred_s"] for r in kern if "family=fcn" in r["job"])  # the identity's kernel, 2 shards
+    conv_t = sum(r["pred_s"] for r in kern if "family=conv" in r["job"] and "transform=identity" in r["job"])
+    assert float(m[2].replace(",", "")) == pytest.approx(float(m[4].replace(",", "")) + (4 * fcn + conv_t) / 3600, abs=0.1)

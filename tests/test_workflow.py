@@ -29,8 +29,8 @@ def expected_counts(cfg: dict) -> dict[str, int]:
     train += len(curve_fin) * (len(c["sizes"]) + (1 if c["flip"] else 0))
     kcells = ("ntk" in g["inferences"]) * len(g["architectures"]) * len(g["transforms"])
     kcells += sum(len(c["sizes"]) for x in c["cells"] if x["inference"] == "ntk")
-    transforms_needed = {(A.get(a).kernel_family, t) for a in g["architectures"] for t in g["transforms"]}
-    transforms_needed |= {(A.get(x["architecture"]).kernel_family, x["transform"]) for x in c["cells"]
+    transforms_needed = {served(cfg, A.get(a).kernel_family, t) for a in g["architectures"] for t in g["transforms"]}
+    transforms_needed |= {served(cfg, A.get(x["architecture"]).kernel_family, x["transform"]) for x in c["cells"]
                           if x["inference"] == "ntk"}
     u, sd = cfg["uniform_init"], cfg["sdist"]
     train += len(u["architectures"]) + len(sd["widths"]) * (len(sd["ts"]) + 1)  # uniform init; vec on the path, clean gap
@@ -42,6 +42,15 @@ def expected_counts(cfg: dict) -> dict[str, int]:
             "kernel_cell": kcells, "scaling_cells": len(g["architectures"]) * len(g["transforms"]),
             "merge": 6, "fits": 2, "sdist_table": 1, "symmetry_report": 1, "figure": 7,
             "transform_figures": 1, "ridge_wins": 1, "all": 1}
+
+
+def served(cfg: dict, family: str, transform: str) -> tuple[str, str]:
+    """Which kernel job serves (family, transform), by hand: with kernels.reuse_invariant, FCN's identity
+    kernel serves every grid transform (O(3d)) and the conv family's serves O(3)⊗I_d."""
+    if cfg["kernels"].get("reuse_invariant", True) and (
+            (family == "fcn" and transform in T.TRANSFORMS) or (family == "conv" and transform == "o3_shared")):
+        return family, "identity"
+    return family, transform
 
 
 def shared_with_grid(cfg: dict) -> int:
@@ -64,9 +73,11 @@ def test_paper_dag_has_exact_job_counts():
     assert got == want
     # 2 x 6 x 5 finite grid cells, 2 x 2 x 8 width cells, 3 x (8 + flips) curve cells, 6 uniform init,
     # 4 widths x (5 path points + GAP on clean data), less the grid's cells: VEC width 128 (2 inferences x 2 transforms)
-    # and the 3 finite curves at 45,000; kernels: 2 fcn shards x 5 transforms + 14 conv shards x (5
-    # transforms + 5 path points)
-    assert want["train_cell"] == 60 + 32 + 27 + 6 + 24 - 4 - 3 and want["kernel"] == 2 * 5 + 14 * 10
+    # and the 3 finite curves at 45,000; kernels: 2 fcn shards x 1 (the identity's serves every transform)
+    # + 14 conv shards x (4 transforms, O(3)⊗I_d served by the identity's, + 5 path points)
+    assert want["train_cell"] == 60 + 32 + 27 + 6 + 24 - 4 - 3 and want["kernel"] == 2 * 1 + 14 * 9
+    off = dry_counts("--configfile", "presets/paper.yaml", "--config", 'kernels={"reuse_invariant": false}')["kernel"]
+    assert off == 2 * 5 + 14 * 10
 
 
 def test_default_dag_counts():
@@ -109,8 +120,14 @@ def test_smoke_produces_every_table_and_figure(smoke):
     for t in TABLES:
         assert len(pd.read_parquet(r / "tables" / f"{t}.parquet")) > 0, t
     rep = pd.read_parquet(r / "tables" / "symmetry_report.parquet")
-    kern = rep[rep["measure"] == "rel_kernel_change"]
+    kern = rep[rep["measure"].str.startswith("rel_kernel_change")]
     assert len(kern) == 2 * 6 * 4 and kern["agrees"].all()  # the theorem holds for every kernel cell
+    # the reused kernels (FCN on 4 transforms, the conv family on O(3)⊗I_d) are checked on a block, to 1e-12
+    sampled = kern[kern["measure"] == "rel_kernel_change_sampled"]
+    assert set(zip(sampled["architecture"], sampled["transform"])) == (
+        {("fcn", t) for t in T.TRANSFORMS if t != "identity"} | {(a, "o3_shared") for a in A.ARCHITECTURES if a != "fcn"})
+    assert len(sampled) == 2 * 9 and (sampled["value"] < 1e-12).all()
+    assert "reuse fcn/o_3d <- identity: max rel diff" in (r / "logs/symmetry_report.log").read_text()
     sd = pd.read_parquet(r / "tables" / "sdist_distances.parquet")
     assert set(sd["t"]) == {0.0, 1.0}
     # ensembles of accepted runs only, against GAP_n on the clean data (App. E)
@@ -237,6 +254,56 @@ def test_width_and_curve_cells_that_are_grid_cells_are_trained_once(smoke, tmp_p
         assert np.array_equal(a["pred"], b["pred"]) and np.array_equal(a["seeds"], b["seeds"])
     table = shared[(shared["inference"] == "nn") & (shared["transform"] == "o3_shared")].reset_index(drop=True)
     pd.testing.assert_frame_equal(table[cols], own[cols], check_exact=True)
+
+
+@pytest.mark.slow
+def test_reused_kernels_give_the_tables_of_kernels_computed_per_transform(smoke, tmp_path):
+    """kernels.reuse_invariant (on in the fixture) against one kernel job per transform, in a fresh results
+    tree: every reused NTK/NNGP grid cell picks the same ridge and scores the same accuracies, and each
+    per-transform kernel equals the one served for it to 1e-12 (Theorem 4.1 on whole kernels)."""
+    wd, args = smoke
+    pairs = [("fcn", t) for t in T.TRANSFORMS if t != "identity"] + [(a, "o3_shared") for a in A.ARCHITECTURES if a != "fcn"]
+    targets = [f"results/smoke/cells/grid/ntk/{a}/{t}/winf_m60.parquet" for a, t in pairs]
+    off = ("--config", 'kernels={"reuse_invariant": false}')
+    assert dry_counts(*targets, *args, *off, cwd=tmp_path)["kernel"] == 4 * 1 + 1 * 2  # fcn x 4, conv o3_shared x 2 shards
+    snakemake("--cores", "2", *targets, *args, *off, cwd=tmp_path, timeout=900)
+    cols = ["seed", "ridge", "val_acc", "test_acc", "test_mse"]
+    for a, t in pairs:
+        for kind in ("ntk", "nngp"):
+            rel = f"results/smoke/cells/grid/{kind}/{a}/{t}/winf_m60.parquet"
+            pd.testing.assert_frame_equal(read_cell(tmp_path / rel)[cols[:-1]], read_cell(wd / rel)[cols[:-1]], check_exact=True)
+            np.testing.assert_allclose(read_cell(tmp_path / rel)["test_mse"], read_cell(wd / rel)["test_mse"], rtol=1e-9)
+    for fam, t, shards in [("fcn", "o_3d", 1), ("fcn", "perm_3d", 1), ("conv", "o3_shared", 2)]:
+        for k in range(shards):
+            own = tmp_path / f"results/smoke/kernels/{fam}/{t}/s0/shard{k}"
+            served = wd / f"results/smoke/kernels/{fam}/identity/s0/shard{k}"
+            for f in own.glob("*.npy"):
+                want = np.load(served / f.name)
+                assert np.abs(np.load(f) - want).max() <= 1e-12 * np.abs(want).max(), (fam, t, f.name)
+    assert not (wd / "results/smoke/kernels/fcn/o_3d").exists()  # with reuse, no job computed it
+
+
+@pytest.mark.slow
+def test_a_wrong_reuse_stops_the_symmetry_report(smoke, monkeypatch):
+    """Serve O(3)^d's conv kernel from the identity's (Theorem 4.1 does not allow it: GAP is not O(3)^d-invariant):
+    the report's block check must refuse it in one line, and pass the allowed O(3)⊗I_d reuse."""
+    import argparse
+    import json
+
+    from synsym import cli
+
+    wd, _ = smoke
+    r = wd / "results/smoke"
+    files = {("conv", "identity"): [str(r / f"kernels/conv/identity/s0/shard{k}") for k in range(2)]}
+    spec = json.dumps({"global_seed": 0, "depth": 2, "seed": 0, "device": "cpu",
+                       "kernels": {"engine": "fast", "precision": "float64"}})
+    a = argparse.Namespace(spec=spec, split=str(r / "data/split.npz"))
+    archs = ["vec", "lcn", "gap", "lap4", "lap8"]
+    ok = cli._reuse_check(a, "conv", "o3_shared", files, archs)
+    assert len(ok) == 2 * 5 and max(ok.values()) < 1e-12
+    monkeypatch.setattr(A, "kernel_source", lambda family, t: "identity")
+    with pytest.raises(ValueError, match=r"^kernel conv/o3_per_pixel: served by identity's kernel .* differs from it by"):
+        cli._reuse_check(a, "conv", "o3_per_pixel", files, archs)
 
 
 @pytest.mark.slow

@@ -99,6 +99,9 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--grid", required=True)
     c.add_argument("--kernels", nargs="+", required=True)
     c.add_argument("--archs", nargs="+", required=True)
+    c.add_argument("--reused", nargs="*", default=[], help="family/transform kernels served by another job: checked on a block")
+    c.add_argument("--split", help="the split (needed with --reused)")
+    c.add_argument("--spec", help="the kernel spec JSON (needed with --reused)")
     c.add_argument("--out", required=True)
     c.add_argument("--csv", required=True)
 
@@ -222,6 +225,7 @@ def plan_cmd(a) -> int:
           f"{sum(r['pred_s'] for r in train) / 3600:.3g} {unit} at predicted steps, "
           f"{sum(r['cap_s'] for r in train) / 3600:.3g} at the cap; requests = prediction x {config['plan']['safety_factor']}")
     print(plan.summary(rows, unit))
+    print(plan.reuse_line(config, cal, unit))
     if train:
         print(plan.step_table(rows, config))
     p, over = config["plan"], plan.over_limits(rows, config)
@@ -302,20 +306,52 @@ def _symmetry(a):
     files: dict[tuple[str, str], list[str]] = {}  # (family, transform) -> shard folders (.../{fam}/{t}/s{seed}/shard{k})
     for k in a.kernels:
         files.setdefault((Path(k).parts[-4], Path(k).parts[-3]), []).append(k)
-    diffs = {}
+    diffs, sampled = {}, set()
     for fam in {A.get(arch).kernel_family for arch in a.archs}:
         if (fam, "identity") not in files:
             raise ValueError("symmetry report needs the identity transform in grid.transforms")
         base = load_kernels(files[(fam, "identity")])
+        archs = [arch for arch in a.archs if A.get(arch).kernel_family == fam and (arch == "lcn" or arch in FAMILY_MEMBERS[fam])]
         for (f, tid), path in files.items():
             if f != fam or tid == "identity":
                 continue
             kern = load_kernels(path)
-            for arch in a.archs:
-                if A.get(arch).kernel_family == fam and (arch == "lcn" or arch in FAMILY_MEMBERS[fam]):
-                    for kind in ("ntk", "nngp"):
-                        diffs[(arch, tid, kind)] = kernel_invariance(base, kern, arch, kind)
-    return symmetry_report(read_table(a.grid), diffs)
+            for arch in archs:
+                for kind in ("ntk", "nngp"):
+                    diffs[(arch, tid, kind)] = kernel_invariance(base, kern, arch, kind)
+        for tid in [r.split("/")[1] for r in a.reused if r.split("/")[0] == fam]:
+            got = _reuse_check(a, fam, tid, files, archs)
+            diffs.update({(arch, tid, kind): d for (arch, kind), d in got.items()})
+            sampled.update((arch, tid, kind) for arch, kind in got)
+    return symmetry_report(read_table(a.grid), diffs, frozenset(sampled))
+
+
+def _reuse_check(a, family: str, tid: str, files: dict, archs: list[str]) -> dict:
+    """A reused kernel (kernels.reuse_invariant) checked on a block: tau's kernel computed on the first
+    REUSE_CHECK_IMAGES training images against the served kernel's same block. A failure stops the report
+    with one line, since every cell regressed on that kernel would be wrong."""
+    from synsym.core import architectures as A
+    from synsym.core import transforms as T
+    from synsym.core.data import Split
+    from synsym.ntk.kernels import block_fn_for, load_kernels
+    from synsym.study.tables import KERNEL_TOL, REUSE_CHECK_IMAGES, sampled_invariance
+
+    spec = json.loads(a.spec)
+    k, source = spec["kernels"], A.kernel_source(family, tid)
+    split = Split.load(a.split)
+    x = split.x_train[:REUSE_CHECK_IMAGES]
+    padding = spec.get("padding", "circular")
+    fn = block_fn_for(family, spec["depth"], x.shape[1], k["engine"], spec.get("device", "cpu"), print,
+                      k.get("precision", "float64"), padding)
+    seed = spec["seed"]
+    served = load_kernels(files[(family, source)])
+    got = sampled_invariance(fn, T.make(tid, x.shape[1], spec["global_seed"], seed).apply(x), served, archs)
+    worst = max(got.values())
+    print(f"reuse {family}/{tid} <- {source}: max rel diff {worst:.1e} on {len(x)} images", flush=True)
+    if worst >= KERNEL_TOL:
+        raise ValueError(f"kernel {family}/{tid}: served by {source}'s kernel (kernels.reuse_invariant) but differs from it by "
+                         f"{worst:.1e} on a block; set kernels.reuse_invariant: false and rerun")
+    return got
 
 
 def imagenet_cmd(a) -> None:

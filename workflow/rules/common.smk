@@ -73,7 +73,7 @@ def study_cells(study):
 
 def kernel_inputs(wc):
     """The kernel shard folders (every shard of every kernel seed) an NTK/NNGP cell regresses on."""
-    return J.kernel_shards(config, A.get(wc.arch).kernel_family, wc.transform, config["kernel_seeds"])
+    return J.serving_shards(config, A.get(wc.arch).kernel_family, wc.transform, config["kernel_seeds"])
 
 
 def held_ridge_cells(wc):

@@ -95,20 +95,30 @@ rule sdist_table:
 
 
 rule symmetry_report:
-    """Theorem 4.1 prediction vs measurement for every (architecture, inference, transform)."""
+    """Theorem 4.1 prediction vs measurement for every (architecture, inference, transform); a kernel
+    served by another transform's job (kernels.reuse_invariant) is checked on a block of images."""
     input:
         grid=f"{R}/tables/grid.parquet",
-        kernels=lambda wc: [
-            d
-            for fam in A.KERNEL_FAMILIES
-            for t in config["grid"]["transforms"]
-            for d in J.kernel_shards(config, fam, t, config["kernel_seeds"][:1])
-        ],
+        split=f"{R}/data/split.npz",
+        kernels=lambda wc: list(
+            dict.fromkeys(
+                d
+                for fam in A.KERNEL_FAMILIES
+                for t in config["grid"]["transforms"]
+                for d in J.serving_shards(config, fam, t, config["kernel_seeds"][:1])
+            )
+        ),
     output:
         table=report(f"{R}/tables/symmetry_report.parquet", category="Tables", caption="../report/table.rst"),
         csv=report(f"{R}/tables/symmetry_report.csv", category="Tables", caption="../report/table.rst"),
     params:
         archs=" ".join(config["grid"]["architectures"]),
+        reused=" ".join(J.reused_kernels(config)),
+        spec=lambda wc: spec_json(
+            kernels={k: config["kernels"][k] for k in ("engine", "precision")},
+            device=config["device"],
+            seed=config["kernel_seeds"][0],
+        ),
     conda:
         "../../envs/study.yaml"
     log:
@@ -117,4 +127,5 @@ rule symmetry_report:
         mem_mb=8000,
     shell:
         "python -m synsym.cli symmetry --grid {input.grid} --kernels {input.kernels} --archs {params.archs} "
+        "--reused {params.reused} --split {input.split} --spec {params.spec:q} "
         "--out {output.table} --csv {output.csv} > {log} 2>&1"

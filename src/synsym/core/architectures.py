@@ -133,3 +133,14 @@ def predicts_invariance(arch_id: str, transform_id: str, infinite: bool) -> bool
     spec = get(arch_id)
     group = spec.infinite_invariance if infinite else spec.finite_invariance
     return transform_id in SUBGROUPS[group]
+
+
+def kernel_source(family: str, transform_id: str) -> str:
+    """The transform whose kernel serves ``family`` on ``transform_id`` (Theorem 4.1): the identity's when
+    every architecture the family's job writes (FAMILY_MEMBERS, and LCN through VEC's readout) is invariant
+    to the transform's group, so one kernel job serves the whole invariance class; else the transform itself.
+    FCN's (O(3d)) contains every grid transform; the conv family's is O(3)⊗I_d, GAP's and LAP's group."""
+    members = FAMILY_MEMBERS[family]
+    if all(predicts_invariance(a, transform_id, infinite=True) for a in members):
+        return "identity"
+    return transform_id

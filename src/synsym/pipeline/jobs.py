@@ -43,6 +43,26 @@ def kernel_shards(config: dict, family: str, transform: str, seeds: list[int]) -
             for s in seeds for k in range(config["kernels"]["shards"][family])]
 
 
+def kernel_transform(config: dict, family: str, transform: str) -> str:
+    """The transform whose kernel job serves ``family`` on ``transform``: with ``kernels.reuse_invariant``
+    one job per Theorem 4.1 invariance class (A.kernel_source; the symmetry report checks each reuse on a
+    sampled block), else the transform's own."""
+    if config["kernels"].get("reuse_invariant", True):
+        return A.kernel_source(family, transform)
+    return transform
+
+
+def serving_shards(config: dict, family: str, transform: str, seeds: list[int]) -> list[str]:
+    """The shard folders whose kernel an NTK/NNGP cell on ``transform`` regresses on (kernel_transform)."""
+    return kernel_shards(config, family, kernel_transform(config, family, transform), seeds)
+
+
+def reused_kernels(config: dict) -> list[str]:
+    """``family/transform`` of every grid kernel served by another transform's job (kernel_transform)."""
+    return [f"{f}/{t}" for f in A.KERNEL_FAMILIES for t in config["grid"]["transforms"]
+            if kernel_transform(config, f, t) != t]
+
+
 def studies(config: dict) -> list[str]:
     return ["grid", "width", "curves", "uniform_init", "sdist"] + (["scaling"] if config["scaling"]["enabled"] else [])
 
@@ -174,14 +194,15 @@ def jobs(config: dict) -> list[Job]:
                 out.append(Job("train_cell", {"study": st, "finite": inf, "arch": arch, "transform": t,
                                               "width": str(width), "m": str(m)}))
                 continue
-            kernels[(A.get(arch).kernel_family, t)] = None
+            family = A.get(arch).kernel_family
+            kernels[(family, kernel_transform(config, family, t))] = None
             if study != "scaling":
                 out.append(Job("kernel_cell", {"study": st, "arch": arch, "transform": t, "m": str(m)}))
         if study == "scaling":
             g = config["grid"]
             out += [Job("scaling_cells", {"arch": a, "transform": t}) for a in g["architectures"] for t in g["transforms"]]
-    # the symmetry report compares every family's kernels across the grid's transforms
-    kernels.update({(f, t): None for f in A.KERNEL_FAMILIES for t in config["grid"]["transforms"]})
+    # the symmetry report compares every family's kernels across the grid's transforms (a reused one on a block)
+    kernels.update({(f, kernel_transform(config, f, t)): None for f in A.KERNEL_FAMILIES for t in config["grid"]["transforms"]})
     out += [Job("kernel", {"family": f, "transform": t, "seed": str(s), "shard": str(k)})
             for f, t in kernels for s in config["kernel_seeds"] for k in range(config["kernels"]["shards"][f])]
     return out

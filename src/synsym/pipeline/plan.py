@@ -589,6 +589,23 @@ def bill(config: dict, cal: dict) -> list[dict]:
     return rows
 
 
+def reuse_line(config: dict, cal: dict, unit: str) -> str:
+    """The kernel jobs' bill with and without kernels.reuse_invariant (one kernel job per Theorem 4.1
+    class vs one per transform), the rest of the config as given."""
+    import copy
+
+    cost = {}
+    for reuse in (False, True):
+        probe = copy.deepcopy(config)
+        probe["kernels"]["reuse_invariant"] = reuse
+        ks = [predict(j, probe, cal)[0] for j in jobs(probe) if j.rule == "kernel"]
+        cost[reuse] = (len(ks), sum(ks) / 3600)
+    on = config["kernels"].get("reuse_invariant", True)
+    return (f"# kernel jobs: {cost[False][0]} jobs, {cost[False][1]:,.1f} {unit} one per transform; {cost[True][0]} jobs, "
+            f"{cost[True][1]:,.1f} {unit} one per Theorem 4.1 class (kernels.reuse_invariant = {str(on).lower()}, "
+            f"this plan: {'the latter' if on else 'the former'})")
+
+
 def step_table(rows: list[dict], config: dict) -> str:
     """Training jobs by (architecture, inference): n_train range, predicted steps and cap, and the
     device-hours at the predicted steps vs at the cap (Markdown)."""

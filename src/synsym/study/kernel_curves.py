@@ -35,14 +35,6 @@ def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
-def served_by(family: str, transform_id: str) -> str:
-    """The transform whose kernel serves ``family`` on ``transform_id`` (Theorem 4.1): FCN kernels are
-    O(3d)-invariant, which contains every grid transform; the conv family's are O(3)⊗I_d-invariant."""
-    if family == "fcn" or transform_id in T.SUBGROUPS["o3_shared"]:
-        return "identity"
-    return transform_id
-
-
 def plan_kernels(kc: dict) -> list[tuple[str, str, str, int]]:
     """(padding, family, source transform, training images) of every kernel the study computes: one per
     padding, family and Theorem 4.1 class, at the largest size any transform it serves asks for."""
@@ -50,7 +42,7 @@ def plan_kernels(kc: dict) -> list[tuple[str, str, str, int]]:
     for transform_id, top in kc["transforms"].items():
         for padding in kc["paddings"]:
             for family in A.KERNEL_FAMILIES:
-                key = (padding, family, served_by(family, transform_id))
+                key = (padding, family, A.kernel_source(family, transform_id))
                 out[key] = max(out.get(key, 0), top)
     return [(*k, m) for k, m in out.items()]
 
@@ -91,7 +83,7 @@ def check_reuse(spec: dict, split: Split, padding: str, family: str, transform_i
     CHECK_IMAGES training images (NNGP and NTK of every readout): Theorem 4.1 checked on every run."""
     n = min(CHECK_IMAGES, len(split.y_train))
     x = _data(split, transform_id, spec["global_seed"], n)["train"]
-    x0 = _data(split, served_by(family, transform_id), spec["global_seed"], n)["train"]
+    x0 = _data(split, A.kernel_source(family, transform_id), spec["global_seed"], n)["train"]
     fn = kernels.block_fn_for(family, spec["depth"], x.shape[1], "fast", spec.get("device", "cpu"), log, padding=padding)
     got, want = fn(x), fn(x0)
     return max(float(np.abs(got[a][i] - want[a][i]).max() / np.abs(want[a][i]).max()) for a in got for i in range(2))
@@ -142,7 +134,7 @@ def run(spec: dict, split_path: str, out_dir: str) -> Path:
     for transform_id, top in kc["transforms"].items():
         for padding in kc["paddings"]:
             for family in A.KERNEL_FAMILIES:
-                source = served_by(family, transform_id)
+                source = A.kernel_source(family, transform_id)
                 if source != transform_id:
                     err = check_reuse(spec, split, padding, family, transform_id)
                     checks[f"{padding}/{family}/{transform_id}"] = {"served_by": source, "max_rel_diff": err}
