@@ -97,6 +97,9 @@ def test_retry_asks_for_more_and_unplanned_jobs_fall_back(tmp_path):
         *P.predict(J.Job("train_cell", wc), cfg, P.load(cal_path)), cfg, attempt=2)
     assert P.request(100, 100, cfg, attempt=2) == (math.ceil(5 * 1.5), math.ceil(2000 * 1.5))
     assert P.resources("train_cell", dict(wc, width="999"), cfg, 2, (60, 8000)) == (90, 12000)
+    # a resumable job's unplanned attempts stay within the cluster's limits too (plan.max_job_hours / _mem_gb)
+    cfg["plan"].update(max_job_hours=1 / 60, max_job_mem_gb=10)
+    assert P.resources("train_cell", dict(wc, width="999"), cfg, 9, (60, 8000)) == (1, 10240)
 
 
 def fake_calibration(cfg: dict) -> dict:

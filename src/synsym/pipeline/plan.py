@@ -555,7 +555,8 @@ def workflow_calibration(config: dict) -> dict | None:
 
 def resources(rule: str, wildcards, config: dict, attempt: int, fallback: tuple[int, int]) -> tuple[int, int]:
     """(runtime minutes, mem_mb) of one job for Slurm: planned when a calibration covers it,
-    else ``fallback`` (both grow by plan.retry_scale per retry)."""
+    else ``fallback`` (both grow by plan.retry_scale per retry); a resumable job's attempt asks for at most
+    plan.max_job_hours either way."""
     cal = workflow_calibration(config)
     w = dict(wildcards.items()) if hasattr(wildcards, "items") else dict(wildcards)
     if cal is not None:
@@ -564,7 +565,12 @@ def resources(rule: str, wildcards, config: dict, attempt: int, fallback: tuple[
         except KeyError:
             pass  # this calibration lacks the job's (architecture, width, ...): fixed request
     grow = config["plan"]["retry_scale"] ** (attempt - 1)
-    return math.ceil(fallback[0] * grow), math.ceil(fallback[1] * grow)
+    runtime, mem = math.ceil(fallback[0] * grow), math.ceil(fallback[1] * grow)
+    if rule in RESUMABLE:  # every attempt fits the cluster's limits, planned or not (as request() caps them)
+        p = config["plan"]
+        runtime = min(runtime, math.ceil(60 * p["max_job_hours"]))
+        mem = min(mem, max(fallback[1], math.ceil(1024 * p["max_job_mem_gb"])))
+    return runtime, mem
 
 
 # ---------------------------------------------------------------- the bill
