@@ -285,20 +285,24 @@ def test_ddp_two_processes_equal_one_process(inet, single):
 
 
 def test_killed_job_resumes_to_the_same_result(inet, single):
+    """SIGKILL halfway through epoch 3, between the per-epoch checkpoints: the rerun resumes from epoch 2's
+    and replays epoch 3's first steps (keyed batch order, dropout seeds), ending with the uninterrupted curve."""
     d, spec, index = inet
-    p = _train(d, spec, index, "killed", extra=("--kill-after-epoch", "2"))
-    assert p.returncode == -9  # SIGKILL, after the epoch-2 checkpoint
+    steps = 160 // spec["imagenet"]["batch_size"]  # per epoch: m = 160 images, batches of 16
+    p = _train(d, spec, index, "killed", extra=("--kill-at-step", str(2 * steps + steps // 2)))
+    assert p.returncode == -9 and p.stdout.count("epoch ") == 2  # killed in epoch 3, before its checkpoint
     assert (d / "killed.ckpt.pt").exists() and not (d / "killed.parquet").exists()
     p = _train(d, spec, index, "killed")
     assert p.returncode == 0, p.stderr[-3000:]
-    assert "resumed from" in p.stdout and p.stdout.count("epoch ") == 2  # only epoch 3 trained again
-    pd.testing.assert_frame_equal(pd.read_parquet(d / "killed.parquet")[CURVE], single[0][CURVE], rtol=0, atol=0)
+    assert "resumed from" in p.stdout and p.stdout.count("epoch ") == 2  # only epoch 3 trained again, whole
+    pd.testing.assert_frame_equal(pd.read_parquet(d / "killed.parquet")[CURVE], single[0][CURVE], check_exact=True)
 
 
 def test_stale_checkpoint_of_another_config_is_not_resumed(inet):
     d, spec, index = inet
     one = {**spec, "imagenet": {**spec["imagenet"], "epochs": 2}}
-    assert _train(d, one, index, "stale", extra=("--kill-after-epoch", "1")).returncode == -9
+    steps = 160 // spec["imagenet"]["batch_size"]
+    assert _train(d, one, index, "stale", extra=("--kill-at-step", str(steps + 1))).returncode == -9
     other = {**one, "imagenet": {**one["imagenet"], "learning_rate": 0.5}}
     p = _train(d, other, index, "stale")
     assert p.returncode == 0 and "resumed from" not in p.stdout and "ignoring checkpoint" in p.stdout

@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--seed", type=int)
     c.add_argument("--checkpoint", help="train: per-epoch checkpoint (resumed when present)")
     c.add_argument("--shards", help="train: read images from this folder of tar shards (`imagenet shards`)")
-    c.add_argument("--kill-after-epoch", type=int, help=argparse.SUPPRESS)  # test hook: SIGKILL itself
+    c.add_argument("--kill-at-step", type=int, help=argparse.SUPPRESS)  # test hook: SIGKILL after this optimizer step
     c.add_argument("--name", help="figure: its name")
     c.add_argument("--tables", nargs="*", default=[])
     c.add_argument("--cells", nargs="*", default=[])
@@ -392,7 +392,7 @@ def imagenet_cmd(a) -> None:
     elif a.action == "train":
         from synsym.imagenet.training import train_cell
 
-        train_cell(a.spec, a.model, a.transform, a.i, a.seed, a.index, a.out, a.checkpoint, a.kill_after_epoch,
+        train_cell(a.spec, a.model, a.transform, a.i, a.seed, a.index, a.out, a.checkpoint, a.kill_at_step,
                    a.shards)
     elif a.action == "tables":
         epochs = IT.read_runs(a.cells)

@@ -128,6 +128,36 @@ def batch_indices(global_seed: int, seed: int, n: int, batch: int, steps: int) -
     return np.concatenate(idx)[:steps]
 
 
+@dataclass
+class Setup:
+    """Everything a finite run fixes before its first step (``setup``)."""
+
+    params: dict
+    lambda_max: torch.Tensor  # per seed
+    eta0: torch.Tensor  # per seed
+    lr: torch.Tensor  # per seed: the inference's factor x eta0
+    l2: float
+    batches: np.ndarray  # (S, steps, B) indices into each seed's N images
+
+
+def setup(spec: ArchSpec, width: int, depth: int, x_train: torch.Tensor, seeds: list[int], inference: str,
+          cfg: TrainConfig, global_seed: int = 0, first_layer: str = "gaussian") -> Setup:
+    """The study's recipe, in its one order: stacked init, lambda_max of the empirical NTK on the first
+    eta0_samples images, eta0, the inference's factor and L2 (recipe.INFERENCE_SETTINGS), keyed batch orders.
+    ``x_train`` is (S, N, H, W, 3); params take its dtype and device."""
+    from synsym.finite.recipe import INFERENCE_SETTINGS
+
+    n = x_train.shape[1]
+    params = models.init_params(spec, width, depth, x_train.shape[2], seeds, global_seed, x_train.dtype,
+                                x_train.device, first_layer)
+    k = min(cfg.eta0_samples, n)
+    lam = estimate_lambda_max(spec, params, x_train[:, :k], depth)
+    eta0 = eta0_from_lambda(lam, k, cfg.eta0_mu)
+    factor, l2 = INFERENCE_SETTINGS[inference]
+    batches = np.stack([batch_indices(global_seed, s, n, cfg.batch_size, cfg.max_steps) for s in seeds])
+    return Setup(params, lam, eta0, factor * eta0, l2, batches)
+
+
 def predict(spec: ArchSpec, params: dict, x: torch.Tensor, depth: int, chunk: int) -> torch.Tensor:
     """Logits (S, N, K) of per-seed images (S, N, ...), in chunks of N."""
     with torch.no_grad():
@@ -357,6 +387,7 @@ def train(
         stack.active = state["active"].to(stack.active.device)
         log(f"resumed from {checkpoint.path} at step {start}/{steps}")
     forward = torch.compile(models.apply, dynamic=False) if cfg.compile else models.apply
+    kill_at = int(os.environ.get("SYNSYM_KILL_AT_STEP", 0))  # test hook: die between checkpoints, work to replay
     with models.speed(conv=cfg.conv, channels_last=cfg.channels_last), float32_precision(cfg.tf32):
         for step in range(start, steps):
             tracker.diverged[stack.live] |= stack.sgd_step(spec, depth, y1h, step, cfg.momentum, l2, forward).cpu()
@@ -373,6 +404,8 @@ def train(
                 elif not bool(go_on.all()):
                     stack.unpack(params, vel)
                     stack = Stack.pack(stack.live[go_on], params, vel, lr, x_train, order)
+            if step + 1 == kill_at:
+                os.kill(os.getpid(), signal.SIGKILL)
             if checkpoint and checkpoint.due():
                 checkpoint.save(step + 1, stack, params, vel, tracker)
     stack.unpack(params, vel)

@@ -100,7 +100,7 @@ def evaluate(net, loader, tau, device, world: int, size: int) -> tuple[float, fl
 
 
 def train_cell(spec: dict, model_id: str, transform: str, i: int, seed: int, index_path: str, out: str,
-               checkpoint: str, kill_after_epoch: int | None = None, shards: str | None = None) -> None:
+               checkpoint: str, kill_at_step: int | None = None, shards: str | None = None) -> None:
     cfg, gs = spec["imagenet"], spec["global_seed"]
     get(model_id), check_transform(transform)
     rank, world, local = _dist()
@@ -175,6 +175,8 @@ def train_cell(spec: dict, model_id: str, transform: str, i: int, seed: int, ind
                 for p in decay:  # the FLAX example's 0.5 * wd * |W|^2 on kernels only
                     p.grad.add_(p, alpha=cfg["weight_decay"])
             opt.step()
+            if kill_at_step is not None and g + 1 == kill_at_step:
+                os.kill(os.getpid(), signal.SIGKILL)  # test hook: a real kill between checkpoints, no cleanup
             tot += torch.stack([loss.detach().double() * len(y), (logits.argmax(1) == y).sum().double(),
                                 torch.tensor(float(len(y)), dtype=torch.float64, device=device)])
         tot = _sum(tot, world)
@@ -194,8 +196,6 @@ def train_cell(spec: dict, model_id: str, transform: str, i: int, seed: int, ind
                            tmp)
         if world > 1:
             dist.barrier()
-        if kill_after_epoch is not None and epoch + 1 == kill_after_epoch:
-            os.kill(os.getpid(), signal.SIGKILL)  # test hook: a real kill, no cleanup
     if rank == 0:
         fixed = {"run": spec["run_name"], "model": model_id, "family": get(model_id).family,
                  "transform": transform, "size_index": i, "m": m, "seed": seed, "epochs": cfg["epochs"],
