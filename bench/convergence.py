@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import csv
 import os
-import sys
 import time
 from pathlib import Path
 
@@ -28,13 +27,10 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
 
 from synsym.core import architectures as A  # noqa: E402
 from synsym.core.data import download, make_split, training_subset  # noqa: E402
-from synsym.finite import models as M  # noqa: E402
 from synsym.finite import training as TR  # noqa: E402
-from synsym.finite.recipe import INFERENCE_SETTINGS  # noqa: E402
 
 # The bench never writes into the package: the planner's rows (synsym.pipeline.steps, package data) are
 # refreshed by copying a reviewed results/bench/convergence.csv over src/synsym/pipeline/convergence.csv.
@@ -59,16 +55,12 @@ def measure(arch: str, inference: str, n: int, width: int, depth: int, x_all, y_
     x, y = training_subset(x_all, y_all, n)
     seeds = args.seeds
     xt = torch.as_tensor(np.stack([x] * len(seeds)), dtype=torch.float32)
-    params = M.init_params(spec, width, depth, args.image_size, seeds, 0, torch.float32)
-    k = min(64, n)
-    lam = TR.estimate_lambda_max(spec, params, xt[:, :k], depth)
-    eta0 = TR.eta0_from_lambda(lam, k, 0.9)
-    factor, l2 = INFERENCE_SETTINGS[inference]
-    batches = np.stack([TR.batch_indices(0, s, n, 40, args.max_steps) for s in seeds])
     cfg = TR.TrainConfig(max_steps=args.max_steps, eval_every=args.eval_every, batch_size=40, momentum=0.9,
                          eval_batch=1024, stop_train_acc=args.stop_acc, drop_stopped=drop)
+    run = TR.setup(spec, width, depth, xt, seeds, inference, cfg)  # the study's init, eta0 (64 images) and batches
+    params, eta0 = run.params, run.eta0
     t0 = time.perf_counter()
-    res = TR.train(spec, params, {"x_train": xt, "y_train": torch.as_tensor(y)}, depth, factor * eta0, l2, batches,
+    res = TR.train(spec, params, {"x_train": xt, "y_train": torch.as_tensor(y)}, depth, run.lr, run.l2, run.batches,
                    cfg, log=lambda s: None)
     wall = time.perf_counter() - t0
     stack_steps = max(1, int(res["steps"].max()))

@@ -49,10 +49,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 # Triton's LLVM must be loaded before anything that may bring TensorFlow's (synsym.ntk.reference)
-import torch  # noqa: E402
-
-sys.path.insert(0, str(ROOT / "bench"))
 import history as history_mod  # noqa: E402  (bench/history.py)
+import torch  # noqa: E402
+from _common import sync  # noqa: E402  (bench/_common.py)
 
 from synsym.core import architectures as A  # noqa: E402
 from synsym.core.device import resolve_device  # noqa: E402
@@ -81,11 +80,6 @@ def default_against() -> dict:
     except SystemExit as e:
         print(f"bench/gpu.py: no earlier kernels to time beside this one ({e}); pass --against FILE ...", file=sys.stderr)
         return {}
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
 
 
 def timed(fn, device: torch.device, repeat: int = 3) -> float:

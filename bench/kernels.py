@@ -74,21 +74,6 @@ def compute(case: str, m: int, s: int, device: str = "cpu") -> float:
     return time.perf_counter() - t0
 
 
-def matmul_peak(device: str = "cpu") -> float:
-    import torch
-
-    a = torch.randn(2048, 2048, dtype=torch.float64, device=device)
-    a @ a
-    if device == "cuda":
-        torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    for _ in range(5):
-        a @ a
-    if device == "cuda":
-        torch.cuda.synchronize()
-    return 5 * 2 * 2048**3 / (time.perf_counter() - t0)
-
-
 def flops_per_entry(s: int) -> float:
     from synsym.ntk.engine import flops_per_entry as fpe
 
@@ -106,7 +91,10 @@ def main() -> None:
         s, m = map(int, a.sizes[0].split(":"))
         print(json.dumps(run_case(a.case, m, s, a.device)))
         return
-    peak = matmul_peak(a.device)
+    import torch
+    from _common import matmul_peak  # bench/_common.py
+
+    peak = matmul_peak(a.device, torch.float64)
     where = f"{os.cpu_count()} cores" if a.device == "cpu" else __import__("torch").cuda.get_device_name()
     print(f"float64 matmul peak on this machine: {peak / 1e9:.1f} GFLOP/s ({where})")
     print("ms/entry = steady-state seconds (second run in the process) per entry of the m x m matrix")

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import csv
 import os
-import sys
 import time
 from pathlib import Path
 
@@ -31,7 +30,6 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
 
 from synsym.core import architectures as A  # noqa: E402
 from synsym.core.data import download, make_split, training_subset  # noqa: E402

@@ -31,15 +31,12 @@ import math
 import os
 import re
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 os.environ["TRITON_INTERPRET"] = "0"  # compile for the GPU target even on a machine without one
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-sys.path.insert(0, str(ROOT / "bench"))
 
 from history import load  # noqa: E402  (bench/history.py: this checkout's kernel or another revision's)
 

@@ -21,32 +21,12 @@ import time
 
 import numpy as np
 import torch
+from _common import matmul_peak, sync  # noqa: E402  (bench/_common.py)
 
 from synsym.core import architectures as A
 from synsym.core.device import resolve_device
 from synsym.finite import models as M
 from synsym.finite import training as TR
-
-
-def matmul_peak(device: torch.device) -> float:
-    """Best of 5 timings of 5 float32 matmuls (a shared machine's noise only slows a run down)."""
-    n = 4096 if device.type == "cuda" else 2048
-    a = torch.randn(n, n, device=device)
-    a @ a
-    best = float("inf")
-    for _ in range(5):
-        sync(device)
-        t0 = time.perf_counter()
-        for _ in range(5):
-            a @ a
-        sync(device)
-        best = min(best, time.perf_counter() - t0)
-    return 5 * 2 * n**3 / best
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
 
 
 def run(arch: str, width: int, seeds: list[int], s: int, steps: int, device: torch.device) -> float:

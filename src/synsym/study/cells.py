@@ -19,7 +19,6 @@ from synsym.core.data import Split, download, make_split, training_subset
 from synsym.core.device import resolve_device
 from synsym.core.io import atomic_path, code_version, pred_path, write_cell
 from synsym.core.seeding import rng
-from synsym.finite.recipe import INFERENCE_SETTINGS
 from synsym.ntk import kernels, regression
 
 
@@ -222,16 +221,11 @@ def train_cell(
     # Images are stacked per seed: (S, N, H, W, 3); batches index the N axis per seed.
     x_train = to([d["x_train"] for d in per_seed])
     y_train = torch.as_tensor(per_seed[0]["y_train"], device=device)
-    params = models.init_params(a, width, spec["depth"], split.x_train.shape[1], seeds, g, dtype, device, first_layer)
     n = len(y_train)
-    k = min(tc.eta0_samples, n)
-    lam = training.estimate_lambda_max(a, params, x_train[:, :k], spec["depth"])
-    eta0 = training.eta0_from_lambda(lam, k, tc.eta0_mu)
-    factor, l2 = INFERENCE_SETTINGS[inference]
-    lr = factor * eta0
+    run = training.setup(a, width, spec["depth"], x_train, seeds, inference, tc, g, first_layer)
+    params, lam, eta0, lr, l2 = run.params, run.lambda_max, run.eta0, run.lr, run.l2
     log(f"{inference} {arch} w={width} {transform_id} m={n} seeds {seeds} on {device}: "
         f"{models.n_params(params)} params/seed, lambda_max {lam.tolist()} eta0 {eta0.tolist()}")
-    batches = np.stack([training.batch_indices(g, s, n, tc.batch_size, tc.max_steps) for s in seeds])
     t0 = time.time()
     data = {"x_train": x_train, "y_train": y_train}
     for part in ("val", "test"):
@@ -239,7 +233,7 @@ def train_cell(
         data[f"y_{part}"] = torch.as_tensor(per_seed[0][f"y_{part}"], device=device)
     key = json.dumps([spec, study, inference, arch, transform_id, width, m, first_layer], sort_keys=True)
     ckpt = training.Checkpoint(f"{out}.ckpt.pt", key, tc.checkpoint_minutes)
-    res = training.train(a, params, data, spec["depth"], lr, l2, batches, tc, log=log, checkpoint=ckpt)
+    res = training.train(a, params, data, spec["depth"], lr, l2, run.batches, tc, log=log, checkpoint=ckpt)
     wall = time.time() - t0
     rows = []
     y1h = np.eye(10)[split.y_test]
