@@ -25,7 +25,7 @@ def test_layers_contract_holds():
 
 def test_dag_build_and_config_import_no_torch_and_no_study():
     """What common.smk imports at every DAG build (and every Slurm job's parse) stays light."""
-    code = ("import sys; from synsym.pipeline import config, jobs, plan; "
+    code = ("import sys; from synsym.pipeline import calibration, config, cost, jobs, plan, slurm; "
             "from synsym.imagenet import cells, data, registry; "
             "config.validate(config.load_config([])); "
             "bad = sorted(m for m in sys.modules if m == 'torch' or m.startswith('synsym.study')); print(bad)")

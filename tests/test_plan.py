@@ -4,6 +4,7 @@ requests follow the documented rule, and the workflow's resources come from it.
 
 import json
 import math
+import os
 import re
 import subprocess
 import sys
@@ -14,8 +15,11 @@ import pytest
 import yaml
 from helpers import ROOT, dry_counts, load_config, snakemake
 
+from synsym.pipeline import calibration as C
+from synsym.pipeline import cost
 from synsym.pipeline import jobs as J
 from synsym.pipeline import plan as P
+from synsym.pipeline import slurm as S
 
 COMPUTE_RULES = ("prepare", "kernel", "kernel_cell", "scaling_cells", "train_cell")
 
@@ -53,31 +57,31 @@ def test_kernel_entries_are_what_the_engine_computes(monkeypatch, n, b):
     cfg = load_config()
     cfg["data"].update(n_train=n[0], n_val=n[1], n_test=n[2])
     cfg["kernels"]["block_size"] = b
-    assert P.kernel_entries(cfg, "fcn") == sum(seen)
+    assert cost.kernel_entries(cfg, "fcn") == sum(seen)
 
 
 def test_request_rule():
     cfg = load_config()
     cfg["plan"].update(safety_factor=2.0, retry_scale=2.0, min_runtime_min=10, min_mem_mb=2000)
-    assert P.request(3600, 3000, cfg) == (120, 6000)          # 2 x 60 min, 2 x 3000 MB
-    assert P.request(3600, 3000, cfg, attempt=2) == (240, 12000)
-    assert P.request(1, 10, cfg) == (10, 2000)                 # floors
-    assert P.request(61, 10, cfg) == (10, 2000)                # ceil(122 s / 60) = 3 min < floor
+    assert S.request(3600, 3000, cfg) == (120, 6000)          # 2 x 60 min, 2 x 3000 MB
+    assert S.request(3600, 3000, cfg, attempt=2) == (240, 12000)
+    assert S.request(1, 10, cfg) == (10, 2000)                 # floors
+    assert S.request(61, 10, cfg) == (10, 2000)                # ceil(122 s / 60) = 3 min < floor
     cfg["plan"]["min_runtime_min"] = 1
-    assert P.request(61, 10, cfg)[0] == 3
+    assert S.request(61, 10, cfg)[0] == 3
 
 
 def test_a_resumable_attempt_asks_for_at_most_max_job_hours():
     """Training jobs checkpoint and resume, so each attempt is capped; kernel shards are not."""
     cfg = load_config()
     cfg["plan"].update(safety_factor=2.0, retry_scale=2.0, max_job_hours=12)
-    assert P.request(30 * 3600, 3000, cfg, rule="train_cell") == (720, 6000)
-    assert P.request(30 * 3600, 3000, cfg, rule="kernel") == (3600, 6000)
-    assert P.request(1800, 3000, cfg, rule="train_cell") == (60, 6000)
+    assert S.request(30 * 3600, 3000, cfg, rule="train_cell") == (720, 6000)
+    assert S.request(30 * 3600, 3000, cfg, rule="kernel") == (3600, 6000)
+    assert S.request(1800, 3000, cfg, rule="train_cell") == (60, 6000)
     # the 30th attempt of a resumable job: still 12 h, memory at most plan.max_job_mem_gb (64 GB)
-    assert P.request(30 * 3600, 3000, cfg, attempt=30, rule="train_cell") == (720, 64 * 1024)
-    assert P.request(30 * 3600, 3000, cfg, attempt=2, rule="train_cell") == (720, 12000)
-    assert P.attempts({"pred_s": 30 * 3600}, cfg) == 3 and P.attempts({"pred_s": 60}, cfg) == 1
+    assert S.request(30 * 3600, 3000, cfg, attempt=30, rule="train_cell") == (720, 64 * 1024)
+    assert S.request(30 * 3600, 3000, cfg, attempt=2, rule="train_cell") == (720, 12000)
+    assert S.attempts({"pred_s": 30 * 3600}, cfg) == 3 and S.attempts({"pred_s": 60}, cfg) == 1
     rows = [{"rule": "train_cell", "pred_s": 30 * 3600, "pred_mb": 1.0}, {"rule": "kernel", "pred_s": 13 * 3600, "pred_mb": 1.0},
             {"rule": "kernel_cell", "pred_s": 1.0, "pred_mb": 65 * 1024}]
     assert [r["rule"] for r in P.over_limits(rows, cfg)] == ["kernel", "kernel_cell"]
@@ -91,27 +95,27 @@ def test_retry_asks_for_more_and_unplanned_jobs_fall_back(tmp_path):
     cal_path.write_text(json.dumps(fake_calibration(cfg)))
     cfg["plan"].update(calibration=str(cal_path), safety_factor=3.0, retry_scale=1.5, min_runtime_min=1)
     wc = {"study": "grid", "finite": "nn", "arch": "vec", "transform": "identity", "width": "24", "m": "1024"}
-    first = P.resources("train_cell", wc, cfg, 1, (60, 8000))
-    assert first == P.request(*P.predict(J.Job("train_cell", wc), cfg, P.load(cal_path)), cfg) != (60, 8000)
-    assert P.resources("train_cell", wc, cfg, 2, (60, 8000)) == P.request(
-        *P.predict(J.Job("train_cell", wc), cfg, P.load(cal_path)), cfg, attempt=2)
-    assert P.request(100, 100, cfg, attempt=2) == (math.ceil(5 * 1.5), math.ceil(2000 * 1.5))
-    assert P.resources("train_cell", dict(wc, width="999"), cfg, 2, (60, 8000)) == (90, 12000)
+    first = S.resources("train_cell", wc, cfg, 1, (60, 8000))
+    assert first == S.request(*cost.predict(J.Job("train_cell", wc), cfg, C.load(cal_path)), cfg) != (60, 8000)
+    assert S.resources("train_cell", wc, cfg, 2, (60, 8000)) == S.request(
+        *cost.predict(J.Job("train_cell", wc), cfg, C.load(cal_path)), cfg, attempt=2)
+    assert S.request(100, 100, cfg, attempt=2) == (math.ceil(5 * 1.5), math.ceil(2000 * 1.5))
+    assert S.resources("train_cell", dict(wc, width="999"), cfg, 2, (60, 8000)) == (90, 12000)
     # a resumable job's unplanned attempts stay within the cluster's limits too (plan.max_job_hours / _mem_gb)
     cfg["plan"].update(max_job_hours=1 / 60, max_job_mem_gb=10)
-    assert P.resources("train_cell", dict(wc, width="999"), cfg, 9, (60, 8000)) == (1, 10240)
+    assert S.resources("train_cell", dict(wc, width="999"), cfg, 9, (60, 8000)) == (1, 10240)
 
 
 def fake_calibration(cfg: dict) -> dict:
     """Round numbers, so every prediction can be checked by hand."""
-    cal = {"version": P.VERSION, "machine": "m", "device": "cpu", "device_name": "test",
+    cal = {"version": C.VERSION, "machine": "m", "device": "cpu", "device_name": "test",
            "overhead_s": {"prepare": 0.5, "kernel": 2.0, "kernel_cell": 0.5, "scaling_cells": 0.5, "train_cell": 2.0},
            "base_rss_mb": dict.fromkeys(COMPUTE_RULES, 300.0), "chol_flops": 1e10, "io_bytes_s": 1e9,
            "kernel": {}, "train": {}}
     for fam in ("fcn", "conv"):
-        cal["kernel"][P.kernel_key(cfg, fam)] = {"s_per_entry": 1e-4 if fam == "conv" else 1e-6, "cold_extra_s": 1.0}
-    for arch, width, s in P.needed(cfg)["train"]:
-        cal["train"][P.train_key(cfg, arch, width, s)] = {"step_s": 0.01, "eval_s_per_seed_image": 1e-5,
+        cal["kernel"][C.kernel_key(cfg, fam)] = {"s_per_entry": 1e-4 if fam == "conv" else 1e-6, "cold_extra_s": 1.0}
+    for arch, width, s in C.needed(cfg)["train"]:
+        cal["train"][C.train_key(cfg, arch, width, s)] = {"step_s": 0.01, "eval_s_per_seed_image": 1e-5,
                                                           "lambda_iter_s": 0.1}
     return cal
 
@@ -157,30 +161,31 @@ def test_predictions_by_hand(tmp_path, monkeypatch):
     cfg["data"].update(n_train=1024, n_val=128, n_test=512)
     cfg["training"].update(max_steps=500, max_steps_nn=None, eval_every=100)
     cal = fake_calibration(cfg)
-    s, _ = P.predict(J.Job("kernel", {"family": "conv", "transform": "identity", "seed": "0", "shard": "0"}), cfg, cal)
+    s, _ = cost.predict(J.Job("kernel", {"family": "conv", "transform": "identity", "seed": "0", "shard": "0"}), cfg, cal)
     entries = (32 * 33 // 2 + (4 + 16) * 32) * 32 * 32
     file_bytes = 8 * 2 * 4 * 1024 * (1024 + 128 + 512)  # the shard's stripes: every row, 4 readouts x 2 kinds
-    assert entries == P.kernel_entries(cfg, "conv") == P.kernel_entries(cfg, "conv", 0)
+    assert entries == cost.kernel_entries(cfg, "conv") == cost.kernel_entries(cfg, "conv", 0)
     assert s == pytest.approx(2.0 + 1.0 + entries * 1e-4 + file_bytes / 1e9)
     # in 3 shards: 52 row blocks (32 train, 4 val, 16 test) of 32 images, split by block calls
     # (train block i: 32 - i calls; val, test: 32 each): 528 + 640 = 1,168 calls, 389-390 per shard
     cfg["kernels"]["shards"]["conv"] = 3
-    calls = [P.kernel_entries(cfg, "conv", k) // (32 * 32) for k in range(3)]
+    calls = [cost.kernel_entries(cfg, "conv", k) // (32 * 32) for k in range(3)]
     assert sum(calls) == 528 + 640 and max(calls) - min(calls) <= 32, calls
     cfg["kernels"]["shards"]["conv"] = 1
     job = J.Job("train_cell", {"study": "grid", "finite": "nn", "arch": "vec", "transform": "identity",
                                "width": "24", "m": "1024"})
-    s, _ = P.predict(job, cfg, cal)
+    s, _ = cost.predict(job, cfg, cal)
     # priced at the predicted 10 x 1024^0.5 = 320 steps (4 evaluations), not at the cap of 500
     assert s == pytest.approx(2.0 + 30 * 0.1 + 320 * 0.01 + 4 * 2 * (1024 + 128 + 512) * 1e-5)
     row = next(r for r in P.bill(cfg, cal) if r["job"] == job.name)
     assert (row["steps"], row["cap"]) == (320, 500)
     assert row["cap_s"] == pytest.approx(2.0 + 30 * 0.1 + 500 * 0.01 + 5 * 2 * (1024 + 128 + 512) * 1e-5)
     cfg["plan"]["price_steps"] = "cap"
-    assert P.predict(job, cfg, cal)[0] == pytest.approx(row["cap_s"])
+    assert cost.predict(job, cfg, cal)[0] == pytest.approx(row["cap_s"])
     cfg["plan"]["price_steps"] = "predicted"
-    # 5 grid transforms + 3 S-Dist path points have conv kernels; 64^2 (a, delta) elements, depth 8
-    assert P.kernel_flops(cfg) == 8 * entries * 64**2 * (47 * 8 + 14)
+    # 4 grid transforms (O(3)⊗I_d is served by the identity's) + 3 S-Dist path points have conv kernel jobs;
+    # 64^2 (a, delta) elements, depth 8
+    assert cost.kernel_flops(cfg) == 7 * entries * 64**2 * (47 * 8 + 14)
 
 
 def test_workflow_requests_the_plan(tmp_path):
@@ -200,7 +205,7 @@ def test_workflow_requests_the_plan(tmp_path):
             continue
         wc = dict(kv.split("=", 1) for kv in _field(block, "wildcards").split(", ")) if "wildcards:" in block else {}
         res = dict(kv.split("=", 1) for kv in _field(block, "resources").split(", "))
-        want = P.request(*P.predict(J.Job(rule, wc), cfg, P.load(cal_path)), cfg)
+        want = S.request(*cost.predict(J.Job(rule, wc), cfg, C.load(cal_path)), cfg)
         assert (int(res["runtime"]), int(res["mem_mb"])) == want, (rule, wc, res)
         seen += 1
     assert seen == sum(1 for _ in J.jobs(cfg))
@@ -219,7 +224,9 @@ def test_plan_cli_errors_are_one_line(tmp_path, args, needle):
 
     if "no CUDA GPU" in needle and torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
-    p = subprocess.run([sys.executable, "-m", "synsym.cli", "plan", *args], capture_output=True, text=True, cwd=tmp_path)
+    env = dict(os.environ, SYNSYM_ROOT=str(ROOT))  # the study, run from elsewhere
+    p = subprocess.run([sys.executable, "-m", "synsym.cli", "plan", *args], capture_output=True, text=True, cwd=tmp_path,
+                       env=env)
     assert p.returncode == 2
     assert p.stderr.strip().count("\n") == 0 and needle in p.stderr, p.stderr
 
@@ -233,7 +240,7 @@ def test_plan_cli_prints_the_bill(tmp_path):
                         "--device", "cpu", "--calibration", str(cal_path), "--jobs", str(tmp_path / "jobs.tsv")],
                        capture_output=True, text=True, cwd=tmp_path)
     assert p.returncode == 0, p.stderr
-    total = sum(P.predict(j, cfg, P.load(cal_path))[0] for j in J.jobs(cfg)) / 3600
+    total = sum(cost.predict(j, cfg, C.load(cal_path))[0] for j in J.jobs(cfg)) / 3600
     assert f"**{total:.3g}**" in p.stdout and "CPU-hours" in p.stdout
     # training at predicted steps and at the cap, per architecture and inference
     assert "CPU-hours at predicted steps" in p.stdout and "| architecture | inference | jobs | predicted steps" in p.stdout
@@ -255,7 +262,7 @@ def test_one_gpu_preset_fits_an_hour_on_the_h200_calibration():
     the upper triangle of train-train plus val and test, identity and O(3)^d at 1,280 images, P(3d) and O(3d) at
     320 (O(3)⊗I_d and the FCN's other transforms are served by Theorem 4.1)."""
     cfg = load_config("presets/one-gpu.yaml")
-    cal = P.load(ROOT.parent / "shared" / "measurements" / "h200-paper-calibration.json")
+    cal = C.load(ROOT.parent / "shared" / "measurements" / "h200-paper-calibration.json")
     rows = {r["rule"]: r for r in P.bill(cfg, cal)}
     assert sum(r["pred_s"] for r in rows.values()) <= 3600, rows
 
@@ -278,7 +285,7 @@ def test_plan_prices_the_paper_kernels_with_and_without_reuse():
     shards x 10 (transforms and path points) without reuse, 2 x 1 + 14 x 9 with it; the bill drops by exactly
     the jobs left out (each shard of one family costs the same whatever its transform)."""
     cfg = load_config("presets/paper.yaml")
-    cal = P.load(ROOT.parent / "shared" / "measurements" / "h200-paper-calibration.json")
+    cal = C.load(ROOT.parent / "shared" / "measurements" / "h200-paper-calibration.json")
     line = P.reuse_line(cfg, cal, "GPU-hours")
     m = re.match(r"# kernel jobs: (\d+) jobs, ([\d.,]+) GPU-hours one per transform; (\d+) jobs, ([\d.,]+) GPU-hours", line)
     assert m and (int(m[1]), int(m[3])) == (2 * 5 + 14 * 10, 2 * 1 + 14 * 9), line

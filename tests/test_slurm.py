@@ -19,8 +19,10 @@ import pytest
 import yaml
 from helpers import ROOT, load_config, snakemake
 
+from synsym.pipeline import calibration as C
+from synsym.pipeline import cost
 from synsym.pipeline import jobs as J
-from synsym.pipeline import plan as P
+from synsym.pipeline import slurm as S
 
 
 def slurm_idle() -> bool:
@@ -79,7 +81,7 @@ def test_curves_through_slurm_then_rerun_one_cell(tmp_path, mini_archive):
     url, md5 = mini_archive
     cfg = load_config("presets/smoke.yaml")
     cal = tmp_path / "calibration.json"
-    P.calibrate(cfg, cal, log=lambda _: None)
+    C.calibrate(cfg, cal, log=lambda _: None)
     # a safety factor that keeps every request (x2 on a retry) within the one node's memory
     plan = {"calibration": str(cal), "safety_factor": 4.0, "min_runtime_min": 1, "min_mem_mb": 500}
     cfg["plan"].update(plan)
@@ -116,7 +118,7 @@ def test_curves_through_slurm_then_rerun_one_cell(tmp_path, mini_archive):
         else:
             wanted_job = job.rule in wanted and wanted[job.rule].items() <= w.items()
         if wanted_job:
-            planned.setdefault(job.rule, []).append(P.request(*P.predict(job, cfg, P.load(cal)), cfg)[0])
+            planned.setdefault(job.rule, []).append(S.request(*cost.predict(job, cfg, C.load(cal)), cfg)[0])
     assert len(planned["train_cell"]) == 9 and sum("/cells/grid/" in f for f in curve_files) == 3
     got = {}
     for jid, rule in subs:

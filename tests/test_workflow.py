@@ -167,12 +167,13 @@ def test_smoke_produces_every_table_and_figure(smoke):
 def test_plan_predicts_the_smoke_run(smoke, tmp_path):
     """The planner, calibrated here, predicts each rule's measured time (Snakemake's benchmark
     TSVs of the smoke run, 2 jobs at a time) within a factor of 3, for every benchmarked rule."""
+    from synsym.pipeline import calibration as C
     from synsym.pipeline import plan as P
 
     wd, _ = smoke
     cfg = merged("presets/smoke.yaml")
     update_config(cfg, yaml.safe_load((wd / "data.yaml").read_text()))  # the mini archive: prepare reads its size
-    cal = P.calibrate(cfg, tmp_path / "calibration.json", log=lambda _: None)
+    cal = C.calibrate(cfg, tmp_path / "calibration.json", log=lambda _: None)
     meas = P.measured(wd / "results" / "smoke")
     # every compute job left a benchmark, read back (synsym.pipeline.jobs) as that very job
     from synsym.pipeline import jobs as J

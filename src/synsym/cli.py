@@ -186,32 +186,32 @@ def main(argv: list[str] | None = None) -> int:
 
 def plan_cmd(a) -> int:
     """``synsym plan``: the bill of a preset, per rule and in total, from this machine's calibration."""
-    from synsym.pipeline import plan
-    from synsym.pipeline.config import ConfigError, load_config, validate
+    from synsym.pipeline import calibration, cost, plan, slurm
+    from synsym.pipeline.config import SCHEMA, ConfigError, load_config, study_root, validate
 
     try:
         config = load_config(a.configfile)
         if a.device:
             config["device"] = a.device
-        validate(config)
+        validate(config, study_root(None, a.configfile) / SCHEMA)
         device = "cuda" if config["device"] == "cuda" else "cpu"
-        path = Path(a.calibration) if a.calibration else plan.default_path(device)
+        path = Path(a.calibration) if a.calibration else calibration.default_path(device)
         if a.calibration and not a.calibrate and not path.exists():
-            raise plan.PlanError(f"--calibration {path} does not exist; add --calibrate to measure this machine into it")
-        if a.calibrate or (not a.calibration and not plan.up_to_date(config, path)):
+            raise calibration.PlanError(f"--calibration {path} does not exist; add --calibrate to measure this machine into it")
+        if a.calibrate or (not a.calibration and not calibration.up_to_date(config, path)):
             from synsym.core.device import resolve_device
 
             try:  # a cuda plan needs a GPU here, or a GPU's --calibration file
                 resolve_device(config["device"])
             except RuntimeError as e:
-                raise plan.PlanError(f"{e}; or plan with a GPU's calibration: --calibration FILE") from None
-            plan.calibrate(config, path)
-        cal = plan.load(path)
-        lacking = plan.missing(config, cal)
+                raise calibration.PlanError(f"{e}; or plan with a GPU's calibration: --calibration FILE") from None
+            calibration.calibrate(config, path)
+        cal = calibration.load(path)
+        lacking = calibration.missing(config, cal)
         if lacking:
-            raise plan.PlanError(f"calibration {path} lacks {', '.join(lacking[:3])}{' ...' if len(lacking) > 3 else ''}; "
+            raise calibration.PlanError(f"calibration {path} lacks {', '.join(lacking[:3])}{' ...' if len(lacking) > 3 else ''}; "
                                  "run `python -m synsym.cli plan --calibrate` with this config on the target machine")
-    except (ConfigError, plan.PlanError, ValueError, RuntimeError, OSError) as e:
+    except (ConfigError, calibration.PlanError, ValueError, RuntimeError, OSError) as e:
         print(f"synsym plan: error: {e}", file=sys.stderr)
         return 2
     rows = plan.bill(config, cal)
@@ -232,13 +232,13 @@ def plan_cmd(a) -> int:
     by_rule = {r: sum(1 for o in over if o["rule"] == r) for r in dict.fromkeys(o["rule"] for o in over)}
     print(f"# jobs over plan.max_job_hours = {p['max_job_hours']:g} h or plan.max_job_mem_gb = {p['max_job_mem_gb']:g} GB: "
           + (", ".join(f"{r} {n}" for r, n in by_rule.items()) if over else "none"))
-    multi = [plan.attempts(r, config) for r in rows if r["rule"] in plan.RESUMABLE]
+    multi = [slurm.attempts(r, config) for r in rows if r["rule"] in slurm.RESUMABLE]
     print(f"# resumable training jobs needing several attempts of <= {p['max_job_hours']:g} h: "
           f"{sum(a > 1 for a in multi)}, up to {max(multi, default=1)} attempts (the profile's `retries` must allow them)")
     need = {f: plan.shards_needed(config, cal, f) for f in config["kernels"]["shards"]}
     print("# kernels.shards: " + ", ".join(f"{f} = {config['kernels']['shards'][f]} (fits the limits from {need[f]})"
                                           for f in need))
-    print(f"# conv-family kernels: {plan.kernel_flops(config):.3g} float64 FLOPs in all "
+    print(f"# conv-family kernels: {cost.kernel_flops(config):.3g} float64 FLOPs in all "
           "(47 per element and layer, synsym.ntk.engine.flops_per_entry): divide by a device's float64 rate for a floor")
     if a.jobs:
         import pandas as pd

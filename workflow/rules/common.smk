@@ -13,7 +13,7 @@ from synsym.imagenet import cells as IC
 from synsym.imagenet import data as IN
 from synsym.imagenet import registry as IR
 from synsym.pipeline import jobs as J
-from synsym.pipeline import plan as P
+from synsym.pipeline import slurm as S
 from synsym.pipeline.config import ConfigError, validate
 
 J.python_first_on_path()  # jobs call `python`: the one running Snakemake, venv activated or not
@@ -44,12 +44,12 @@ def spec_json(**extra):
 
 
 def planned(rule, fallback_min, fallback_mb):
-    """Slurm runtime (min) and mem_mb of a rule's jobs: synsym.pipeline.plan's prediction x
-    plan.safety_factor when a calibration covers the job, else the fallback; both grow
+    """Slurm runtime (min) and mem_mb of a rule's jobs: synsym.pipeline.slurm's request (the cost model's prediction x
+    plan.safety_factor) when a calibration covers the job, else the fallback; both grow
     by plan.retry_scale per attempt (the profile's retries)."""
 
     def get(wildcards, attempt, i):
-        return P.resources(rule, wildcards, config, attempt, (fallback_min, fallback_mb))[i]
+        return S.resources(rule, wildcards, config, attempt, (fallback_min, fallback_mb))[i]
 
     return {
         "runtime": lambda wildcards, attempt: get(wildcards, attempt, 0),

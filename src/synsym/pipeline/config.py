@@ -20,16 +20,18 @@ class ConfigError(ValueError):
     pass
 
 
-def study_root(start: str | Path | None = None) -> Path:
-    """The study's folder: ``start`` (default: the working directory) or the nearest parent holding
-    ``Snakefile`` and ``config.yaml``. The package never looks beside its own files, which an installed
-    wheel would not have: like ``snakemake``, it works from the folder it is run in (or ``SYNSYM_ROOT``)."""
+def study_root(start: str | Path | None = None, presets: list[str] = ()) -> Path:
+    """The study's folder: the nearest of ``start`` (default: ``SYNSYM_ROOT``, else the working directory)
+    and its parents holding ``Snakefile`` and ``config.yaml``, else the one a preset file lies in. The package
+    never looks beside its own files, which an installed wheel would not have: like ``snakemake``, it works
+    from the folder it is run in, or the study a preset names."""
     import os
 
     here = Path(start or os.environ.get("SYNSYM_ROOT") or Path.cwd()).resolve()
-    for d in (here, *here.parents):
-        if (d / "Snakefile").is_file() and (d / DEFAULT).is_file():
-            return d
+    for top in (here, *(Path(p).resolve().parent for p in presets)):
+        for d in (top, *top.parents):
+            if (d / "Snakefile").is_file() and (d / DEFAULT).is_file():
+                return d
     raise ConfigError(f"{here}: not inside the study (no folder with Snakefile and config.yaml); "
                       "run from the repository's root or set SYNSYM_ROOT to it")
 
@@ -49,7 +51,7 @@ def load_config(configfiles: list[str], root: str | Path | None = None) -> dict:
     """The study's config.yaml with presets merged on top, as ``snakemake --configfile`` does; validated."""
     from snakemake.utils import update_config
 
-    root = study_root(root)
+    root = study_root(root, configfiles)
     config = yaml.safe_load((root / DEFAULT).read_text())
     for f in configfiles:
         update_config(config, yaml.safe_load(Path(f).read_text()))

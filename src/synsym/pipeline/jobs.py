@@ -1,5 +1,5 @@
 """Which cells and jobs a config implies: the one enumeration that the Snakemake rules
-(workflow/rules/common.smk) and the cost planner (synsym.pipeline.plan) both read.
+(workflow/rules/common.smk) and the cost planner (synsym.pipeline.cost and plan) both read.
 
 A cell key is (study, inference, architecture, transform, width, n_train); width
 is None for the infinite-width (kernel) inferences.
