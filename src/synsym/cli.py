@@ -16,172 +16,153 @@ def _spec(s: str) -> dict:
     return json.loads(s)
 
 
-def main(argv: list[str] | None = None) -> int:
+# Arguments several commands share, by name; a command lists these names, or (flag, options) of its own.
+ARGS: dict[str, tuple[str, dict]] = {
+    "spec": ("--spec", {"type": _spec, "required": True, "help": "the job's config (JSON; the rule's params)"}),
+    "split": ("--split", {"required": True, "help": "the split (results/<run>/data/split.npz)"}),
+    "out": ("--out", {"required": True}),
+    "csv": ("--csv", {"required": True, "help": "the table again, as CSV"}),
+    "tables": ("--tables", {"nargs": "+", "required": True}),
+    "study": ("--study", {"required": True}),
+    "arch": ("--arch", {"required": True}),
+    "transform": ("--transform", {"required": True}),
+    "index": ("--index", {"required": True, "help": "the index JSON written by `imagenet index`"}),
+    "configfile": ("--configfile", {"nargs": "*", "default": [], "help": "presets merged on top of config.yaml, as snakemake does"}),
+}
+
+
+def _parser(sub, name: str, args: tuple, help: str | None = None) -> argparse.ArgumentParser:
+    c = sub.add_parser(name, help=help)
+    for arg in args:
+        flag, opts = ARGS[arg] if isinstance(arg, str) else arg
+        c.add_argument(flag, **opts)
+    return c
+
+
+# One row per command: its arguments and what it is for. Each rule's shell line calls one of these.
+COMMANDS: dict[str, tuple[tuple, str | None]] = {
+    "prepare": (("spec", "out"), "download and check the archive, then write the split"),
+    "transform-figures": (("spec", ("--outdir", {"required": True})), "Fig. 1 and Fig. S2: one image under each transform"),
+    "kernel": (("spec", ("--family", {"required": True}), "transform", ("--seed", {"type": int, "required": True}),
+                ("--shard", {"type": int, "default": 0, "help": "which of kernels.shards.<family> row-block shards"}),
+                "split", ("--out", {"required": True, "help": "the shard's folder"})), "one shard of a family's kernels"),
+    "kernel-curves": (("spec", "split", ("--outdir", {"required": True, "help": "kernels, tables, reuse.json, the figure"})),
+                      "NTK/NNGP learning curves to the data's limit, both paddings (docs/ntk-ordering.md)"),
+    "kernel-cell": (("spec", "study", "arch", "transform",
+                     ("--m", {"type": int, "nargs": "+", "required": True, "help": "training sizes (sub-matrices of one kernel)"}),
+                     "split", ("--kernels", {"nargs": "+", "required": True, "help": "every shard folder of every kernel seed"}),
+                     ("--out-ntk", {"nargs": "+", "required": True, "help": "one per --m"}),
+                     ("--out-nngp", {"nargs": "+", "required": True, "help": "one per --m"}),
+                     ("--hold-ridge-from", {"nargs": "*", "default": [],
+                                            "help": "a learning curve's largest-size cells: their ridges are held here"})),
+                    "NTK and NNGP regressions of one architecture and transform"),
+    "train": (("spec", "study", ("--inference", {"required": True}), "arch", "transform",
+               ("--width", {"type": int, "required": True}), ("--m", {"type": int, "required": True}), "split", "out",
+               ("--first-layer", {"default": "gaussian"})), "train every seed of one finite cell together"),
+    "merge": ((("--out", {"required": True}), ("--csv", {}), ("--cells", {"nargs": "*", "default": []}),
+               ("--study", {"help": "label every row with this study (cells shared with the grid carry 'grid')"})),
+              "cells into one schema-checked table"),
+    "figure": ((("--name", {"required": True}), "tables", ("--out", {"required": True, "help": "the .png; the .pdf beside it"})),
+               "one figure from merged tables"),
+    "fits": (("tables", "out", "csv"), "power-law exponents and the DIDE half-range slopes"),
+    "ridges": (("tables", ("--ridges", {"type": float, "nargs": "+", "required": True, "help": "kernels.ridges"}), "out", "csv"),
+               "how often each ridge wins validation (grid, curves, scaling)"),
+    "sdist": (("split", ("--preds", {"nargs": "+", "required": True}), "out", "csv"), "S-Dist from stored predictions"),
+    "symmetry": ((("--grid", {"required": True}), ("--kernels", {"nargs": "+", "required": True}),
+                  ("--archs", {"nargs": "+", "required": True}),
+                  ("--reused", {"nargs": "*", "default": [], "help": "family/transform kernels served by another job"}),
+                  ("--split", {"help": "the split (needed with --reused)"}),
+                  ("--spec", {"help": "the kernel spec JSON (needed with --reused)"}), "out", "csv"),
+                 "Theorem 4.1's prediction against the measurement, every (architecture, inference, transform)"),
+    "plan": (("configfile", ("--device", {"choices": ["cpu", "cuda"], "help": "plan for this device instead of the config's"}),
+              ("--calibration", {"help": "calibration JSON (default: results/calibration/<host>-<device>.json)"}),
+              ("--calibrate", {"action": "store_true", "help": "measure what the calibration lacks"}),
+              ("--jobs", {"help": "write one row per job (TSV): predicted seconds and MB, Slurm request"}),
+              ("--compare", {"help": "a run directory (results/<run>): predicted vs measured seconds per rule"})),
+             "predict every job's runtime and memory (calibrating this machine once)"),
+}
+# The ImageNet half's actions (`synsym imagenet ACTION`), each with only the flags it reads.
+IMAGENET: dict[str, tuple] = {
+    "index": ("spec", "out"),
+    "shards": ("spec", "index", "out"),
+    "train": ("spec", "index", ("--model", {"required": True}), "transform",
+              ("--i", {"type": int, "required": True, "help": "size index: m_i = floor(2^(-i/2) m)"}),
+              ("--seed", {"type": int, "required": True}),
+              ("--checkpoint", {"required": True, "help": "per-epoch checkpoint (resumed when present)"}),
+              ("--shards", {"help": "read images from this folder of tar shards (`imagenet shards`)"}),
+              ("--kill-at-step", {"type": int, "help": argparse.SUPPRESS}), "out"),  # test hook: SIGKILL after this step
+    "tables": ("spec", ("--cells", {"nargs": "*", "default": []}), ("--out", {"required": True, "help": "a folder"})),
+    "figure": ("spec", ("--name", {"required": True}), "tables", "out"),
+    "samples": ("spec", "index", "out"),
+    "cost": ("configfile",),
+}
+
+
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="synsym")
     sub = p.add_subparsers(dest="cmd", required=True)
+    for name, (args, help) in COMMANDS.items():
+        _parser(sub, name, args, help)
+    inet = sub.add_parser("imagenet", help="the ImageNet half (Sec. 6.2, App. F): index, train, tables, figure, cost")
+    actions = inet.add_subparsers(dest="action", required=True)
+    for name, args in IMAGENET.items():
+        _parser(actions, name, args)
+    return p
 
-    c = sub.add_parser("prepare")
-    c.add_argument("--spec", type=_spec, required=True)
-    c.add_argument("--out", required=True)
 
-    c = sub.add_parser("transform-figures", help="Fig. 1 and Fig. S2: one image under each transform")
-    c.add_argument("--spec", type=_spec, required=True)
-    c.add_argument("--outdir", required=True)
-
-    c = sub.add_parser("kernel")
-    c.add_argument("--spec", type=_spec, required=True)
-    c.add_argument("--family", required=True)
-    c.add_argument("--transform", required=True)
-    c.add_argument("--seed", type=int, required=True)
-    c.add_argument("--shard", type=int, default=0, help="which of kernels.shards.<family> row-block shards")
-    c.add_argument("--split", required=True)
-    c.add_argument("--out", required=True, help="the shard's folder")
-
-    c = sub.add_parser("kernel-curves", help="NTK/NNGP learning curves to the data's limit, both paddings (docs/ntk-ordering.md)")
-    c.add_argument("--spec", type=_spec, required=True)
-    c.add_argument("--split", required=True)
-    c.add_argument("--outdir", required=True, help="kernels, kernel_curves.csv, reuse.json, the figure and summaries")
-
-    c = sub.add_parser("kernel-cell")
-    c.add_argument("--spec", type=_spec, required=True)
-    c.add_argument("--study", required=True)
-    c.add_argument("--arch", required=True)
-    c.add_argument("--transform", required=True)
-    c.add_argument("--m", type=int, nargs="+", required=True, help="training sizes (sub-matrices of one kernel)")
-    c.add_argument("--split", required=True)
-    c.add_argument("--kernels", nargs="+", required=True, help="every shard folder of every kernel seed")
-    c.add_argument("--out-ntk", nargs="+", required=True, help="one per --m")
-    c.add_argument("--out-nngp", nargs="+", required=True, help="one per --m")
-    c.add_argument("--hold-ridge-from", nargs="*", default=[],
-                   help="a learning curve's largest-size NTK and NNGP cells: their ridges are held here")
-
-    c = sub.add_parser("train")
-    c.add_argument("--spec", type=_spec, required=True)
-    c.add_argument("--study", required=True)
-    c.add_argument("--inference", required=True)
-    c.add_argument("--arch", required=True)
-    c.add_argument("--transform", required=True)
-    c.add_argument("--width", type=int, required=True)
-    c.add_argument("--m", type=int, required=True)
-    c.add_argument("--split", required=True)
-    c.add_argument("--out", required=True)
-    c.add_argument("--first-layer", default="gaussian")
-
-    c = sub.add_parser("merge")
-    c.add_argument("--out", required=True)
-    c.add_argument("--csv")
-    c.add_argument("--cells", nargs="*", default=[])
-    c.add_argument("--study", help="label every row with this study (cells shared with the grid carry 'grid')")
-
-    c = sub.add_parser("figure")
-    c.add_argument("--name", required=True)
-    c.add_argument("--tables", nargs="+", required=True)
-    c.add_argument("--out", required=True, help="the .png path; the .pdf goes beside it")
-
-    c = sub.add_parser("fits")
-    c.add_argument("--tables", nargs="+", required=True)
-    c.add_argument("--out", required=True)
-    c.add_argument("--csv", required=True)
-
-    c = sub.add_parser("ridges", help="how often each ridge wins validation (grid, curves, scaling)")
-    c.add_argument("--tables", nargs="+", required=True)
-    c.add_argument("--ridges", type=float, nargs="+", required=True, help="the configured grid (kernels.ridges)")
-    c.add_argument("--out", required=True)
-    c.add_argument("--csv", required=True)
-
-    c = sub.add_parser("sdist")
-    c.add_argument("--split", required=True)
-    c.add_argument("--preds", nargs="+", required=True)
-    c.add_argument("--out", required=True)
-    c.add_argument("--csv", required=True)
-
-    c = sub.add_parser("symmetry")
-    c.add_argument("--grid", required=True)
-    c.add_argument("--kernels", nargs="+", required=True)
-    c.add_argument("--archs", nargs="+", required=True)
-    c.add_argument("--reused", nargs="*", default=[], help="family/transform kernels served by another job: checked on a block")
-    c.add_argument("--split", help="the split (needed with --reused)")
-    c.add_argument("--spec", help="the kernel spec JSON (needed with --reused)")
-    c.add_argument("--out", required=True)
-    c.add_argument("--csv", required=True)
-
-    c = sub.add_parser("plan", help="predict every job's runtime and memory (calibrating this machine once)")
-    c.add_argument("--configfile", nargs="*", default=[], help="presets merged on top of config.yaml, as snakemake does")
-    c.add_argument("--device", choices=["cpu", "cuda"], help="plan for this device instead of the config's")
-    c.add_argument("--calibration", help="calibration JSON to use (default: results/calibration/<host>-<device>.json)")
-    c.add_argument("--calibrate", action="store_true", help="measure what the calibration lacks (default when it is this machine's)")
-    c.add_argument("--jobs", help="write one row per job (TSV): predicted seconds and MB, Slurm request")
-    c.add_argument("--compare", help="a run directory (results/<run>): predicted vs measured seconds per rule")
-
-    c = sub.add_parser("imagenet", help="the ImageNet half (Sec. 6.2, App. F): index, train, tables, figure, cost")
-    c.add_argument("action", choices=["index", "shards", "train", "tables", "figure", "samples", "cost"])
-    c.add_argument("--spec", type=_spec, help="the job's config (JSON)")
-    c.add_argument("--configfile", nargs="*", default=[], help="cost: presets merged on top of config.yaml")
-    c.add_argument("--index", help="the index JSON written by `imagenet index`")
-    c.add_argument("--model")
-    c.add_argument("--transform")
-    c.add_argument("--i", type=int, help="size index: m_i = floor(2^(-i/2) m)")
-    c.add_argument("--seed", type=int)
-    c.add_argument("--checkpoint", help="train: per-epoch checkpoint (resumed when present)")
-    c.add_argument("--shards", help="train: read images from this folder of tar shards (`imagenet shards`)")
-    c.add_argument("--kill-at-step", type=int, help=argparse.SUPPRESS)  # test hook: SIGKILL after this optimizer step
-    c.add_argument("--name", help="figure: its name")
-    c.add_argument("--tables", nargs="*", default=[])
-    c.add_argument("--cells", nargs="*", default=[])
-    c.add_argument("--out", help="the output file (tables: a folder)")
-
-    a = p.parse_args(argv)
+def main(argv: list[str] | None = None) -> int:
+    a = parser().parse_args(argv)
     if a.cmd == "plan":
         return plan_cmd(a)
     from synsym.core.data import DataError
-    from synsym.study import cells
 
     try:
-        if a.cmd == "prepare":
-            cells.prepare(a.spec, a.out)
-        elif a.cmd == "transform-figures":
-            for path in cells.transform_figures(a.spec, a.outdir):
-                print(f"wrote {path}", file=sys.stderr)
-        elif a.cmd == "kernel":
-            cells.kernel_job(a.spec, a.family, a.transform, a.seed, a.shard, a.split, a.out)
-        elif a.cmd == "kernel-curves":
-            from synsym.study import kernel_curves
-
-            table = kernel_curves.run(a.spec, a.split, a.outdir)
-            for path in kernel_curves.report(table, a.outdir):
-                print(f"wrote {path}", file=sys.stderr)
-        elif a.cmd == "kernel-cell":
-            if not len(a.m) == len(a.out_ntk) == len(a.out_nngp):
-                raise ValueError("kernel-cell: give one --out-ntk and one --out-nngp per --m")
-            cells.kernel_cell(
-                a.spec, a.study, a.arch, a.transform, a.m, a.split, a.kernels, a.spec["seeds"],
-                {"ntk": a.out_ntk, "nngp": a.out_nngp}, cells.held_ridges(a.hold_ridge_from) if a.hold_ridge_from else None,
-            )
-        elif a.cmd == "train":
-            cells.train_cell(
-                a.spec, a.study, a.inference, a.arch, a.transform, a.width, a.m, a.split, a.out, a.first_layer
-            )
-        elif a.cmd == "merge":
-            from synsym.core.io import merge_cells
-
-            df = merge_cells(a.cells, a.out, a.csv, a.study)
-            print(f"merged {len(a.cells)} cells, {len(df)} rows -> {a.out}", file=sys.stderr)
-        elif a.cmd == "figure":
-
-            from synsym.core.io import read_table
-            from synsym.study import figures
-
-            tables = {Path(t).stem: read_table(t) for t in a.tables}
-            for path in figures.make(a.name, tables, Path(a.out).parent):
-                print(f"wrote {path}", file=sys.stderr)
-        elif a.cmd in DERIVED:
-            write_table(DERIVED[a.cmd](a), a.out, a.csv)
-        elif a.cmd == "imagenet":
-            imagenet_cmd(a)
+        RUN[a.cmd](a)
     except (ValueError, RuntimeError, DataError, MemoryError, FileNotFoundError) as e:
         print(f"synsym {a.cmd}: error: {e}", file=sys.stderr)
         return 2
     return 0
+
+
+def _wrote(paths) -> None:
+    for path in paths:
+        print(f"wrote {path}", file=sys.stderr)
+
+
+def _kernel_curves(a) -> None:
+    from synsym.study import kernel_curves
+
+    _wrote(kernel_curves.report(kernel_curves.run(a.spec, a.split, a.outdir), a.outdir))
+
+
+def _kernel_cell(a) -> None:
+    from synsym.study import cells
+
+    if not len(a.m) == len(a.out_ntk) == len(a.out_nngp):
+        raise ValueError("kernel-cell: give one --out-ntk and one --out-nngp per --m")
+    held = cells.held_ridges(a.hold_ridge_from) if a.hold_ridge_from else None
+    cells.kernel_cell(a.spec, a.study, a.arch, a.transform, a.m, a.split, a.kernels, a.spec["seeds"],
+                      {"ntk": a.out_ntk, "nngp": a.out_nngp}, held)
+
+
+def _merge(a) -> None:
+    from synsym.core.io import merge_cells
+
+    df = merge_cells(a.cells, a.out, a.csv, a.study)
+    print(f"merged {len(a.cells)} cells, {len(df)} rows -> {a.out}", file=sys.stderr)
+
+
+def _figure(a) -> None:
+    from synsym.core.io import read_table
+    from synsym.study import figures
+
+    _wrote(figures.make(a.name, {Path(t).stem: read_table(t) for t in a.tables}, Path(a.out).parent))
+
+
+def _cells():
+    from synsym.study import cells
+
+    return cells
 
 
 def plan_cmd(a) -> int:
@@ -422,6 +403,20 @@ def imagenet_cmd(a) -> None:
 
 
 DERIVED = {"fits": _fits, "ridges": _ridges, "sdist": _sdist, "symmetry": _symmetry}
+# What each command runs (plan: plan_cmd, with its own error handling).
+RUN = {
+    "prepare": lambda a: _cells().prepare(a.spec, a.out),
+    "transform-figures": lambda a: _wrote(_cells().transform_figures(a.spec, a.outdir)),
+    "kernel": lambda a: _cells().kernel_job(a.spec, a.family, a.transform, a.seed, a.shard, a.split, a.out),
+    "kernel-curves": _kernel_curves,
+    "kernel-cell": _kernel_cell,
+    "train": lambda a: _cells().train_cell(a.spec, a.study, a.inference, a.arch, a.transform, a.width, a.m, a.split,
+                                           a.out, a.first_layer),
+    "merge": _merge,
+    "figure": _figure,
+    **{name: (lambda a, f=f: write_table(f(a), a.out, a.csv)) for name, f in DERIVED.items()},
+    "imagenet": lambda a: imagenet_cmd(a),
+}
 
 
 if __name__ == "__main__":
