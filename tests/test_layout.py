@@ -133,3 +133,23 @@ def test_every_relative_link_in_readme_and_docs_resolves():
     assert not re.search(r"\b(?=[0-9a-f]*[a-f])(?=[0-9a-f]*[0-9])[0-9a-f]{7,40}\b", readme), "a commit hash in README"
     index = (ROOT / "docs" / "README.md").read_text()
     assert {p.name for p in pages[1:] if p.name != "README.md"} <= set(re.findall(r"\]\(([\w.-]+\.md)\)", index))
+
+
+def test_cell_and_kernel_paths_read_back_to_their_wildcards():
+    """The S-Dist and symmetry commands read ids from paths through jobs.parse_cell / parse_kernel_shard, the
+    inverses of cell_path and KERNEL_SHARD: every paper-scale cell and shard round-trips; a stray path is refused."""
+    import pytest
+
+    cfg = load_config("presets/paper.yaml")
+    for study in J.studies(cfg):
+        for st, inf, arch, t, width, m in J.study_keys(cfg, study):
+            got = J.parse_cell(J.cell_path(cfg, st, inf, arch, t, width, m))
+            want_w = "inf" if inf in A.KERNEL_INFERENCES else str(width)
+            assert got == {"study": st, "inference": inf, "arch": arch, "transform": t, "width": want_w, "m": str(m),
+                           "ext": ".parquet"}
+    assert J.parse_cell("r/cells/sdist/nn_plus/vec/so3_path-t0.5/w4_m60.pred.npz")["transform"] == "so3_path-t0.5"
+    for d in J.kernel_shards(cfg, "conv", "o3_per_pixel", [0, 3]):
+        w = J.parse_kernel_shard(d)
+        assert d.endswith(f"kernels/conv/o3_per_pixel/s{w['seed']}/shard{w['shard']}") and w["family"] == "conv"
+    with pytest.raises(ValueError, match="not a cell path"):
+        J.parse_cell("r/cells/grid/ntk/vec/identity/w8.parquet")

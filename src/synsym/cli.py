@@ -262,15 +262,15 @@ def _sdist(a):
 
     from synsym.core.data import Split
     from synsym.core.io import read_cell, reading
+    from synsym.pipeline.jobs import parse_cell
     from synsym.study.tables import sdist_table
 
     preds, accepted = {}, {}
     for path in a.preds:  # .../cells/sdist/{inference}/{arch}/{so3_path-t{t} | identity}/w{width}_m{m}.pred.npz
-        parts = Path(path).parts
-        inf, arch, tid, name = parts[-4], parts[-3], parts[-2], parts[-1]
-        width = name.split("_")[0][1:]
+        w = parse_cell(path)
+        tid = w["transform"]
         t = float(tid.split("-t")[1]) if "-t" in tid else None  # GAP_n, the reference: clean data
-        key = (arch, inf, None if width == "inf" else int(width), t)
+        key = (w["arch"], w["inference"], None if w["width"] == "inf" else int(w["width"]), t)
         with reading(path, "predictions file"), np.load(path) as z:
             preds[key], seeds = z["pred"], z["seeds"]
         cell = read_cell(path[: -len(".pred.npz")] + ".parquet").set_index("seed")
@@ -282,11 +282,13 @@ def _symmetry(a):
     from synsym.core import architectures as A
     from synsym.core.io import read_table
     from synsym.ntk.kernels import FAMILY_MEMBERS, load_kernels
+    from synsym.pipeline.jobs import parse_kernel_shard
     from synsym.study.tables import kernel_invariance, symmetry_report
 
-    files: dict[tuple[str, str], list[str]] = {}  # (family, transform) -> shard folders (.../{fam}/{t}/s{seed}/shard{k})
+    files: dict[tuple[str, str], list[str]] = {}  # (family, transform) -> its shard folders
     for k in a.kernels:
-        files.setdefault((Path(k).parts[-4], Path(k).parts[-3]), []).append(k)
+        w = parse_kernel_shard(k)
+        files.setdefault((w["family"], w["transform"]), []).append(k)
     diffs, sampled = {}, set()
     for fam in {A.get(arch).kernel_family for arch in a.archs}:
         if (fam, "identity") not in files:

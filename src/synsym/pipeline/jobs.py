@@ -242,13 +242,39 @@ def benchmark(run_dir: str, rule: str) -> str:
     return f"{run_dir}/{BENCHMARKS[rule]}"
 
 
-def _pattern(template: str) -> re.Pattern:
+def _pattern(template: str, wildcards: dict = WILDCARDS) -> re.Pattern:
     parts = re.split(r"\{(\w+)\}", template)
-    rx = "".join(re.escape(p) if k % 2 == 0 else f"(?P<{p}>{WILDCARDS[p]})" for k, p in enumerate(parts))
+    rx = "".join(re.escape(p) if k % 2 == 0 else f"(?P<{p}>{wildcards[p]})" for k, p in enumerate(parts))
     return re.compile(rx)
 
 
 _PATTERNS = {rule: _pattern(t) for rule, t in BENCHMARKS.items()}
+# The tails of a cell's files (cell_path; its predictions beside it) and of a kernel shard (KERNEL_SHARD).
+_CELL = _pattern("cells/{study}/{inference}/{arch}/{transform}/w{width}_m{m}{ext}",
+                 {**WILDCARDS, "inference": "|".join((*A.INFERENCES, "nngp")), "width": r"\d+|inf",
+                  "ext": r"\.parquet|\.pred\.npz"})
+_SHARD = _pattern(KERNEL_SHARD.removeprefix("{run_dir}/"))
+_EXPECTED = {"cell": "cells/{study}/{inference}/{arch}/{transform}/w{width}_m{m}.parquet (or .pred.npz)",
+             "kernel shard": KERNEL_SHARD.removeprefix("{run_dir}/")}
+
+
+def _tail(rx: re.Pattern, path: str | Path, what: str) -> dict[str, str]:
+    for k in range(len(Path(path).parts)):
+        m = rx.fullmatch(Path(*Path(path).parts[k:]).as_posix())
+        if m:
+            return m.groupdict()
+    raise ValueError(f"{path}: not a {what} path; expected .../{_EXPECTED[what]}")
+
+
+def parse_cell(path: str | Path) -> dict[str, str]:
+    """The wildcards of a cell's file or its predictions (study, inference, arch, transform, width: 'inf' for
+    kernel cells, m, ext), read back from the path cell_path writes."""
+    return _tail(_CELL, path, "cell")
+
+
+def parse_kernel_shard(path: str | Path) -> dict[str, str]:
+    """The wildcards of a kernel shard folder (family, transform, seed, shard), as KERNEL_SHARD writes it."""
+    return _tail(_SHARD, path, "kernel shard")
 
 
 def parse_benchmark(path: str | Path, run_dir: str | Path) -> Job | None:
