@@ -71,10 +71,10 @@ def measure(arch: str, x_all: np.ndarray, y_all: np.ndarray, args, cfg: dict) ->
     xt = torch.as_tensor(np.stack([x] * len(args.seeds)), dtype=torch.float32)
     yt = torch.as_tensor(y)
     tr = cfg["training"]
-    params = M.init_params(spec, width, depth, x.shape[1], args.seeds, 0, torch.float32)
-    k = min(tr["eta0_samples"], len(y))
-    lam = TR.estimate_lambda_max(spec, params, xt[:, :k], depth)
-    eta0 = TR.eta0_from_lambda(lam, k, tr["momentum"])  # the momentum reading; plain = this / (1 + mu)
+    recipe = TR.TrainConfig(max_steps=args.budget, batch_size=tr["batch_size"], momentum=tr["momentum"],
+                            eta0_samples=tr["eta0_samples"], eta0_momentum=True)
+    run = TR.setup(spec, width, depth, xt, args.seeds, "nn_plus", recipe)  # the study's init and lambda_max
+    lam, eta0 = run.lambda_max, run.eta0  # the momentum reading of eta0; plain = this / (1 + mu)
     t0 = time.perf_counter()
     lo, hi = np.full(len(args.seeds), args.c_lo), np.full(len(args.seeds), args.c_hi)
     ok_lo = trains(spec, width, depth, xt, yt, torch.as_tensor(lo, dtype=torch.float32) * eta0, args, tr)
