@@ -24,9 +24,10 @@ rule kernel:
         cpus_per_task=1,
         **gpu_resources(),
     shell:
-        "OMP_NUM_THREADS={threads} python -m synsym.cli kernel --spec {params.spec:q} --family {wildcards.family} "
-        "--transform {wildcards.transform} --seed {wildcards.seed} --shard {wildcards.shard} --split {input.split} "
-        "--out {output} > {log} 2>&1"
+        "OMP_NUM_THREADS={threads} python -m synsym.cli "
+        + J.cli_line("kernel", spec="{params.spec:q}", family="{wildcards.family}", transform="{wildcards.transform}",
+                     seed="{wildcards.seed}", shard="{wildcards.shard}", split="{input.split}", out="{output}")
+        + " > {log} 2>&1"
 
 
 rule kernel_cell:
@@ -56,9 +57,11 @@ rule kernel_cell:
         **planned("kernel_cell", 30, 4000),
         **gpu_resources(),
     shell:
-        "python -m synsym.cli kernel-cell --spec {params.spec:q} --study {wildcards.study} --arch {wildcards.arch} "
-        "--transform {wildcards.transform} --m {wildcards.m} --split {input.split} --kernels {input.kernels} "
-        "--out-ntk {output.ntk} --out-nngp {output.nngp} --hold-ridge-from {input.held} > {log} 2>&1"
+        "python -m synsym.cli "
+        + J.cli_line("kernel_cell", spec="{params.spec:q}", study="{wildcards.study}", arch="{wildcards.arch}",
+                     transform="{wildcards.transform}", m="{wildcards.m}", split="{input.split}",
+                     kernels="{input.kernels}", out_ntk="{output.ntk}", out_nngp="{output.nngp}")
+        + " --hold-ridge-from {input.held} > {log} 2>&1"
 
 
 rule scaling_cells:
@@ -89,6 +92,8 @@ rule scaling_cells:
         **planned("scaling_cells", 30, 4000),
         **gpu_resources(),
     shell:
-        "python -m synsym.cli kernel-cell --spec {params.spec:q} --study scaling --arch {wildcards.arch} "
-        "--transform {wildcards.transform} --m {params.sizes} --split {input.split} --kernels {input.kernels} "
-        "--out-ntk {output.ntk} --out-nngp {output.nngp} > {log} 2>&1"
+        "python -m synsym.cli "
+        + J.cli_line("kernel_cell", spec="{params.spec:q}", study="scaling", arch="{wildcards.arch}",
+                     transform="{wildcards.transform}", m="{params.sizes}", split="{input.split}",
+                     kernels="{input.kernels}", out_ntk="{output.ntk}", out_nngp="{output.nngp}")
+        + " > {log} 2>&1"

@@ -20,7 +20,8 @@ rule train_cell:
         cpus_per_task=1,
         **gpu_resources(),
     shell:
-        "OMP_NUM_THREADS={threads} python -m synsym.cli train --spec {params.spec:q} --study {wildcards.study} "
-        "--inference {wildcards.finite} --arch {wildcards.arch} --transform {wildcards.transform} "
-        "--width {wildcards.width} --m {wildcards.m} --split {input.split} --first-layer {params.first_layer} "
-        "--out {output.cell} > {log} 2>&1"
+        "OMP_NUM_THREADS={threads} python -m synsym.cli "
+        + J.cli_line("train_cell", spec="{params.spec:q}", study="{wildcards.study}", inference="{wildcards.finite}",
+                     arch="{wildcards.arch}", transform="{wildcards.transform}", width="{wildcards.width}",
+                     m="{wildcards.m}", split="{input.split}", first_layer="{params.first_layer}", out="{output.cell}")
+        + " > {log} 2>&1"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shlex
 import socket
 import subprocess
 import sys
@@ -21,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from synsym.core import architectures as A
-from synsym.pipeline.jobs import jobs, train_seeds
+from synsym.pipeline.jobs import cli_line, jobs, train_seeds
 
 VERSION = 2
 STEP_FLOPS_MAX = 2e11  # calibration steps above this are measured smaller and scaled (see _train)
@@ -125,17 +126,18 @@ def _overheads(config: dict) -> dict:
         split.save(f"{d}/split.npz")
         k = {"engine": config["kernels"]["engine"], "block_size": 40, "max_memory_gb": 2.0, "shards": {"fcn": 1, "conv": 1}}
         tc = dict(config["training"], max_steps=1, max_steps_nn=None, eval_every=1)
-        cmds = {
-            "kernel": ["kernel", "--spec", json.dumps({**base, "kernels": k, "device": "cpu"}), "--family", "fcn",
-                       "--transform", "o3_per_pixel", "--seed", "0", "--split", f"{d}/split.npz", "--out", f"{d}/k/s0/shard0"],
-            "kernel_cell": ["kernel-cell", "--spec", json.dumps({**base, "ridges": config["kernels"]["ridges"], "seeds": [0]}),
-                            "--study", "grid", "--arch", "fcn", "--transform", "o3_per_pixel", "--m", "40", "--split",
-                            f"{d}/split.npz", "--kernels", f"{d}/k/s0/shard0", "--out-ntk", f"{d}/a.parquet",
-                            "--out-nngp", f"{d}/b.parquet"],
-            "train_cell": ["train", "--spec", json.dumps({**base, "seeds": config["seeds"], "device": "cpu", "training": tc}),
-                           "--study", "grid", "--inference", "nn", "--arch", "fcn", "--transform", "o3_per_pixel",
-                           "--width", "8", "--m", "40", "--split", f"{d}/split.npz", "--out", f"{d}/c.parquet"],
+        # the rules' own command lines (jobs.CLI), on the tiny split
+        spec = {"kernel": {**base, "kernels": k, "device": "cpu"},
+                "kernel_cell": {**base, "ridges": config["kernels"]["ridges"], "seeds": [0]},
+                "train_cell": {**base, "seeds": config["seeds"], "device": "cpu", "training": tc}}
+        one = {"study": "grid", "arch": "fcn", "transform": "o3_per_pixel", "split": f"{d}/split.npz"}
+        fields = {
+            "kernel": dict(family="fcn", transform="o3_per_pixel", seed="0", shard="0", split=one["split"],
+                           out=f"{d}/k/s0/shard0"),
+            "kernel_cell": dict(one, m="40", kernels=f"{d}/k/s0/shard0", out_ntk=f"{d}/a.parquet", out_nngp=f"{d}/b.parquet"),
+            "train_cell": dict(one, inference="nn", width="8", m="40", first_layer="gaussian", out=f"{d}/c.parquet"),
         }
+        cmds = {rule: shlex.split(cli_line(rule, spec=shlex.quote(json.dumps(spec[rule])), **f)) for rule, f in fields.items()}
         cmds["prepare"] = ["-c", "import synsym.cli, synsym.study.cells"]
         rss = {}
         for rule, args in cmds.items():

@@ -37,6 +37,23 @@ def run_dir(config: dict) -> str:
 KERNEL_SHARD = "{run_dir}/kernels/{family}/{transform}/s{seed}/shard{shard}"
 
 
+# The command lines of the compute rules (``python -m synsym.cli`` + these), in one place: the rules' shell
+# lines fill the fields with Snakemake placeholders (cli_line), the planner's calibration with real values.
+CLI = {
+    "kernel": "kernel --spec {spec} --family {family} --transform {transform} --seed {seed} --shard {shard} "
+              "--split {split} --out {out}",
+    "kernel_cell": "kernel-cell --spec {spec} --study {study} --arch {arch} --transform {transform} --m {m} "
+                   "--split {split} --kernels {kernels} --out-ntk {out_ntk} --out-nngp {out_nngp}",
+    "train_cell": "train --spec {spec} --study {study} --inference {inference} --arch {arch} --transform {transform} "
+                  "--width {width} --m {m} --split {split} --first-layer {first_layer} --out {out}",
+}
+
+
+def cli_line(rule: str, **fields: str) -> str:
+    """One compute rule's ``synsym.cli`` arguments (CLI) with its fields filled in."""
+    return CLI[rule].format(**fields)
+
+
 def kernel_shards(config: dict, family: str, transform: str, seeds: list[int]) -> list[str]:
     """Every shard folder of one family's kernel, for each kernel seed."""
     return [KERNEL_SHARD.format(run_dir=run_dir(config), family=family, transform=transform, seed=s, shard=k)
