@@ -204,7 +204,7 @@ def test_fused_kernel_survives_a_stale_build_lock():
     """A build killed midway leaves torch's lock file; the next process must not wait on it forever."""
     tag = FC._isa_flags()[0]
     assert E.fused_kernel() is not None  # built and cached before the stale lock appears
-    build = Path(os.environ.get("TORCH_EXTENSIONS_DIR") or get_default_build_root()) / f"synsym_fused_cpu_{tag}"
+    build = Path(os.environ.get("TORCH_EXTENSIONS_DIR") or get_default_build_root()) / FC.build_name(tag)
     (build / "lock").touch()
     code = "from synsym.ntk import engine as E, fused_cpu as FC; assert E.fused_kernel() is not None, FC._FUSED.get('why')"
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
