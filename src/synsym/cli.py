@@ -417,7 +417,7 @@ RUN = {
     "merge": _merge,
     "figure": _figure,
     **{name: (lambda a, f=f: write_table(f(a), a.out, a.csv)) for name, f in DERIVED.items()},
-    "imagenet": lambda a: imagenet_cmd(a),
+    "imagenet": imagenet_cmd,
 }
 
 

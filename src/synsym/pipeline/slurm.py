@@ -26,6 +26,14 @@ def request(seconds: float, mb: float, config: dict, attempt: int = 1, rule: str
     grow = p["retry_scale"] ** (attempt - 1)
     runtime = math.ceil(max(p["min_runtime_min"], math.ceil(seconds * p["safety_factor"] / 60)) * grow)
     mem = max(p["min_mem_mb"], math.ceil(mb * p["safety_factor"]))
+    return _capped(rule, runtime, mem, grow, config)
+
+
+def _capped(rule: str | None, runtime: int, mem: int, grow: float, config: dict) -> tuple[int, int]:
+    """An attempt's request from its runtime (grown already) and first-attempt memory: memory grows by
+    ``grow``; a resumable rule's attempt stays within plan.max_job_hours, and its memory grows only up to
+    plan.max_job_mem_gb (never below the first attempt's)."""
+    p = config["plan"]
     if rule in RESUMABLE:
         runtime = min(runtime, math.ceil(60 * p["max_job_hours"]))
         return runtime, min(math.ceil(mem * grow), max(mem, math.ceil(1024 * p["max_job_mem_gb"])))
@@ -73,11 +81,6 @@ def resources(rule: str, wildcards, config: dict, attempt: int, fallback: tuple[
         except KeyError:
             pass  # this calibration lacks the job's (architecture, width, ...): fixed request
     grow = config["plan"]["retry_scale"] ** (attempt - 1)
-    runtime, mem = math.ceil(fallback[0] * grow), math.ceil(fallback[1] * grow)
-    if rule in RESUMABLE:  # every attempt fits the cluster's limits, planned or not (as request() caps them)
-        p = config["plan"]
-        runtime = min(runtime, math.ceil(60 * p["max_job_hours"]))
-        mem = min(mem, max(fallback[1], math.ceil(1024 * p["max_job_mem_gb"])))
-    return runtime, mem
+    return _capped(rule, math.ceil(fallback[0] * grow), fallback[1], grow, config)  # the same caps as request()
 
 
