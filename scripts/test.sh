@@ -15,4 +15,4 @@ fi
 export TF_CPP_MIN_LOG_LEVEL=3
 .venv/bin/ruff check src tests bench
 .venv/bin/lint-imports   # the layers contract (pyproject.toml): no upward import, no cycle
-.venv/bin/python -m pytest -ra   # exit 5 (no tests collected) fails this script like any failure
+.venv/bin/python -m pytest -ra --durations=25   # the 25 slowest tests are listed at the end; exit 5 (no tests collected) fails this script like any failure
