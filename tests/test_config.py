@@ -21,10 +21,15 @@ def test_schema_ids_are_the_package_ids():
     assert schema["transform"]["enum"] == list(T.TRANSFORMS)
 
 
-@pytest.mark.parametrize("preset", [(), ("presets/smoke.yaml",), ("presets/paper.yaml",), ("presets/converged.yaml",)])
-def test_presets_validate_and_have_their_own_run_name(preset):
-    cfg = validate(load(*preset))
-    assert cfg["run_name"] == (preset[0].split("/")[1][:-5] if preset else "default")
+OVERLAYS = {"imagenet": "paper"}  # presets meant to be stacked on another (README: presets)
+
+
+@pytest.mark.parametrize("name", ["default"] + sorted(p.stem for p in (ROOT / "presets").glob("*.yaml")))
+def test_presets_validate_and_have_their_own_run_name(name):
+    """Every preset in presets/ validates; each standalone one writes under results/<its own file name>."""
+    stack = [] if name == "default" else [f"presets/{OVERLAYS.get(name, name)}.yaml"]
+    cfg = validate(load(*stack, *([f"presets/{name}.yaml"] if name in OVERLAYS else [])))
+    assert cfg["run_name"] == OVERLAYS.get(name, name)
 
 
 def test_paper_preset_is_the_paper():
