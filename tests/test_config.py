@@ -27,8 +27,8 @@ OVERLAYS = {"imagenet": "paper"}  # presets meant to be stacked on another (READ
 @pytest.mark.parametrize("name", ["default"] + sorted(p.stem for p in (ROOT / "presets").glob("*.yaml")))
 def test_presets_validate_and_have_their_own_run_name(name):
     """Every preset in presets/ validates; each standalone one writes under results/<its own file name>."""
-    stack = [] if name == "default" else [f"presets/{OVERLAYS.get(name, name)}.yaml"]
-    cfg = validate(load(*stack, *([f"presets/{name}.yaml"] if name in OVERLAYS else [])))
+    stack = [] if name == "default" else [f"presets/{n}.yaml" for n in (OVERLAYS.get(name), name) if n]
+    cfg = validate(load(*stack))
     assert cfg["run_name"] == OVERLAYS.get(name, name)
 
 
