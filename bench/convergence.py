@@ -47,7 +47,7 @@ def data(args) -> tuple[np.ndarray, np.ndarray]:
     md5 = next(line.split()[0] for line in (mini.parent / "MANIFEST").read_text().splitlines()
                if line.split()[1] == mini.name)
     batches = download(mini.resolve().as_uri(), md5, ROOT / "results" / "bench" / "cifar")
-    split = make_split(batches, max(args.sizes), 10, 10, args.image_size, 0)
+    split = make_split(batches, max(args.sizes), 10, 10, 0, args.image_size, 0, False)
     return split.x_train, split.y_train
 
 

@@ -139,7 +139,7 @@ def main() -> None:
         md5 = next(ln.split()[0] for ln in (mini.parent / "MANIFEST").read_text().splitlines() if ln.split()[1] == mini.name)
         batches = download(mini.resolve().as_uri(), md5, ROOT / "results" / "bench" / "cifar")
         d = cfg["data"]
-        split = make_split(batches, d["n_train"], 10, 10, d["image_size"], 0)
+        split = make_split(batches, d["n_train"], 10, 10, 0, d["image_size"], 0, False)
         out.parent.mkdir(parents=True, exist_ok=True)
         for arch in args.archs:
             rows = measure(arch, split.x_train, split.y_train, args, cfg)

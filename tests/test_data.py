@@ -17,18 +17,36 @@ def test_loader_counts_dtypes_labels(mini_batches):
 
 
 def test_split_balanced_standardized_deterministic(mini_batches):
-    s = D.make_split(mini_batches, 200, 50, 100, 8, global_seed=0)
+    s = D.make_split(mini_batches, 200, 50, 100, 0, 8, 0, False)
     assert s.x_train.shape == (200, 8, 8, 3)
     assert np.bincount(s.y_train, minlength=10).tolist() == [20] * 10
     assert np.bincount(s.y_val, minlength=10).tolist() == [5] * 10
     np.testing.assert_allclose(s.x_train.mean(axis=(0, 1, 2)), 0, atol=1e-12)
     np.testing.assert_allclose(s.x_train.std(axis=(0, 1, 2)), 1, atol=1e-12)
-    again = D.make_split(mini_batches, 200, 50, 100, 8, global_seed=0)
+    again = D.make_split(mini_batches, 200, 50, 100, 0, 8, 0, False)
     assert np.array_equal(s.x_train, again.x_train) and np.array_equal(s.y_test, again.y_test)
-    other = D.make_split(mini_batches, 200, 50, 100, 8, global_seed=1)
+    other = D.make_split(mini_batches, 200, 50, 100, 0, 8, 1, False)
     assert not np.array_equal(s.y_train, other.y_train) or not np.array_equal(s.x_train, other.x_train)
     # prefixes are balanced too (nested learning-curve subsets)
     assert np.bincount(s.y_train[:50], minlength=10).tolist() == [5] * 10
+
+
+def test_test_pool_extends_the_test_set_beyond_every_training_image(mini_batches):
+    """data.n_test_pool: the test batch's images first, unchanged, then the training pool beyond the validation
+    and training images, disjoint from both; the pool is what a larger n_train would train on next."""
+    base = D.make_split(mini_batches, 200, 50, 100, 0, 8, 0, False)
+    s = D.make_split(mini_batches, 200, 50, 100, 300, 8, 0, False)
+    assert len(s.y_test) == 400
+    assert np.array_equal(s.x_train, base.x_train) and np.array_equal(s.x_val, base.x_val)
+    assert np.array_equal(s.x_test[:100], base.x_test) and np.array_equal(s.y_test[:100], base.y_test)
+    seen = {r.tobytes() for r in np.concatenate([s.x_train, s.x_val])}  # one standardization: equal rows = one image
+    assert not any(r.tobytes() in seen for r in s.x_test[100:])
+    bigger = D.make_split(mini_batches, 500, 50, 100, 0, 8, 0, False)
+    assert np.array_equal(s.y_test[100:], bigger.y_train[200:])
+    # the whole archive: 5,170 training images leave 5,170 - 250 for the pool, and no more
+    with pytest.raises(D.DataError, match="n_test_pool"):
+        D.make_split(mini_batches, 200, 50, 100, 4921, 8, 0, False)
+    assert len(D.make_split(mini_batches, 200, 50, 100, 4921, 8, 0, True).y_test) == 100 + 4920
 
 
 def test_downsample_is_average_pooling():
@@ -40,8 +58,8 @@ def test_downsample_is_average_pooling():
 
 def test_too_many_images_fails_unless_allowed(mini_batches):
     with pytest.raises(D.DataError, match="allow_smaller"):
-        D.make_split(mini_batches, 45000, 5000, 10000, 8, 0)
-    s = D.make_split(mini_batches, 45000, 5000, 10000, 8, 0, allow_smaller=True)
+        D.make_split(mini_batches, 45000, 5000, 10000, 0, 8, 0, False)
+    s = D.make_split(mini_batches, 45000, 5000, 10000, 0, 8, 0, True)
     assert len(s.y_test) == 1017 and len(s.y_train) + len(s.y_val) <= 5170
 
 

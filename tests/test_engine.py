@@ -75,7 +75,7 @@ def test_paddings_differ_and_only_circular_gap_is_shift_invariant():
 def test_engine_on_real_images(mini_batches):
     from synsym.core.data import make_split
 
-    sp = make_split(mini_batches, 10, 10, 10, 16, 0)
+    sp = make_split(mini_batches, 10, 10, 10, 0, 16, 0, False)
     x = sp.x_train[:5]
     r1, r2 = E.block_fn("conv", 4, 16)(x, None), REF.family_block_fn("conv", 4, 16)(x, None)
     for arch in r1:

@@ -22,7 +22,7 @@ SPEC = {"global_seed": 0, "depth": 2, "kernels": {"block_size": 16, "max_memory_
 @pytest.fixture(scope="module")
 def run(mini_batches, tmp_path_factory):
     out = tmp_path_factory.mktemp("kc")
-    make_split(mini_batches, 24, 12, 20, 8, 0).save(out / "split.npz")
+    make_split(mini_batches, 24, 12, 20, 0, 8, 0, False).save(out / "split.npz")
     table = KC.run(SPEC, str(out / "split.npz"), str(out))
     KC.report(table, out)
     return out

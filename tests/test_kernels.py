@@ -110,7 +110,7 @@ def test_regression_predictions_agree_for_invariant_pairs(mini_batches):
     """On real mini-CIFAR images: equal kernels give equal NTK predictions and accuracies."""
     from synsym.core.data import make_split
 
-    s = make_split(mini_batches, 40, 10, 20, 8, 0)
+    s = make_split(mini_batches, 40, 10, 20, 0, 8, 0, False)
     preds = {}
     for tid in ("identity", "o3_shared", "o3_per_pixel"):
         tau = T.make(tid, 8, 0, 0)

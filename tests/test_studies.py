@@ -68,6 +68,38 @@ def grid(accs):
     return pd.DataFrame(out)
 
 
+def test_paired_gap_by_hand():
+    # two finite runs and one kernel on 4 test images
+    a = np.array([[1, 1, 0, 1], [1, 0, 0, 1]])
+    b = np.array([[1, 0, 1, 0]])
+    g = S.paired_gap(a, b)
+    d = np.array([0.0, 0.5, -1.0, 1.0])  # per-image: mean of a's runs - b
+    assert g["delta"] == pytest.approx(0.125)
+    assert g["se_test"] == pytest.approx(d.std(ddof=1) / 2)
+    assert g["se_runs"] == pytest.approx(np.std([0.25, 0.0], ddof=1) / np.sqrt(2))  # each run's gap: 0.75 - 0.5, 0.5 - 0.5
+    assert g["se"] == pytest.approx(np.hypot(g["se_test"], g["se_runs"]))
+
+
+def test_finite_vs_kernel_counts_accepted_runs_only():
+    y = np.array([0, 1, 2, 3])
+    onehot = np.eye(10)
+    right, wrong = onehot[y], onehot[(y + 1) % 10]
+    preds = {("nn_plus", "gap", "identity"): (np.stack([right, wrong, right]), np.array([0, 1, 2])),
+             ("ntk", "gap", "identity"): (np.stack([np.concatenate([right[:2], wrong[2:]])]), np.array([0])),
+             ("nngp", "gap", "identity"): (np.stack([right]), np.array([0]))}
+    grid = pd.DataFrame({"inference": "nn_plus", "architecture": "gap", "transform": "identity", "seed": [0, 1, 2],
+                         "accepted": [True, False, True]})
+    t = S.finite_vs_kernel(grid, preds, y)
+    assert len(t) == 1
+    r = t.iloc[0]
+    assert (r["runs"], r["accepted"]) == (3, 2)
+    assert r["finite_acc"] == 1.0 and r["ntk_acc"] == 0.5 and r["nngp_acc"] == 1.0  # seed 1 (all wrong) not counted
+    assert r["delta_vs_ntk"] == 0.5 and r["delta_vs_nngp"] == 0.0
+    grid["accepted"] = False
+    r = S.finite_vs_kernel(grid, preds, y).iloc[0]
+    assert r["accepted"] == 0 and np.isnan(r["finite_acc"]) and np.isnan(r["delta_vs_ntk"]) and not r["beyond_noise_vs_ntk"]
+
+
 def test_symmetry_report_flags_contradictions_only():
     g = grid({"identity": [0.50, 0.51], "o3_shared": [0.30, 0.31], "perm_3d": [0.50, 0.51]})
     rep = S.symmetry_report(g, {("gap", "o3_shared", "ntk"): 1e-14, ("gap", "o3_per_pixel", "ntk"): 1e-15,

@@ -68,6 +68,8 @@ COMMANDS: dict[str, tuple[tuple, str | None]] = {
     "ridges": (("tables", ("--ridges", {"type": float, "nargs": "+", "required": True, "help": "kernels.ridges"}), "out", "csv"),
                "how often each ridge wins validation (grid, curves, scaling)"),
     "sdist": (("split", ("--preds", {"nargs": "+", "required": True}), "out", "csv"), "S-Dist from stored predictions"),
+    "finite-vs-kernel": ((("--grid", {"required": True}), "split", ("--preds", {"nargs": "+", "required": True}), "out", "csv"),
+                         "Fig. 2's finite nets against their kernels: paired accuracy differences per cell"),
     "symmetry": ((("--grid", {"required": True}), ("--kernels", {"nargs": "+", "required": True}),
                   ("--archs", {"nargs": "+", "required": True}),
                   ("--reused", {"nargs": "*", "default": [], "help": "family/transform kernels served by another job"}),
@@ -278,6 +280,22 @@ def _sdist(a):
     return sdist_table(preds, Split.load(a.split).y_test, accepted)
 
 
+def _finite_vs_kernel(a):
+    import numpy as np
+
+    from synsym.core.data import Split
+    from synsym.core.io import read_table, reading
+    from synsym.pipeline.jobs import parse_cell
+    from synsym.study.tables import finite_vs_kernel
+
+    preds = {}
+    for path in a.preds:  # .../cells/grid/{inference}/{arch}/{transform}/w{width}_m{m}.pred.npz
+        w = parse_cell(path)
+        with reading(path, "predictions file"), np.load(path) as z:
+            preds[(w["inference"], w["arch"], w["transform"])] = (z["pred"], z["seeds"])
+    return finite_vs_kernel(read_table(a.grid), preds, Split.load(a.split).y_test)
+
+
 def _symmetry(a):
     from synsym.core import architectures as A
     from synsym.core.io import read_table
@@ -404,7 +422,7 @@ def imagenet_cmd(a) -> None:
             raise ValueError(f"unknown ImageNet figure {a.name!r}; allowed: {', '.join(IR.FIGURES)}")
 
 
-DERIVED = {"fits": _fits, "ridges": _ridges, "sdist": _sdist, "symmetry": _symmetry}
+DERIVED = {"fits": _fits, "ridges": _ridges, "sdist": _sdist, "symmetry": _symmetry, "finite-vs-kernel": _finite_vs_kernel}
 # What each command runs (plan: plan_cmd, with its own error handling).
 RUN = {
     "prepare": lambda a: _cells().prepare(a.spec, a.out),

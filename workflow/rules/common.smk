@@ -95,10 +95,18 @@ FIGURE_TABLES = {
     "figS6_scaling": ["scaling", "scaling_fits"],
     "symmetry_report": ["symmetry_report"],
 }
-DERIVED_TABLES = ["curves_fits", "scaling_fits", "sdist_distances", "symmetry_report", "ridge_wins"]
-if not config["scaling"]["enabled"]:
-    del FIGURE_TABLES["figS6_scaling"]
-    DERIVED_TABLES.remove("scaling_fits")
+# Each derived table and the studies it is computed from (any one of them suffices).
+DERIVED_FROM = {
+    "curves_fits": ["curves"],
+    "scaling_fits": ["scaling"],
+    "sdist_distances": ["sdist"],
+    "symmetry_report": ["grid"],
+    "finite_vs_kernel": ["grid"],
+    "ridge_wins": ["grid", "curves", "scaling"],
+}
+DERIVED_TABLES = [t for t, src in DERIVED_FROM.items() if set(src) & set(STUDIES)]
+# A figure is drawn when every table it reads is built (config studies, scaling.enabled).
+FIGURE_TABLES = {f: ts for f, ts in FIGURE_TABLES.items() if set(ts) <= set(STUDIES + DERIVED_TABLES)}
 FIGURES = list(FIGURE_TABLES)
 TRANSFORM_FIGURES = ["fig1_transforms", "figS2_so3_path"]  # drawn from the data alone (rule transform_figures)
 

@@ -4,6 +4,7 @@ localrules:
     fits,
     ridge_wins,
     sdist_table,
+    finite_vs_kernel,
 
 
 rule merge:
@@ -92,6 +93,25 @@ rule sdist_table:
     shell:
         "python -m synsym.cli sdist --split {input.split} --preds {input.preds} --out {output.table} "
         "--csv {output.csv} > {log} 2>&1"
+
+
+rule finite_vs_kernel:
+    """Fig. 2's finite nets against their NTK and NNGP: accepted runs' accuracy and each difference with its
+    noise, paired per test image (the grid's stored predictions)."""
+    input:
+        grid=f"{R}/tables/grid.parquet",
+        split=f"{R}/data/split.npz",
+        preds=lambda wc: [pred_path(p) for p in study_cells("grid")],
+    output:
+        table=report(f"{R}/tables/finite_vs_kernel.parquet", category="Tables", caption="../report/table.rst"),
+        csv=report(f"{R}/tables/finite_vs_kernel.csv", category="Tables", caption="../report/table.rst"),
+    conda:
+        "../../envs/study.yaml"
+    log:
+        f"{R}/logs/finite_vs_kernel.log",
+    shell:
+        "python -m synsym.cli finite-vs-kernel --grid {input.grid} --split {input.split} --preds {input.preds} "
+        "--out {output.table} --csv {output.csv} > {log} 2>&1"
 
 
 rule symmetry_report:

@@ -163,42 +163,52 @@ def make_split(
     n_train: int,
     n_val: int,
     n_test: int,
+    n_test_pool: int,
     image_size: int,
     global_seed: int,
-    allow_smaller: bool = False,
+    allow_smaller: bool,
 ) -> Split:
     """Carve train/val from the training batches and test from the test batch.
 
     Class-balanced and deterministic from the global seed; standardized per
     channel with the training split's statistics (the symmetry transform is
     applied later, per cell, identically to all three parts).
+
+    ``n_test_pool`` more test images come from the training batches' pool beyond the
+    validation and training images (``order[n_val + n_train:]``), appended after the test
+    batch's: a test set larger than the test batch alone, for archives whose test batch is
+    small. Training sizes are prefixes of the training images, so the pool never overlaps any
+    of them, and every cell of a run (kernels and finite nets alike) reads this one split.
     """
     x_tr, y_tr, x_te, y_te = load_cifar10(batches)
     avail_tr, avail_te = len(y_tr), len(y_te)
-    if n_train + n_val > avail_tr or n_test > avail_te:
+    if n_train + n_val + n_test_pool > avail_tr or n_test > avail_te:
         if not allow_smaller:
             raise DataError(
-                f"asked for n_train+n_val={n_train + n_val} / n_test={n_test} images but the "
-                f"archive has {avail_tr} / {avail_te}; lower the sizes or set data.allow_smaller: true"
+                f"asked for n_train+n_val+n_test_pool={n_train + n_val + n_test_pool} / n_test={n_test} images but "
+                f"the archive has {avail_tr} / {avail_te}; lower the sizes or set data.allow_smaller: true"
             )
         n_val = min(n_val, avail_tr // 10)
         n_train = min(n_train, avail_tr - n_val)
         n_test = min(n_test, avail_te)
+        n_test_pool = min(n_test_pool, avail_tr - n_val - n_train)
     order = balanced_order(y_tr, rng(global_seed, "split", "trainval"))
-    # Validation takes every class equally from the head; training the rest in order.
+    # Validation takes every class equally from the head; training the rest in order; the pool after both.
     val_idx, train_idx = order[:n_val], order[n_val : n_val + n_train]
+    pool_idx = order[n_val + n_train : n_val + n_train + n_test_pool]
     test_idx = balanced_order(y_te, rng(global_seed, "split", "test"))[:n_test]
 
     def prep(x: np.ndarray) -> np.ndarray:
         return downsample(x.astype(np.float64) / 255.0, image_size)
 
-    xtr, xva, xte = prep(x_tr[train_idx]), prep(x_tr[val_idx]), prep(x_te[test_idx])
+    xtr, xva = prep(x_tr[train_idx]), prep(x_tr[val_idx])
+    xte = np.concatenate([prep(x_te[test_idx]), prep(x_tr[pool_idx])])
     mean = xtr.mean(axis=(0, 1, 2))
     std = xtr.std(axis=(0, 1, 2))
     return Split(
         (xtr - mean) / std, y_tr[train_idx],
         (xva - mean) / std, y_tr[val_idx],
-        (xte - mean) / std, y_te[test_idx],
+        (xte - mean) / std, np.concatenate([y_te[test_idx], y_tr[pool_idx]]),
     )
 
 

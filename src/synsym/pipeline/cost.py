@@ -25,9 +25,14 @@ def _blocks(n: int, b: int) -> int:
     return math.ceil(n / b)
 
 
+def test_images(d: dict) -> int:
+    """The run's test images: the test batch's n_test and the training pool's n_test_pool (``d``: config["data"])."""
+    return d["n_test"] + d["n_test_pool"]
+
+
 def split_sizes(config: dict) -> dict[str, int]:
     d = config["data"]
-    return {"train": d["n_train"], "val": d["n_val"], "test": d["n_test"]}
+    return {"train": d["n_train"], "val": d["n_val"], "test": test_images(d)}
 
 
 def kernel_entries(config: dict, family: str, shard: int | None = None) -> int:
@@ -38,7 +43,7 @@ def kernel_entries(config: dict, family: str, shard: int | None = None) -> int:
 
     b, n = block_for(config, family), config["data"]["n_train"]
     if shard is None:
-        return _entries(n, config["data"]["n_val"], config["data"]["n_test"], b)
+        return _entries(n, config["data"]["n_val"], test_images(config["data"]), b)
     rows = shard_rows(split_sizes(config), b, config["kernels"]["shards"][family])[shard]
     return sum(block_calls(r, n, b) for r in rows) * b * b
 
@@ -82,7 +87,7 @@ def _archive_bytes(config: dict) -> float:
 def _regression_read_bytes(config: dict, m: int) -> int:
     """What one regression reads of one readout's stripes: train-train (m x m), val- and test-train (m columns)."""
     d = config["data"]
-    return 8 * m * (m + d["n_val"] + d["n_test"])
+    return 8 * m * (m + d["n_val"] + test_images(d))
 
 
 def _regression_s(config: dict, cal: dict, m: int) -> float:
@@ -90,7 +95,7 @@ def _regression_s(config: dict, cal: dict, m: int) -> float:
     ridge's test and train predictions), plus reading the stripes. The ridgeless candidate adds one
     (K_tt usually factors at ridge 0, the first tried)."""
     d, r = config["data"], len(config["kernels"]["ridges"]) + 1
-    flops = m**3 / 3 * r + 2 * m * m * 10 * r + 2 * m * 10 * (d["n_val"] * r + d["n_test"] + m)
+    flops = m**3 / 3 * r + 2 * m * m * 10 * r + 2 * m * 10 * (d["n_val"] * r + test_images(d) + m)
     per = flops / cal["chol_flops"] + _regression_read_bytes(config, m) / cal["io_bytes_s"]
     return 2 * len(config["kernel_seeds"]) * per
 
@@ -108,7 +113,7 @@ def predict(job: Job, config: dict, cal: dict) -> tuple[float, float]:
     w, d = job.wildcards, config["data"]
     rule = "kernel" if job.rule == "kernel_curves" and job.rule not in cal["overhead_s"] else job.rule  # its CLI start
     base_s, base_mb = cal["overhead_s"][rule], cal["base_rss_mb"][rule]
-    images = d["n_train"] + d["n_val"] + d["n_test"]
+    images = d["n_train"] + d["n_val"] + test_images(d)
     split_mb = images * image_size_of(config) ** 2 * 3 * 8 / 2**20
     if job.rule == "prepare":
         return base_s + 3 * _archive_bytes(config) / cal["io_bytes_s"], base_mb + 200 + 2 * split_mb
@@ -129,7 +134,7 @@ def predict(job: Job, config: dict, cal: dict) -> tuple[float, float]:
         secs = base_s + sum(_regression_s(config, cal, m) for m in sizes)
         # K_tt and its factor (m x m each), and one of val- / test-train at a time
         m = max(sizes)
-        return secs, base_mb + split_mb + 8 * m * (2 * m + max(d["n_val"], d["n_test"]) + 20) / 2**20
+        return secs, base_mb + split_mb + 8 * m * (2 * m + max(d["n_val"], test_images(d)) + 20) / 2**20
     if job.rule == "kernel_curves":
         return _kernel_curves(config, cal, base_s, base_mb, split_mb)
     if job.rule == "train_cell":
@@ -138,7 +143,7 @@ def predict(job: Job, config: dict, cal: dict) -> tuple[float, float]:
         n_seeds = len(train_seeds(config, w["study"]))
         t = cal["train"][train_key(config, arch, width, n_seeds)]
         secs = base_s + 30 * t["lambda_iter_s"] + train_steps_s(config, t, n_seeds, m, job_steps(job, config)[0])
-        data_mb = n_seeds * (m + d["n_val"] + d["n_test"]) * image_size_of(config) ** 2 * 3 * 4 / 2**20
+        data_mb = n_seeds * (m + d["n_val"] + test_images(d)) * image_size_of(config) ** 2 * 3 * 4 / 2**20
         act = max(_activation_mb(config, arch, width, n_seeds, tc["batch_size"]),
                   _activation_mb(config, arch, width, n_seeds, tc["eval_batch"], train=False))
         return secs, base_mb + split_mb + 2 * data_mb + act
@@ -154,14 +159,14 @@ def _kernel_curves(config: dict, cal: dict, base_s: float, base_mb: float, split
     secs, top = base_s, 0
     for padding, family, _, m in plan_kernels(kc):
         k = cal["kernel"][kernel_key(config, family, padding)]
-        secs += k["cold_extra_s"] + _entries(m, d["n_val"], d["n_test"], block_for(config, family)) * k["s_per_entry"]
+        secs += k["cold_extra_s"] + _entries(m, d["n_val"], test_images(d), block_for(config, family)) * k["s_per_entry"]
         top = max(top, m)
     per_arch = len(kc["paddings"]) * len(A.ARCHITECTURES) / len(config["kernel_seeds"])
     for most in kc["transforms"].values():
         for m in sizes_of(kc, most):
             secs += per_arch * (1 if m == most else kc["draws"]) * _regression_s(config, cal, m)
     # a kernel's train-train and cross stripes of one readout and kind, and a draw's sub-matrix and factor
-    return secs, base_mb + split_mb + 8 * top * (3 * top + d["n_val"] + d["n_test"]) / 2**20
+    return secs, base_mb + split_mb + 8 * top * (3 * top + d["n_val"] + test_images(d)) / 2**20
 
 
 def job_steps(job: Job, config: dict) -> tuple[int, int]:
@@ -179,7 +184,7 @@ def train_steps_s(config: dict, t: dict, n_seeds: int, m: int, steps: int) -> fl
     """Seconds of ``steps`` SGD steps of a seed stack plus its evaluations every training.eval_every."""
     d = config["data"]
     n_evals = math.ceil(steps / config["training"]["eval_every"])
-    return steps * t["step_s"] + n_evals * n_seeds * (m + d["n_val"] + d["n_test"]) * t["eval_s_per_seed_image"]
+    return steps * t["step_s"] + n_evals * n_seeds * (m + d["n_val"] + test_images(d)) * t["eval_s_per_seed_image"]
 
 
 # Rules whose jobs checkpoint and resume (synsym.finite.training.Checkpoint): an attempt asks for at

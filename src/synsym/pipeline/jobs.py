@@ -81,7 +81,9 @@ def reused_kernels(config: dict) -> list[str]:
 
 
 def studies(config: dict) -> list[str]:
-    return ["grid", "width", "curves", "uniform_init", "sdist"] + (["scaling"] if config["scaling"]["enabled"] else [])
+    """The CIFAR-10 studies the DAG builds: config ``studies`` (a preset may run one figure alone), and
+    Fig. S6's scaling cells when ``scaling.enabled``."""
+    return list(config["studies"]) + (["scaling"] if config["scaling"]["enabled"] else [])
 
 
 def cell_path(config: dict, study: str, inference: str, arch: str, transform: str, width, m: int) -> str:
@@ -218,8 +220,8 @@ def jobs(config: dict) -> list[Job]:
         if study == "scaling":
             g = config["grid"]
             out += [Job("scaling_cells", {"arch": a, "transform": t}) for a in g["architectures"] for t in g["transforms"]]
-    # the symmetry report compares every family's kernels across the grid's transforms (a reused one on a block)
-    kernels.update({(f, kernel_transform(config, f, t)): None for f in A.KERNEL_FAMILIES for t in config["grid"]["transforms"]})
+    if "grid" in config["studies"]:  # the symmetry report compares every family's kernels across the grid's transforms
+        kernels.update({(f, kernel_transform(config, f, t)): None for f in A.KERNEL_FAMILIES for t in config["grid"]["transforms"]})
     out += [Job("kernel", {"family": f, "transform": t, "seed": str(s), "shard": str(k)})
             for f, t in kernels for s in config["kernel_seeds"] for k in range(config["kernels"]["shards"][f])]
     return out

@@ -31,7 +31,8 @@ def prepare(spec: dict, out: str) -> None:
     d = spec["data"]
     batches = download(d["url"], d["md5"], d["dir"])
     split = make_split(
-        batches, d["n_train"], d["n_val"], d["n_test"], d["image_size"], spec["global_seed"], d["allow_smaller"]
+        batches, d["n_train"], d["n_val"], d["n_test"], d["n_test_pool"], d["image_size"], spec["global_seed"],
+        d["allow_smaller"],
     )
     log(f"split: train {len(split.y_train)} val {len(split.y_val)} test {len(split.y_test)} "
         f"image {split.x_train.shape[1:]}")

@@ -360,8 +360,8 @@ def runbook(argv: list[str] | None = None) -> int:
     md5 = next(ln.split()[0] for ln in manifest.read_text().splitlines() if ln.strip().endswith("cifar-10-python.tar.gz"))
     t0 = time.time()
     out.mkdir(parents=True, exist_ok=True)
-    split = make_split(download(tar.resolve().as_uri(), md5, out / "data"), sl["n_train"], sl["n_val"], sl["n_test"],
-                       sl["image_size"], 0)
+    split = make_split(download(tar.resolve().as_uri(), md5, out / "data"), sl["n_train"], sl["n_val"], sl["n_test"], 0,
+                       sl["image_size"], 0, False)
     split.save(out / "split.npz")
     spec = {"global_seed": 0, "depth": sl["depth"], "device": device, "ridges": [1e-4, 1e-3, 1e-2, 1e-1],
             "kernels": {"block_size": sl["block_size"], "max_memory_gb": 8.0}, "kernel_curves": sl["kernel_curves"]}

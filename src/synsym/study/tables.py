@@ -117,6 +117,53 @@ def sdist_table(preds: dict[tuple, np.ndarray], y_test: np.ndarray, accepted: di
     return pd.DataFrame(rows)
 
 
+def paired_gap(hit_a: np.ndarray, hit_b: np.ndarray) -> dict[str, float]:
+    """The accuracy difference a - b (``delta``) of two sets of runs scored on the same test images, and its noise.
+
+    ``hit_a`` (runs_a, n_test) and ``hit_b`` (runs_b, n_test) are per-image correctness (0/1) of each run
+    (finite-net seeds, kernel seeds). The gap is paired per image: ``se_test`` is the standard error of
+    the mean per-image difference of the runs' average correctness (both sides scored on one test set);
+    ``se_runs`` the standard error over a's runs of each run's gap to b's mean, the init noise. ``se``
+    adds them in quadrature, so a gap beyond 2 se is beyond the test set's and the seeds' noise alike.
+    """
+    a, b = np.asarray(hit_a, dtype=float), np.asarray(hit_b, dtype=float)
+    d = a.mean(axis=0) - b.mean(axis=0)
+    per_run = a.mean(axis=1) - b.mean()
+    se_test = float(d.std(ddof=1) / np.sqrt(d.size))
+    se_runs = float(per_run.std(ddof=1) / np.sqrt(len(per_run))) if len(per_run) > 1 else 0.0
+    return {"delta": float(d.mean()), "se_test": se_test, "se_runs": se_runs, "se": float(np.hypot(se_test, se_runs))}
+
+
+def finite_vs_kernel(grid: pd.DataFrame, preds: dict[tuple[str, str, str], tuple[np.ndarray, np.ndarray]],
+                     y_test: np.ndarray) -> pd.DataFrame:
+    """Fig. 2's finite-vs-kernel comparison, per (finite inference, architecture, transform): the accepted
+    finite runs' test accuracy (at their best validation step) against the NTK's and the NNGP's on the
+    same test images, with each gap's paired noise (paired_gap) and whether it exceeds twice that.
+
+    ``preds`` maps (inference, architecture, transform) to (per-seed test predictions, their seeds) of the
+    grid's cells; ``grid`` says which finite seeds were accepted (>= 95% training accuracy): only those
+    count, as in the paper. A cell with no accepted run keeps its row with NaN gaps.
+    """
+    rows = []
+    for (inf, arch, tid), (pred, seeds) in sorted(preds.items()):
+        if inf not in A.FINITE_INFERENCES:
+            continue
+        cell = grid[(grid["inference"] == inf) & (grid["architecture"] == arch) & (grid["transform"] == tid)]
+        acc = cell.set_index("seed").loc[seeds, "accepted"].to_numpy(dtype=bool)
+        hit = pred[acc].argmax(-1) == y_test
+        row = {"inference": inf, "architecture": arch, "transform": tid, "runs": len(seeds), "accepted": int(acc.sum()),
+               "n_test": len(y_test), "finite_acc": float(hit.mean()) if acc.any() else np.nan}
+        for kind in A.KERNEL_INFERENCES:
+            kp, _ = preds[(kind, arch, tid)]
+            k_hit = kp.argmax(-1) == y_test
+            row[f"{kind}_acc"] = float(k_hit.mean())
+            g = paired_gap(hit, k_hit) if acc.any() else dict.fromkeys(("delta", "se_test", "se_runs", "se"), np.nan)
+            row.update({f"{k}_vs_{kind}": v for k, v in g.items()})
+            row[f"beyond_noise_vs_{kind}"] = bool(abs(g["delta"]) > 2 * g["se"]) if acc.any() else False
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 KERNEL_TOL = 1e-6  # relative kernel change above which a kernel is "not invariant"
 
 
