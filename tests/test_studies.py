@@ -88,12 +88,13 @@ def test_finite_vs_kernel_counts_accepted_runs_only():
              ("ntk", "gap", "identity"): (np.stack([np.concatenate([right[:2], wrong[2:]])]), np.array([0])),
              ("nngp", "gap", "identity"): (np.stack([right]), np.array([0]))}
     grid = pd.DataFrame({"inference": "nn_plus", "architecture": "gap", "transform": "identity", "seed": [0, 1, 2],
-                         "accepted": [True, False, True]})
+                         "accepted": [True, False, True], "test_acc_best": [1.0, 0.25, 0.5]})
     t = S.finite_vs_kernel(grid, preds, y)
     assert len(t) == 1
     r = t.iloc[0]
     assert (r["runs"], r["accepted"]) == (3, 2)
     assert r["finite_acc"] == 1.0 and r["ntk_acc"] == 0.5 and r["nngp_acc"] == 1.0  # seed 1 (all wrong) not counted
+    assert r["finite_acc_best"] == 0.75
     assert r["delta_vs_ntk"] == 0.5 and r["delta_vs_nngp"] == 0.0
     grid["accepted"] = False
     r = S.finite_vs_kernel(grid, preds, y).iloc[0]

@@ -14,7 +14,7 @@ from synsym.core import transforms as T
 from synsym.core.io import CELL_SCHEMA, pred_path, read_cell
 from synsym.pipeline import jobs as J
 
-FIGURES = ["fig2_grid", "fig3_width", "fig4_learning_curves", "figS1_sdist", "figS5_uniform_init", "figS6_scaling",
+FIGURES = ["fig2_grid", "fig2_vs_kernel", "fig3_width", "fig4_learning_curves", "figS1_sdist", "figS5_uniform_init", "figS6_scaling",
            "symmetry_report", "fig1_transforms", "figS2_so3_path"]
 TABLES = ["grid", "width", "curves", "uniform_init", "sdist", "scaling", "curves_fits", "scaling_fits",
           "sdist_distances", "symmetry_report", "ridge_wins", "finite_vs_kernel"]
@@ -41,7 +41,7 @@ def expected_counts(cfg: dict) -> dict[str, int]:
     kernel = sum(cfg["kernels"]["shards"][fam] for fam, _ in transforms_needed) * len(cfg["kernel_seeds"])
     return {"prepare": 1, "kernel": kernel, "train_cell": train,
             "kernel_cell": kcells, "scaling_cells": len(g["architectures"]) * len(g["transforms"]),
-            "merge": 6, "fits": 2, "sdist_table": 1, "symmetry_report": 1, "finite_vs_kernel": 1, "figure": 7,
+            "merge": 6, "fits": 2, "sdist_table": 1, "symmetry_report": 1, "finite_vs_kernel": 1, "figure": 8,
             "transform_figures": 1, "ridge_wins": 1, "all": 1}
 
 
@@ -91,7 +91,7 @@ def test_one_study_preset_builds_that_study_alone():
     in 1 shard, the conv family in 2; figures: Fig. 2 and the symmetry report (Fig. 1 and S2 from the data)."""
     got = dry_counts("--configfile", "presets/synergy-fig2-identity.yaml")
     assert got == {"prepare": 1, "kernel": 3, "train_cell": 5, "kernel_cell": 5, "merge": 1, "symmetry_report": 1,
-                   "finite_vs_kernel": 1, "ridge_wins": 1, "figure": 2, "transform_figures": 1, "all": 1}
+                   "finite_vs_kernel": 1, "ridge_wins": 1, "figure": 3, "transform_figures": 1, "all": 1}
     cfg = merged("presets/synergy-fig2-identity.yaml")
     assert sorted(j.rule for j in J.jobs(cfg)) == sorted(["prepare"] + ["kernel"] * 3 + ["train_cell"] * 5 + ["kernel_cell"] * 5)
 
@@ -205,9 +205,10 @@ def test_rerun_one_cell_schedules_only_that_cell(smoke):
         preds_before = {k: z[k] for k in z.files}
     victim.unlink()
     # the grid table feeds fig2, fig3 (its NTK line), figS5, the symmetry report, the ridge counts
-    # (which reads only its kernel rows, but the table is one file) and the finite-vs-kernel table; nothing else reruns
+    # (which reads only its kernel rows, but the table is one file) and the finite-vs-kernel table and figure;
+    # nothing else reruns
     assert dry_counts(*args, cwd=wd) == {"train_cell": 1, "merge": 1, "symmetry_report": 1, "ridge_wins": 1,
-                                         "finite_vs_kernel": 1, "figure": 4, "all": 1}
+                                         "finite_vs_kernel": 1, "figure": 5, "all": 1}
     snakemake("--cores", "2", *args, cwd=wd)
     after = read_cell(victim)
     # bit-for-bit reproducible on the same machine, except wall time: every other column exactly, and the

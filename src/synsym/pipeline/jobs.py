@@ -86,6 +86,11 @@ def studies(config: dict) -> list[str]:
     return list(config["studies"]) + (["scaling"] if config["scaling"]["enabled"] else [])
 
 
+def symmetry_report(config: dict) -> bool:
+    """Whether the run has a Theorem 4.1 report: the grid is built and holds the clean data, the reference."""
+    return "grid" in config["studies"] and "identity" in config["grid"]["transforms"]
+
+
 def cell_path(config: dict, study: str, inference: str, arch: str, transform: str, width, m: int) -> str:
     w = "inf" if inference in A.KERNEL_INFERENCES else width
     return f"{run_dir(config)}/cells/{study}/{inference}/{arch}/{transform}/w{w}_m{m}.parquet"
@@ -220,7 +225,7 @@ def jobs(config: dict) -> list[Job]:
         if study == "scaling":
             g = config["grid"]
             out += [Job("scaling_cells", {"arch": a, "transform": t}) for a in g["architectures"] for t in g["transforms"]]
-    if "grid" in config["studies"]:  # the symmetry report compares every family's kernels across the grid's transforms
+    if symmetry_report(config):  # it compares every family's kernels across the grid's transforms
         kernels.update({(f, kernel_transform(config, f, t)): None for f in A.KERNEL_FAMILIES for t in config["grid"]["transforms"]})
     out += [Job("kernel", {"family": f, "transform": t, "seed": str(s), "shard": str(k)})
             for f, t in kernels for s in config["kernel_seeds"] for k in range(config["kernels"]["shards"][f])]

@@ -146,6 +146,32 @@ def fig2_grid(grid: pd.DataFrame, outdir: str | Path) -> list[str]:
     return save(fig, outdir, "fig2_grid")
 
 
+def fig2_vs_kernel(t: pd.DataFrame, outdir: str | Path) -> list[str]:
+    """Fig. 2's synergy question, cell by cell: each architecture's finite net (accepted runs, test accuracy at
+    the best validation step) beside its NTK and NNGP on the same test images, one panel per transform and
+    finite inference. Kernel bars carry the test set's binomial error, finite bars the paired noise of their
+    difference to the NTK (finite_vs_kernel); a star marks a difference beyond twice that noise."""
+    panels = list(t.groupby(["transform", "inference"], sort=False))
+    fig, axes = plt.subplots(1, max(len(panels), 1), figsize=(5.5 * max(len(panels), 1), 3.8), sharey=True, squeeze=False)
+    for ax, ((tid, inf), d) in zip(axes[0], panels):
+        d = d.set_index("architecture").reindex([a for a in ARCH_ORDER if a in set(d["architecture"])])
+        x = np.arange(len(d))
+        for j, (col, label) in enumerate((("ntk_acc", "NTK"), ("nngp_acc", "NNGP"), ("finite_acc", INFERENCE_LABELS[inf]))):
+            se = d["se_vs_ntk"] if col == "finite_acc" else np.sqrt(d[col] * (1 - d[col]) / d["n_test"])
+            ax.bar(x + (j - 1) * 0.27, d[col], 0.27, yerr=se, capsize=2, label=label)
+        for i, (_, r) in enumerate(d.iterrows()):
+            if r["beyond_noise_vs_ntk"]:
+                ax.text(i + 0.27, r["finite_acc"] + r["se_vs_ntk"] + 0.005, "*", ha="center")
+            ax.text(i, 0.01, f"{int(r['accepted'])}/{int(r['runs'])}", ha="center", fontsize=7, color="white")
+        ax.set_xticks(x, [ARCH_LABELS[a] for a in d.index])
+        ax.set_title(f"{T_LABELS.get(tid, tid)}: {INFERENCE_LABELS[inf]} vs kernels")
+        ax.set_ylabel("test accuracy")
+    axes[0][-1].legend(loc="upper left", bbox_to_anchor=(1.01, 1))
+    n = int(t["n_test"].iloc[0]) if len(t) else 0
+    fig.suptitle(f"Finite nets against their kernels on the same {n:,} test images (* beyond 2 sd of the paired difference)")
+    return save(fig, outdir, "fig2_vs_kernel")
+
+
 def fig3_width(width: pd.DataFrame, grid: pd.DataFrame, outdir: str | Path) -> list[str]:
     """VEC_n accuracy vs width on O(3)⊗I_d and O(3)^d data, VEC_inf on the identity data for
     reference (Fig. 3); a point needs 4 of 5 accepted runs (80% of a cell's runs)."""
@@ -206,6 +232,8 @@ def make(name: str, tables: dict[str, pd.DataFrame], outdir: str | Path) -> list
     """Draw one figure by name from the merged tables it needs."""
     if name == "fig2_grid":
         return fig2_grid(tables["grid"], outdir)
+    if name == "fig2_vs_kernel":
+        return fig2_vs_kernel(tables["finite_vs_kernel"], outdir)
     if name == "fig3_width":
         return fig3_width(tables["width"], tables["grid"], outdir)
     if name == "fig4_learning_curves":
@@ -221,7 +249,7 @@ def make(name: str, tables: dict[str, pd.DataFrame], outdir: str | Path) -> list
     raise ValueError(f"unknown figure {name!r}; allowed: {', '.join(FIGURES)}")
 
 
-FIGURES = ("fig2_grid", "fig3_width", "fig4_learning_curves", "figS1_sdist", "figS5_uniform_init", "figS6_scaling",
+FIGURES = ("fig2_grid", "fig2_vs_kernel", "fig3_width", "fig4_learning_curves", "figS1_sdist", "figS5_uniform_init", "figS6_scaling",
            "symmetry_report")
 
 
