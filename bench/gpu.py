@@ -20,7 +20,7 @@ the limit still returns every section it finished; copy it to docs/gpu-<device>.
 
 Sections, each measured side by side in this one process (run in the order --sections gives):
   history   this checkout's float64 kernel against earlier revisions' (--against; by default a63fa24,
-            the kernel measured on the H200 in ../shared/measurements/h200.md; 231da89 is the last
+            the kernel measured on the H200 in calibrations/h200.md; 231da89 is the last
             with float64 <-> float32 conversions), on the same inputs: ms per entry and the speed-up
   kernels   the fused Triton kernel vs the eager path on the same device: max relative
             difference in float64 and float32, and ms per kernel entry (one image pair, every
@@ -68,7 +68,7 @@ SMOKE = {"kernel_sizes": [(4, 6, 3), (8, 4, 4)], "depth": 2, "image": 8, "steps"
 
 
 # Earlier kernels timed beside this checkout's by default: the one measured on the H200
-# (../shared/measurements/h200.md). Each costs a compile per image size (~1.5 min at 32x32 for a63fa24's);
+# (calibrations/h200.md). Each costs a compile per image size (~1.5 min at 32x32 for a63fa24's);
 # `--against a63fa24 231da89` adds the last kernel whose square roots converted between float64 and float32.
 AGAINST = ("a63fa24",)
 

@@ -170,7 +170,7 @@ def profile(mod, s: int, dtype: str, block_elems: int, num_warps: int, maxnreg: 
 
 
 # The float64 kernel measured on one NVIDIA H200, ms per entry at depth 8 with blocks of 1,024 elements on
-# 4 warps (../shared/measurements/h200.md: commit 3be5a62, whose kernel is a63fa24's but for two float32
+# 4 warps (calibrations/h200.md: commit 3be5a62, whose kernel is a63fa24's but for two float32
 # scalar arguments), and that GPU's rates: thread instructions issued per second (132 SMs x 4 schedulers
 # x 32 lanes x 1.98 GHz) and float64 lane operations per second (64 per SM and clock).
 H200_MS = {8: 0.00059, 16: 0.0150, 32: 0.287}

@@ -262,7 +262,7 @@ def test_one_gpu_preset_fits_an_hour_on_the_h200_calibration():
     the upper triangle of train-train plus val and test, identity and O(3)^d at 1,280 images, P(3d) and O(3d) at
     320 (O(3)⊗I_d and the FCN's other transforms are served by Theorem 4.1)."""
     cfg = load_config("presets/one-gpu.yaml")
-    cal = C.load(ROOT.parent / "shared" / "measurements" / "h200-paper-calibration.json")
+    cal = C.load(ROOT / "calibrations" / "h200-paper-calibration.json")
     rows = {r["rule"]: r for r in P.bill(cfg, cal)}
     assert sum(r["pred_s"] for r in rows.values()) <= 3600, rows
 
@@ -285,7 +285,7 @@ def test_plan_prices_the_paper_kernels_with_and_without_reuse():
     shards x 10 (transforms and path points) without reuse, 2 x 1 + 14 x 9 with it; the bill drops by exactly
     the jobs left out (each shard of one family costs the same whatever its transform)."""
     cfg = load_config("presets/paper.yaml")
-    cal = C.load(ROOT.parent / "shared" / "measurements" / "h200-paper-calibration.json")
+    cal = C.load(ROOT / "calibrations" / "h200-paper-calibration.json")
     line = P.reuse_line(cfg, cal, "GPU-hours")
     m = re.match(r"# kernel jobs: (\d+) jobs, ([\d.,]+) GPU-hours one per transform; (\d+) jobs, ([\d.,]+) GPU-hours", line)
     assert m and (int(m[1]), int(m[3])) == (2 * 5 + 14 * 10, 2 * 1 + 14 * 9), line

@@ -45,7 +45,7 @@ def launcher(cfg: dict, cuda: bool) -> str:
 
 
 # Training images/s of one model per family, measured on one NVIDIA H200 (batch 256, 224x224, bf16
-# autocast, synthetic batches; ../shared/measurements/h200.md) with the library models this code builds:
+# autocast, synthetic batches; calibrations/h200.md) with the library models this code builds:
 # torchvision's ResNet-50 in channels_last, timm's EfficientNet-B0 and Mixer-S/16.
 H200_RATES = {"resnet": ("resnet50", 4674.0), "efficientnet": ("efficientnet_b0", 1952.0), "mixer": ("mixer_s16", 5726.0)}
 
