@@ -307,7 +307,7 @@ def test_a_wrong_reuse_stops_the_symmetry_report(smoke, monkeypatch):
     wd, _ = smoke
     r = wd / "results/smoke"
     files = {("conv", "identity"): [str(r / f"kernels/conv/identity/s0/shard{k}") for k in range(2)]}
-    spec = json.dumps({"global_seed": 0, "depth": 2, "seed": 0, "device": "cpu",
+    spec = json.dumps({"global_seed": 0, "depth": 2, "seed": 0, "device": "auto",
                        "kernels": {"engine": "fast", "precision": "float64"}})
     a = argparse.Namespace(spec=spec, split=str(r / "data/split.npz"))
     archs = ["vec", "lcn", "gap", "lap4", "lap8"]

@@ -334,24 +334,23 @@ def _reuse_check(a, family: str, tid: str, files: dict, archs: list[str]) -> dic
     from synsym.core import architectures as A
     from synsym.core import transforms as T
     from synsym.core.data import Split
+    from synsym.core.device import kernel_device
     from synsym.ntk.kernels import block_fn_for, load_kernels
-    from synsym.study.tables import KERNEL_TOL, REUSE_CHECK_IMAGES, sampled_invariance
+    from synsym.study.tables import REUSE_CHECK_IMAGES, check_reuse, sampled_invariance
 
     spec = json.loads(a.spec)
     k, source = spec["kernels"], A.kernel_source(family, tid)
     split = Split.load(a.split)
     x = split.x_train[:REUSE_CHECK_IMAGES]
     padding = spec.get("padding", "circular")
-    fn = block_fn_for(family, spec["depth"], x.shape[1], k["engine"], spec.get("device", "cpu"), print,
+    fn = block_fn_for(family, spec["depth"], x.shape[1], k["engine"], kernel_device(spec["device"]), print,
                       k.get("precision", "float64"), padding)
     seed = spec["seed"]
     served = load_kernels(files[(family, source)])
     got = sampled_invariance(fn, T.make(tid, x.shape[1], spec["global_seed"], seed).apply(x), served, archs)
     worst = max(got.values())
     print(f"reuse {family}/{tid} <- {source}: max rel diff {worst:.1e} on {len(x)} images", flush=True)
-    if worst >= KERNEL_TOL:
-        raise ValueError(f"kernel {family}/{tid}: served by {source}'s kernel (kernels.reuse_invariant) but differs from it by "
-                         f"{worst:.1e} on a block; set kernels.reuse_invariant: false and rerun")
+    check_reuse(worst, f"{family}/{tid}", source)
     return got
 
 

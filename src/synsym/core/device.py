@@ -21,3 +21,9 @@ def resolve_device(device: str):
     if device == "cpu":
         return torch.device("cpu")
     raise ValueError(f"unknown device {device!r}; allowed: {', '.join(DEVICES)}")
+
+
+def kernel_device(device: str) -> str:
+    """Where a kernel computes (the fast engine, the regressions, a reuse check): the config's ``device``
+    resolved as the training jobs resolve it, as the string torch and the engine take ("cpu" or "cuda")."""
+    return "cpu" if device == "cpu" else str(resolve_device(device))

@@ -16,7 +16,7 @@ import numpy as np
 
 from synsym.core import architectures, transforms
 from synsym.core.data import Split, download, make_split, training_subset
-from synsym.core.device import resolve_device
+from synsym.core.device import kernel_device, resolve_device
 from synsym.core.io import atomic_path, code_version, pred_path, write_cell
 from synsym.core.seeding import rng
 from synsym.ntk import kernels, regression
@@ -93,17 +93,10 @@ def kernel_job(spec: dict, family: str, transform_id: str, seed: int, shard: int
     kernels.compute_shard(
         family, xs, spec["depth"], k["block_size"], k["max_memory_gb"], shard, shards, out,
         {"transform": transform_id, "seed": seed}, log=log, engine=k["engine"],
-        device=_kernel_device(spec.get("device", "cpu")), precision=k.get("precision", "float64"),
+        device=kernel_device(spec.get("device", "cpu")), precision=k.get("precision", "float64"),
         padding=spec.get("padding", "circular"),
     )
     log(f"kernel {family}/{transform_id}/s{seed} shard {shard + 1}/{shards}: {time.time() - t0:.1f}s")
-
-
-def _kernel_device(device: str) -> str:
-    """Where the fast engine runs: the training device setting, checked the same way."""
-    if device == "cpu":
-        return "cpu"
-    return str(resolve_device(device))
 
 
 def _base_row(spec: dict, study: str, inference: str, arch: str, transform_id: str, width, m: int, split: Split) -> dict:
@@ -146,7 +139,7 @@ def kernel_cell(
     architectures.get(arch)
     split = Split.load(split_path)
     kerns = [kernels.load_kernels(dirs) for dirs in by_seed(kernel_paths, seeds)]
-    device = _kernel_device(spec.get("device", "cpu"))
+    device = kernel_device(spec.get("device", "cpu"))
     ridges, curve = spec["ridges"], study in CURVE_STUDIES
 
     def run(kern, kind: str, m: int, fixed: float | None = None) -> dict:

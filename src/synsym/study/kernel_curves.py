@@ -21,14 +21,14 @@ import numpy as np
 from synsym.core import architectures as A
 from synsym.core import transforms as T
 from synsym.core.data import Split
+from synsym.core.device import kernel_device
 from synsym.core.io import atomic_path
 from synsym.core.seeding import rng
 from synsym.ntk import kernels, regression
+from synsym.study.tables import REUSE_CHECK_IMAGES, check_reuse
 
 TABLE = "kernel_curves.csv"
 COLUMNS = ["padding", "transform", "architecture", "inference", "n_train", "draw", "ridge", "val_acc", "test_acc", "n_test"]
-CHECK_IMAGES = 64  # images of the sampled block that verifies a reused kernel
-CHECK_TOL = 1e-12
 
 
 def log(msg: str) -> None:
@@ -73,18 +73,18 @@ def compute_kernel(spec: dict, split: Split, padding: str, family: str, transfor
     t0 = time.time()
     kernels.compute_shard(family, _data(split, transform_id, spec["global_seed"], m), spec["depth"], k["block_size"],
                           k["max_memory_gb"], 0, 1, d, {"transform": transform_id, "seed": 0, "padding": padding},
-                          log=log, device=spec.get("device", "cpu"), padding=padding)
+                          log=log, device=spec["device"], padding=padding)
     log(f"kernel {padding}/{family}/{transform_id} m={m}: {time.time() - t0:.0f}s")
     return d
 
 
-def check_reuse(spec: dict, split: Split, padding: str, family: str, transform_id: str) -> float:
+def reuse_error(spec: dict, split: Split, padding: str, family: str, transform_id: str) -> float:
     """Max relative difference between the kernel computed on tau D and the one served for it, on the first
-    CHECK_IMAGES training images (NNGP and NTK of every readout): Theorem 4.1 checked on every run."""
-    n = min(CHECK_IMAGES, len(split.y_train))
+    REUSE_CHECK_IMAGES training images (NNGP and NTK of every readout): Theorem 4.1 checked on every run."""
+    n = min(REUSE_CHECK_IMAGES, len(split.y_train))
     x = _data(split, transform_id, spec["global_seed"], n)["train"]
     x0 = _data(split, A.kernel_source(family, transform_id), spec["global_seed"], n)["train"]
-    fn = kernels.block_fn_for(family, spec["depth"], x.shape[1], "fast", spec.get("device", "cpu"), log, padding=padding)
+    fn = kernels.block_fn_for(family, spec["depth"], x.shape[1], "fast", spec["device"], log, padding=padding)
     got, want = fn(x), fn(x0)
     return max(float(np.abs(got[a][i] - want[a][i]).max() / np.abs(want[a][i]).max()) for a in got for i in range(2))
 
@@ -98,7 +98,7 @@ def subsets(global_seed: int, pool: int, m: int, draws: int) -> list[np.ndarray]
 
 
 def regress_curve(kern, split: Split, arch: str, kind: str, sizes: list[int], draws: int, ridges: list[float],
-                  global_seed: int, device: str = "cpu") -> list[dict]:
+                  global_seed: int, device: str) -> list[dict]:
     """Test accuracy of one (architecture, kind) at every size and draw, the ridge picked on validation."""
     key = kernels.kernel_key(arch)
     pool = max(sizes)
@@ -118,7 +118,9 @@ def regress_curve(kern, split: Split, arch: str, kind: str, sizes: list[int], dr
 
 def run(spec: dict, split_path: str, out_dir: str) -> Path:
     """Every kernel, reuse check and regression of the study; the table (TABLE) and the reuse checks
-    (reuse.json) under ``out_dir``. Kernels already on disk are kept, so a killed run resumes."""
+    (reuse.json) under ``out_dir``. Kernels already on disk are kept, so a killed run resumes. ``spec["device"]``
+    (cpu, cuda or auto) is resolved here, once, for every kernel and regression below."""
+    spec = {**spec, "device": kernel_device(spec["device"])}
     out = Path(out_dir)
     split = Split.load(split_path)
     kc = spec["kernel_curves"]
@@ -129,19 +131,17 @@ def run(spec: dict, split_path: str, out_dir: str) -> Path:
                              "training images; lower it or raise data.n_train")
     rows, checks, correct = [], {}, {}
     curves: dict[tuple, list[dict]] = {}  # (padding, source, arch, kind, top): a served transform's are its source's
-    device = spec.get("device", "cpu")
+    device = spec["device"]
     where = {(p, f, src): m for p, f, src, m in plan_kernels(kc)}
     for transform_id, top in kc["transforms"].items():
         for padding in kc["paddings"]:
             for family in A.KERNEL_FAMILIES:
                 source = A.kernel_source(family, transform_id)
                 if source != transform_id:
-                    err = check_reuse(spec, split, padding, family, transform_id)
+                    err = reuse_error(spec, split, padding, family, transform_id)
                     checks[f"{padding}/{family}/{transform_id}"] = {"served_by": source, "max_rel_diff": err}
                     log(f"reuse {padding}/{family}/{transform_id} <- {source}: max rel diff {err:.1e} on a sampled block")
-                    if err > CHECK_TOL:
-                        raise AssertionError(f"Theorem 4.1 reuse failed: {padding}/{family}/{transform_id} differs from "
-                                             f"{source} by {err:.2e} > {CHECK_TOL:g}")
+                    check_reuse(err, f"{padding}/{family}/{transform_id}", source)
                 kern = kernels.load_kernels([compute_kernel(spec, split, padding, family, source,
                                                             where[(padding, family, source)], out)])  # read on demand
                 for arch in A.ARCHITECTURES:
