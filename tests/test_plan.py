@@ -55,7 +55,8 @@ def test_kernel_entries_are_what_the_engine_computes(monkeypatch, n, b):
     x = {k: rng.standard_normal((m, 8, 8, 3)) for k, m in zip(("train", "val", "test"), n)}
     K.compute_family("fcn", x["train"], {"val": x["val"], "test": x["test"]}, 1, b, 2.0, log=lambda _: None)
     cfg = load_config()
-    cfg["data"].update(n_train=n[0], n_val=n[1], n_test=n[2])
+    # a quarter of the test images from the training pool (data.n_test_pool): they are test rows all the same
+    cfg["data"].update(n_train=n[0], n_val=n[1], n_test=n[2] - n[2] // 4, n_test_pool=n[2] // 4)
     cfg["kernels"]["block_size"] = b
     assert cost.kernel_entries(cfg, "fcn") == sum(seen)
 

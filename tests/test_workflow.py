@@ -127,6 +127,10 @@ def test_smoke_produces_every_table_and_figure(smoke):
                                                                 for t in T.TRANSFORMS}
     assert list(grid.columns) == CELL_SCHEMA.names
     assert (grid["run"] == "smoke").all()
+    # data.n_test_pool: kernels and finite nets test on the same 40 + 20 images, and the paired table says so
+    assert (grid["n_test"] == 60).all()
+    fvk = pd.read_parquet(r / "tables" / "finite_vs_kernel.parquet")
+    assert len(fvk) == 2 * 6 * 5 and (fvk["n_test"] == 60).all()
     assert grid[grid["inference"] == "nn"].groupby(["architecture", "transform"]).size().eq(2).all()  # 2 seeds
     assert (r / "tables" / "grid.csv").read_text().startswith("study,inference,architecture")
     for t in TABLES:
