@@ -86,14 +86,20 @@ def test_default_dag_counts():
 
 
 def test_one_study_preset_builds_that_study_alone():
-    """config ``studies``: the synergy preset builds the grid and what is drawn from it, nothing of the other
-    studies. By hand: 5 architectures x NN+ on identity = 5 training cells and 5 NTK/NNGP cells; kernels: FCN
-    in 1 shard, the conv family in 2; figures: Fig. 2 and the symmetry report (Fig. 1 and S2 from the data)."""
+    """config ``studies``: the synergy preset builds the grid, VEC's width points and what is drawn from them,
+    nothing of the other studies. By hand: 5 architectures x NN+ on identity = 5 training cells and 5 NTK/NNGP
+    cells, VEC at widths 48 and 96 (24 is the grid's); kernels: FCN in 1 shard, the conv family in 2; tables:
+    grid, width, finite-vs-kernel, ridge wins, and no symmetry report (one transform, nothing to compare);
+    figures: Fig. 2, its finite-vs-kernel bars and Fig. 3 (Fig. 1 and S2 from the data)."""
     got = dry_counts("--configfile", "presets/synergy-fig2-identity.yaml")
-    assert got == {"prepare": 1, "kernel": 3, "train_cell": 5, "kernel_cell": 5, "merge": 1, "symmetry_report": 1,
-                   "finite_vs_kernel": 1, "ridge_wins": 1, "figure": 3, "transform_figures": 1, "all": 1}
+    assert got == {"prepare": 1, "kernel": 3, "train_cell": 5 + 2, "kernel_cell": 5, "merge": 2, "finite_vs_kernel": 1,
+                   "ridge_wins": 1, "figure": 3, "transform_figures": 1, "all": 1}
     cfg = merged("presets/synergy-fig2-identity.yaml")
-    assert sorted(j.rule for j in J.jobs(cfg)) == sorted(["prepare"] + ["kernel"] * 3 + ["train_cell"] * 5 + ["kernel_cell"] * 5)
+    assert sorted(j.rule for j in J.jobs(cfg)) == sorted(["prepare"] + ["kernel"] * 3 + ["train_cell"] * 7 + ["kernel_cell"] * 5)
+    # its O(3)^d twin: the FCN kernel is the identity's (Theorem 4.1), the conv family's O(3)^d kernel in 2 shards
+    got = dry_counts("--configfile", "presets/synergy-fig2-o3.yaml")
+    assert got == {"prepare": 1, "kernel": 3, "train_cell": 5 + 2, "kernel_cell": 5, "merge": 2, "finite_vs_kernel": 1,
+                   "ridge_wins": 1, "figure": 3, "transform_figures": 1, "all": 1}
 
 
 def test_lint_clean():

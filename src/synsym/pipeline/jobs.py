@@ -87,8 +87,10 @@ def studies(config: dict) -> list[str]:
 
 
 def symmetry_report(config: dict) -> bool:
-    """Whether the run has a Theorem 4.1 report: the grid is built and holds the clean data, the reference."""
-    return "grid" in config["studies"] and "identity" in config["grid"]["transforms"]
+    """Whether the run has a Theorem 4.1 report: the grid is built and holds the clean data, the reference, and
+    another transform to compare with it."""
+    t = config["grid"]["transforms"]
+    return "grid" in config["studies"] and "identity" in t and len(t) > 1
 
 
 def cell_path(config: dict, study: str, inference: str, arch: str, transform: str, width, m: int) -> str:
