@@ -45,7 +45,7 @@ def train(split_path, out, spec: dict, env: dict | None = None, arch=("gap", "4"
     return subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**os.environ, **(env or {})})
 
 
-SPEC = {"run_name": "t", "global_seed": 0, "depth": 2, "seeds": [0, 1], "device": "cpu",
+SPEC = {"run_name": "t", "global_seed": 0, "depth": 2, "seeds": [0, 1], "device": "cpu", "padding": "circular",
         "training": {"max_steps": 40, "eval_every": 10, "batch_size": 8, "momentum": 0.9, "eta0_samples": 16,
                      "accept_train_acc": 0.95, "eval_batch": 64, "checkpoint_minutes": 0}}
 

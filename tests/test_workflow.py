@@ -263,7 +263,7 @@ def test_width_and_curve_cells_that_are_grid_cells_are_trained_once(smoke, tmp_p
     assert len(shared) == 2 * 2 * len(cfg["seeds"])  # nn, nn_plus x o3_shared, o3_per_pixel
     assert len(curves[(curves["n_train"] == n) & curves["inference"].isin(A.FINITE_INFERENCES)]) == 3 * len(cfg["seeds"])
     spec = {"run_name": "smoke", "global_seed": cfg["global_seed"], "depth": cfg["model"]["depth"],
-            "seeds": cfg["seeds"], "device": cfg["device"], "training": cfg["training"]}
+            "padding": cfg["model"]["padding"], "seeds": cfg["seeds"], "device": cfg["device"], "training": cfg["training"]}
     out = tmp_path / "width_cell.parquet"
     subprocess.run([sys.executable, "-m", "synsym.cli", "train", "--spec", json.dumps(spec), "--study", "width",
                     "--inference", "nn", "--arch", "vec", "--transform", "o3_shared", "--width", str(w), "--m", str(n),
@@ -317,7 +317,7 @@ def test_a_wrong_reuse_stops_the_symmetry_report(smoke, monkeypatch):
     wd, _ = smoke
     r = wd / "results/smoke"
     files = {("conv", "identity"): [str(r / f"kernels/conv/identity/s0/shard{k}") for k in range(2)]}
-    spec = json.dumps({"global_seed": 0, "depth": 2, "seed": 0, "device": "auto",
+    spec = json.dumps({"global_seed": 0, "depth": 2, "seed": 0, "device": "auto", "padding": "circular",
                        "kernels": {"engine": "fast", "precision": "float64"}})
     a = argparse.Namespace(spec=spec, split=str(r / "data/split.npz"))
     archs = ["vec", "lcn", "gap", "lap4", "lap8"]
@@ -365,7 +365,8 @@ def test_cli_errors_are_one_line(tmp_path):
     import subprocess
     import sys
 
-    spec = json.dumps({"run_name": "t", "global_seed": 0, "depth": 2, "seeds": [0], "device": "cuda", "training": {}})
+    spec = json.dumps({"run_name": "t", "global_seed": 0, "depth": 2, "seeds": [0], "device": "cuda", "padding": "zero",
+                       "training": {}})
     p = subprocess.run([sys.executable, "-m", "synsym.cli", "train", "--spec", spec, "--study", "grid", "--inference",
                         "nn", "--arch", "resnet", "--transform", "identity", "--width", "4", "--m", "10", "--split",
                         str(tmp_path / "missing.npz"), "--out", str(tmp_path / "o.parquet")],
@@ -373,6 +374,15 @@ def test_cli_errors_are_one_line(tmp_path):
     assert p.returncode == 2
     assert p.stderr.strip().splitlines() == ["synsym train: error: unknown architecture 'resnet'; allowed: fcn, lcn, "
                                              "vec, gap, lap4, lap8"]
+    # a spec without the padding a training job reads is refused at the boundary, before the split is opened
+    spec = json.dumps({"run_name": "t", "global_seed": 0, "depth": 2, "seeds": [0], "device": "cpu", "training": {}})
+    p = subprocess.run([sys.executable, "-m", "synsym.cli", "train", "--spec", spec, "--study", "grid", "--inference",
+                        "nn", "--arch", "vec", "--transform", "identity", "--width", "4", "--m", "10", "--split",
+                        str(tmp_path / "missing.npz"), "--out", str(tmp_path / "o.parquet")],
+                       capture_output=True, text=True)
+    assert p.returncode == 2
+    assert p.stderr.strip().splitlines() == ["synsym train: error: --spec lacks 'padding', which train reads; the rules' "
+                                             "spec_json always writes it"]
 
 
 @pytest.mark.slow

@@ -119,11 +119,29 @@ def main(argv: list[str] | None = None) -> int:
     from synsym.core.data import DataError
 
     try:
+        _check_spec(a)
         RUN[a.cmd](a)
     except (ValueError, RuntimeError, DataError, MemoryError, FileNotFoundError) as e:
         print(f"synsym {a.cmd}: error: {e}", file=sys.stderr)
         return 2
     return 0
+
+
+# The settings a command's --spec must carry (the rules' spec_json writes them all): no job falls back on a default
+# that would silently change a result.
+SPEC_KEYS = {"kernel": ("padding", "device", "kernels"), "kernel-cell": ("device",), "train": ("padding", "device"),
+             "symmetry": ("padding", "device", "kernels")}
+
+
+def _check_spec(a) -> None:
+    """Refuse, in one line and before any work, a --spec without a setting its command reads."""
+    spec = getattr(a, "spec", None)
+    if spec is None or a.cmd not in SPEC_KEYS:
+        return
+    spec = json.loads(spec) if isinstance(spec, str) else spec
+    missing = [k for k in SPEC_KEYS[a.cmd] if k not in spec]
+    if missing:
+        raise ValueError(f"--spec lacks {missing[0]!r}, which {a.cmd} reads; the rules' spec_json always writes it")
 
 
 def _wrote(paths) -> None:
@@ -342,9 +360,8 @@ def _reuse_check(a, family: str, tid: str, files: dict, archs: list[str]) -> dic
     k, source = spec["kernels"], A.kernel_source(family, tid)
     split = Split.load(a.split)
     x = split.x_train[:REUSE_CHECK_IMAGES]
-    padding = spec.get("padding", "circular")
     fn = block_fn_for(family, spec["depth"], x.shape[1], k["engine"], kernel_device(spec["device"]), print,
-                      k.get("precision", "float64"), padding)
+                      k["precision"], spec["padding"])
     seed = spec["seed"]
     served = load_kernels(files[(family, source)])
     got = sampled_invariance(fn, T.make(tid, x.shape[1], spec["global_seed"], seed).apply(x), served, archs)

@@ -36,9 +36,7 @@ wildcard_constraints:
 
 def spec_json(**extra):
     """The config a job depends on, as one JSON string (a params rerun trigger)."""
-    d = {"run_name": RUN, "global_seed": config["global_seed"], "depth": DEPTH}
-    if config["model"].get("padding", "circular") != "circular":  # circular runs keep their old params
-        d["padding"] = config["model"]["padding"]
+    d = {"run_name": RUN, "global_seed": config["global_seed"], "depth": DEPTH, "padding": config["model"]["padding"]}
     d.update(extra)
     return json.dumps(d, sort_keys=True)
 

@@ -8,8 +8,7 @@ rule kernel:
     params:
         # the kernel itself: engine, blocking and sharding, not the regression's ridges (kernel_cell uses those)
         spec=lambda wc: spec_json(
-            kernels={k: config["kernels"][k] for k in ("engine", "block_size", "max_memory_gb", "shards")}
-            | ({"precision": config["kernels"]["precision"]} if config["kernels"]["precision"] != "float64" else {}),
+            kernels={k: config["kernels"][k] for k in ("engine", "block_size", "max_memory_gb", "shards", "precision")},
             device=config["device"],
         ),
     conda:

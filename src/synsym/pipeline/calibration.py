@@ -120,15 +120,16 @@ def _overheads(config: dict) -> dict:
     sizes = {"train": 40, "val": 10, "test": 10}
     split = Split(**{k: v for part, n in sizes.items() for k, v in (
         (f"x_{part}", rng.standard_normal((n, s, s, 3))), (f"y_{part}", np.arange(n) % 10))})
-    base = {"run_name": "calibration", "global_seed": 0, "depth": depth}
+    base = {"run_name": "calibration", "global_seed": 0, "depth": depth, "padding": config["model"]["padding"]}
     out = {}
     with tempfile.TemporaryDirectory() as d:
         split.save(f"{d}/split.npz")
-        k = {"engine": config["kernels"]["engine"], "block_size": 40, "max_memory_gb": 2.0, "shards": {"fcn": 1, "conv": 1}}
+        k = {"engine": config["kernels"]["engine"], "block_size": 40, "max_memory_gb": 2.0, "shards": {"fcn": 1, "conv": 1},
+             "precision": config["kernels"]["precision"]}
         tc = dict(config["training"], max_steps=1, max_steps_nn=None, eval_every=1)
         # the rules' own command lines (jobs.CLI), on the tiny split
         spec = {"kernel": {**base, "kernels": k, "device": "cpu"},
-                "kernel_cell": {**base, "ridges": config["kernels"]["ridges"], "seeds": [0]},
+                "kernel_cell": {**base, "ridges": config["kernels"]["ridges"], "seeds": [0], "device": "cpu"},
                 "train_cell": {**base, "seeds": config["seeds"], "device": "cpu", "training": tc}}
         one = {"study": "grid", "arch": "fcn", "transform": "o3_per_pixel", "split": f"{d}/split.npz"}
         fields = {

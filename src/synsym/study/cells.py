@@ -93,8 +93,7 @@ def kernel_job(spec: dict, family: str, transform_id: str, seed: int, shard: int
     kernels.compute_shard(
         family, xs, spec["depth"], k["block_size"], k["max_memory_gb"], shard, shards, out,
         {"transform": transform_id, "seed": seed}, log=log, engine=k["engine"],
-        device=kernel_device(spec.get("device", "cpu")), precision=k.get("precision", "float64"),
-        padding=spec.get("padding", "circular"),
+        device=kernel_device(spec["device"]), precision=k["precision"], padding=spec["padding"],
     )
     log(f"kernel {family}/{transform_id}/s{seed} shard {shard + 1}/{shards}: {time.time() - t0:.1f}s")
 
@@ -139,7 +138,7 @@ def kernel_cell(
     architectures.get(arch)
     split = Split.load(split_path)
     kerns = [kernels.load_kernels(dirs) for dirs in by_seed(kernel_paths, seeds)]
-    device = kernel_device(spec.get("device", "cpu"))
+    device = kernel_device(spec["device"])
     ridges, curve = spec["ridges"], study in CURVE_STUDIES
 
     def run(kern, kind: str, m: int, fixed: float | None = None) -> dict:
@@ -201,7 +200,7 @@ def train_cell(
 
     from synsym.finite import models, training
 
-    a = architectures.get(arch, spec.get("padding", "circular"))
+    a = architectures.get(arch, spec["padding"])
     architectures.check_inference(inference, architectures.FINITE_INFERENCES)
     device = resolve_device(spec["device"])
     split = Split.load(split_path)
