@@ -140,7 +140,8 @@ def test_curves_through_slurm_then_rerun_one_cell(tmp_path, mini_archive):
 # runs well inside one. Their tables and predictions must equal an uninterrupted local run's, bit for bit.
 LONG = "results/smoke/cells/grid/nn/fcn/identity/w32_m60.parquet"
 SHORT = "results/smoke/cells/grid/nn_plus/fcn/identity/w32_m60.parquet"
-STEPS = {"max_steps": 30000, "max_steps_nn": 150000}  # ~25 s and ~110 s of training on this 2-core VM
+# ~20 s and ~110 s of training on this 2-core VM: SHORT must end well inside a one-minute attempt, start-up included
+STEPS = {"max_steps": 15000, "max_steps_nn": 150000}
 
 
 def _fault_args(tmp_path, mini_archive, profile: bool) -> tuple:

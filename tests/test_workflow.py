@@ -365,21 +365,19 @@ def test_cli_errors_are_one_line(tmp_path):
     import subprocess
     import sys
 
-    spec = json.dumps({"run_name": "t", "global_seed": 0, "depth": 2, "seeds": [0], "device": "cuda", "padding": "zero",
-                       "training": {}})
-    p = subprocess.run([sys.executable, "-m", "synsym.cli", "train", "--spec", spec, "--study", "grid", "--inference",
-                        "nn", "--arch", "resnet", "--transform", "identity", "--width", "4", "--m", "10", "--split",
-                        str(tmp_path / "missing.npz"), "--out", str(tmp_path / "o.parquet")],
-                       capture_output=True, text=True)
+    def train(spec: dict, arch: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "synsym.cli", "train", "--spec", json.dumps(spec), "--study", "grid",
+                               "--inference", "nn", "--arch", arch, "--transform", "identity", "--width", "4", "--m", "10",
+                               "--split", str(tmp_path / "missing.npz"), "--out", str(tmp_path / "o.parquet")],
+                              capture_output=True, text=True)
+
+    spec = {"run_name": "t", "global_seed": 0, "depth": 2, "seeds": [0], "device": "cuda", "padding": "zero", "training": {}}
+    p = train(spec, "resnet")
     assert p.returncode == 2
     assert p.stderr.strip().splitlines() == ["synsym train: error: unknown architecture 'resnet'; allowed: fcn, lcn, "
                                              "vec, gap, lap4, lap8"]
     # a spec without the padding a training job reads is refused at the boundary, before the split is opened
-    spec = json.dumps({"run_name": "t", "global_seed": 0, "depth": 2, "seeds": [0], "device": "cpu", "training": {}})
-    p = subprocess.run([sys.executable, "-m", "synsym.cli", "train", "--spec", spec, "--study", "grid", "--inference",
-                        "nn", "--arch", "vec", "--transform", "identity", "--width", "4", "--m", "10", "--split",
-                        str(tmp_path / "missing.npz"), "--out", str(tmp_path / "o.parquet")],
-                       capture_output=True, text=True)
+    p = train({k: v for k, v in spec.items() if k != "padding"}, "vec")
     assert p.returncode == 2
     assert p.stderr.strip().splitlines() == ["synsym train: error: --spec lacks 'padding', which train reads; the rules' "
                                              "spec_json always writes it"]
