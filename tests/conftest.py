@@ -1,4 +1,5 @@
-"""Shared fixtures. The mini CIFAR-10 archive lives in ../shared (never in git)."""
+"""Shared fixtures. The mini CIFAR-10 archive (never in git) comes from SYNSYM_MINI_DIR, ../shared beside
+the clone, or is built once into data/cifar-10-mini from the official download."""
 
 from __future__ import annotations
 
@@ -11,7 +12,44 @@ import pytest
 import synsym  # noqa: F401  (first: it loads Triton's LLVM before any test module brings TensorFlow's)
 
 ROOT = Path(__file__).resolve().parents[1]
-MINI = Path(os.environ.get("SYNSYM_MINI_DIR", ROOT.parent / "shared" / "data" / "cifar-10-mini"))
+
+
+def locate_mini(env: dict, root: Path) -> Path:
+    """Where the tests' mini CIFAR-10 archive is: ``SYNSYM_MINI_DIR``, else ``../shared/data/cifar-10-mini``
+    beside the clone, else ``data/cifar-10-mini`` (not in git), built there from the official download."""
+    if env.get("SYNSYM_MINI_DIR"):
+        return Path(env["SYNSYM_MINI_DIR"])
+    shared = root.parent / "shared" / "data" / "cifar-10-mini"
+    return shared if (shared / "MANIFEST").exists() else root / "data" / "cifar-10-mini"
+
+
+def ensure_mini(d: Path, root: Path, url: str, md5: str) -> Path:
+    """Build the mini archive in ``root/data/cifar-10-mini`` when nothing else provides one: download the
+    official archive (md5-checked, kept in ``data/cifar10`` as the study's own download is) and keep the
+    first images of each batch (``synsym.core.data.make_mini_archive``). A missing ``SYNSYM_MINI_DIR`` fails."""
+    if (d / "MANIFEST").exists():
+        return d
+    if d != root / "data" / "cifar-10-mini":
+        raise AssertionError(f"no MANIFEST in {d}: SYNSYM_MINI_DIR must name a folder holding the mini archive")
+    from synsym.core import data
+
+    data.make_mini_archive(data.download(url, md5, root / "data" / "cifar10"), d)
+    return d
+
+
+def official() -> tuple[str, str]:
+    """config.yaml's data.url and data.md5: the official archive."""
+    import yaml
+
+    d = yaml.safe_load((ROOT / "config.yaml").read_text())["data"]
+    return d["url"], d["md5"]
+
+
+MINI = locate_mini(os.environ, ROOT)
+
+
+def pytest_sessionstart(session) -> None:
+    ensure_mini(MINI, ROOT, *official())
 
 
 def mini_md5() -> str:
@@ -23,10 +61,16 @@ def mini_md5() -> str:
 
 
 @pytest.fixture(scope="session")
+def mini_dir() -> Path:
+    """The folder of the mini archive and its MANIFEST."""
+    return MINI
+
+
+@pytest.fixture(scope="session")
 def mini_archive() -> tuple[str, str]:
     """(file:// URL, md5) of the real mini CIFAR-10 archive."""
     archive = MINI / "cifar-10-python.tar.gz"
-    assert archive.exists(), f"mini CIFAR-10 archive missing at {archive} (tests need ../shared beside the repo)"
+    assert archive.exists(), f"mini CIFAR-10 archive missing at {archive} (MANIFEST without its archive)"
     return archive.as_uri(), mini_md5()
 
 

@@ -117,3 +117,56 @@ def test_not_a_gzip(tmp_path):
     with pytest.raises(D.DataError, match="cannot extract"):
         D.download(f.as_uri(), D.md5sum(f), tmp_path / "d")
     assert list((tmp_path / "d").iterdir()) == []
+
+
+def test_mini_archive_builder_keeps_the_first_images_of_each_batch(tmp_path, mini_archive, mini_batches):
+    """`synsym mini-archive`, as a clone without ../shared builds its tests' archive: from an official-format
+    archive (here the mini one through file://, offline), md5-checked, the first images of every batch in the
+    official format, with a MANIFEST whose md5 is the archive's; the bytes do not depend on when it ran."""
+    import subprocess
+    import sys
+
+    url, md5 = mini_archive
+
+    def build(out: str) -> tuple[subprocess.CompletedProcess, str]:
+        p = subprocess.run([sys.executable, "-m", "synsym.cli", "mini-archive", "--url", url, "--md5", md5,
+                            "--out", str(tmp_path / out), "--download-dir", str(tmp_path / "official")],
+                           capture_output=True, text=True, timeout=300)
+        return p, (tmp_path / out / "MANIFEST").read_text().splitlines()[0].split()[0] if p.returncode == 0 else ""
+
+    p, built = build("mini")
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert built == D.md5sum(tmp_path / "mini" / D.ARCHIVE)
+    x, y, xt, yt = D.load_cifar10(D.download((tmp_path / "mini" / D.ARCHIVE).as_uri(), built, tmp_path / "x"))
+    x0, y0, xt0, yt0 = D.load_cifar10(mini_batches)
+    assert len(y) == sum(D.MINI_TRAIN) and len(yt) == D.MINI_TEST
+    assert np.array_equal(x, x0[:len(y)]) and np.array_equal(y, y0[:len(y)]) and np.array_equal(xt, xt0) and np.array_equal(yt, yt0)
+    assert build("again")[1] == built  # byte-stable: sorted members, no timestamps
+    small, md5_small = D.make_mini_archive(mini_batches, tmp_path / "small", (3, 2, 2, 2, 2), 4)
+    xs, ys, xts, _ = D.load_cifar10(D.download(small.as_uri(), md5_small, tmp_path / "xs"))
+    first = np.cumsum([0, *D.MINI_TRAIN[:-1]])  # where each source batch starts in x0
+    assert np.array_equal(xs, np.concatenate([x0[s:s + n] for s, n in zip(first, (3, 2, 2, 2, 2))]))
+    assert np.array_equal(xts, xt0[:4])
+    with pytest.raises(D.DataError, match=r"^mini archive: test_batch has 1017 images; asked for 2000$"):
+        D.make_mini_archive(mini_batches, tmp_path / "big", D.MINI_TRAIN, 2000)
+
+
+def test_tests_find_or_build_their_mini_archive(tmp_path, mini_archive):
+    """conftest's rule: SYNSYM_MINI_DIR, else ../shared beside the clone, else data/cifar-10-mini built from the
+    official download (here a local official-format archive), once: a second call finds it."""
+    from conftest import ensure_mini, locate_mini
+
+    clone = tmp_path / "clone"
+    assert str(locate_mini({"SYNSYM_MINI_DIR": "/x"}, clone)) == "/x"
+    d = locate_mini({}, clone)
+    assert d == clone / "data" / "cifar-10-mini"
+    url, md5 = mini_archive
+    ensure_mini(d, clone, url, md5)
+    first = (d / "MANIFEST").read_text()
+    assert (clone / "data" / "cifar10" / D.ARCHIVE).exists() and first.split()[0] == D.md5sum(d / D.ARCHIVE)
+    assert ensure_mini(d, clone, "file:///nowhere", "0") == d and (d / "MANIFEST").read_text() == first
+    (clone.parent / "shared" / "data" / "cifar-10-mini").mkdir(parents=True)
+    (clone.parent / "shared" / "data" / "cifar-10-mini" / "MANIFEST").write_text(first)
+    assert locate_mini({}, clone) == clone.parent / "shared" / "data" / "cifar-10-mini"
+    with pytest.raises(AssertionError, match="SYNSYM_MINI_DIR must name"):
+        ensure_mini(tmp_path / "elsewhere", clone, url, md5)

@@ -94,15 +94,13 @@ def test_ordering_arithmetic():
     assert o["gap>vec"] and not o["vec>fcn"] and not o["ordered"]
 
 
-def test_gpu_runbook_smoke_form(tmp_path):
+def test_gpu_runbook_smoke_form(tmp_path, mini_dir):
     """The GPU runbook's CPU smoke form, as a bare GPU machine would run it: its own process, the mini archive's
     folder passed in, no snakemake; it writes its table, reuse checks, figure and ordering under --out."""
     import subprocess
     import sys
 
-    from helpers import ROOT
-
-    archive = ROOT.parent / "shared" / "data" / "cifar-10-mini"
+    archive = mini_dir
     code = ("import sys; from synsym.study import kernel_curves as K; "
             f"rc = K.runbook(['--archive', {str(archive)!r}, '--out', {str(tmp_path)!r}, '--slice', 'smoke', '--device', 'cpu']); "
             "print(rc, 'neural_tangents' in sys.modules, 'snakemake' in sys.modules)")

@@ -82,6 +82,11 @@ COMMANDS: dict[str, tuple[tuple, str | None]] = {
               ("--jobs", {"help": "write one row per job (TSV): predicted seconds and MB, Slurm request"}),
               ("--compare", {"help": "a run directory (results/<run>): predicted vs measured seconds per rule"})),
              "predict every job's runtime and memory (calibrating this machine once)"),
+    "mini-archive": ((("--url", {"help": "the official archive (https://... or file:///abs/path); default: config.yaml's data.url"}),
+                      ("--md5", {"help": "its md5; default: config.yaml's data.md5"}),
+                      ("--out", {"required": True, "help": "a folder: the mini archive and its MANIFEST"}),
+                      ("--download-dir", {"required": True, "help": "where the official archive is kept (data/cifar10)"})),
+                     "the tests' mini CIFAR-10: the first images of each official batch, in the official format"),
 }
 # The ImageNet half's actions (`synsym imagenet ACTION`), each with only the flags it reads.
 IMAGENET: dict[str, tuple] = {
@@ -179,6 +184,19 @@ def _figure(a) -> None:
     _wrote(figures.make(a.name, {Path(t).stem: read_table(t) for t in a.tables}, Path(a.out).parent))
 
 
+def _mini_archive(a) -> Path:
+    from synsym.core import data
+
+    if not (a.url and a.md5):  # the official archive, as the study's config.yaml names it
+        from synsym.pipeline.config import load_config
+
+        official = load_config([])["data"]
+        a.url, a.md5 = a.url or official["url"], a.md5 or official["md5"]
+    archive, md5 = data.make_mini_archive(data.download(a.url, a.md5, a.download_dir), a.out)
+    print(f"mini archive md5 {md5} (also in {Path(a.out) / 'MANIFEST'})", file=sys.stderr)
+    return archive
+
+
 def _cells():
     from synsym.study import cells
 
@@ -187,7 +205,7 @@ def _cells():
 
 def plan_cmd(a) -> int:
     """``synsym plan``: the bill of a preset, per rule and in total, from this machine's calibration."""
-    from synsym.pipeline import calibration, cost, plan, slurm
+    from synsym.pipeline import calibration, plan
     from synsym.pipeline.config import SCHEMA, ConfigError, load_config, study_root, validate
 
     try:
@@ -216,31 +234,7 @@ def plan_cmd(a) -> int:
         print(f"synsym plan: error: {e}", file=sys.stderr)
         return 2
     rows = plan.bill(config, cal)
-    unit = "GPU-hours" if cal["device"] == "cuda" else "CPU-hours"
-    print(f"# plan for run {config['run_name']!r}: calibration {path} ({cal['device_name']}, {cal['machine']}, "
-          f"1 {'GPU' if cal['device'] == 'cuda' else 'thread'} per job)")
-    train = [r for r in rows if r["rule"] == "train_cell"]
-    print(f"# training jobs are priced at their predicted steps to stop (a power law in n_train fitted to "
-          f"bench/convergence.py, synsym.pipeline.steps), at most their cap (training.max_steps = "
-          f"{config['training']['max_steps']}, max_steps_nn = {config['training'].get('max_steps_nn')}): "
-          f"{sum(r['pred_s'] for r in train) / 3600:.3g} {unit} at predicted steps, "
-          f"{sum(r['cap_s'] for r in train) / 3600:.3g} at the cap; requests = prediction x {config['plan']['safety_factor']}")
-    print(plan.summary(rows, unit))
-    print(plan.reuse_line(config, cal, unit))
-    if train:
-        print(plan.step_table(rows, config))
-    p, over = config["plan"], plan.over_limits(rows, config)
-    by_rule = {r: sum(1 for o in over if o["rule"] == r) for r in dict.fromkeys(o["rule"] for o in over)}
-    print(f"# jobs over plan.max_job_hours = {p['max_job_hours']:g} h or plan.max_job_mem_gb = {p['max_job_mem_gb']:g} GB: "
-          + (", ".join(f"{r} {n}" for r, n in by_rule.items()) if over else "none"))
-    multi = [slurm.attempts(r, config) for r in rows if r["rule"] in slurm.RESUMABLE]
-    print(f"# resumable training jobs needing several attempts of <= {p['max_job_hours']:g} h: "
-          f"{sum(a > 1 for a in multi)}, up to {max(multi, default=1)} attempts (the profile's `retries` must allow them)")
-    need = {f: plan.shards_needed(config, cal, f) for f in config["kernels"]["shards"]}
-    print("# kernels.shards: " + ", ".join(f"{f} = {config['kernels']['shards'][f]} (fits the limits from {need[f]})"
-                                          for f in need))
-    print(f"# conv-family kernels: {cost.kernel_flops(config):.3g} float64 FLOPs in all "
-          "(47 per element and layer, synsym.ntk.engine.flops_per_entry): divide by a device's float64 rate for a floor")
+    print(plan.report(config, cal, rows, str(path)))
     if a.jobs:
         import pandas as pd
 
@@ -452,6 +446,7 @@ RUN = {
     "figure": _figure,
     **{name: (lambda a, f=f: write_table(f(a), a.out, a.csv)) for name, f in DERIVED.items()},
     "imagenet": imagenet_cmd,
+    "mini-archive": lambda a: _wrote([_mini_archive(a)]),
 }
 
 

@@ -93,6 +93,53 @@ def download(url: str, md5: str, data_dir: str | Path) -> Path:
     return batches
 
 
+# The mini archive's shape: the first images of each official batch (5,170 training, 1,017 test), the size
+# the tests and the 8x8 synergy presets (whose n_test_pool counts every training image) are written for.
+MINI_TRAIN = (1102, 1017, 1017, 1017, 1017)
+MINI_TEST = 1017
+
+
+def make_mini_archive(batches: Path, out_dir: str | Path, n_train: tuple[int, ...] = MINI_TRAIN,
+                      n_test: int = MINI_TEST) -> tuple[Path, str]:
+    """Write a CIFAR-10 archive in the official format holding the first ``n_train[i]`` images of training
+    batch i and the first ``n_test`` of the test batch, from the extracted official batches; return its
+    path and md5, also written to ``out_dir/MANIFEST``.
+
+    For machines without a ready-made subset (tests, the presets' ``data.url`` through ``file://``). The
+    tar is byte-stable (sorted members, fixed owners and times, gzip without a timestamp), so the same
+    source gives the same md5 everywhere; it is written under a temp name and renamed when whole."""
+    import gzip
+    import io
+
+    if len(n_train) != len(TRAIN_BATCHES):
+        raise DataError(f"mini archive: n_train needs {len(TRAIN_BATCHES)} counts, one a training batch; got {list(n_train)}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    members = {"batches.meta": (batches / "batches.meta").read_bytes()}
+    for name, n in [*zip(TRAIN_BATCHES, n_train), ("test_batch", n_test)]:
+        with open(batches / name, "rb") as f:
+            d = pickle.load(f, encoding="bytes")
+        if not 0 < n <= len(d[b"labels"]):
+            raise DataError(f"mini archive: {name} has {len(d[b'labels'])} images; asked for {n}")
+        d = {k: (v[:n] if k != b"batch_label" else v) for k, v in d.items()}
+        members[name] = pickle.dumps(d, protocol=2)
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        for name in sorted(members):
+            info = tarfile.TarInfo(f"{BATCH_DIR}/{name}")
+            info.size, info.mode, info.mtime = len(members[name]), 0o644, 0
+            tar.addfile(info, io.BytesIO(members[name]))
+    archive = out_dir / ARCHIVE
+    fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=".mini-")
+    with os.fdopen(fd, "wb") as f, gzip.GzipFile(fileobj=f, mode="wb", mtime=0, filename="") as gz:
+        gz.write(raw.getvalue())
+    os.replace(tmp, archive)
+    md5 = md5sum(archive)
+    lines = [f"{md5}  {ARCHIVE}"] + [f"{hashlib.md5(members[n]).hexdigest()}  {BATCH_DIR}/{n}" for n in sorted(members)]
+    (out_dir / "MANIFEST").write_text("\n".join(lines) + "\n")
+    return archive, md5
+
+
 def load_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """One official batch as (N, 32, 32, 3) uint8 images and int64 labels."""
     with open(path, "rb") as f:
