@@ -294,3 +294,14 @@ def test_plan_prices_the_paper_kernels_with_and_without_reuse():
     fcn = sum(r["pred_s"] for r in kern if "family=fcn" in r["job"])  # the identity's kernel, 2 shards
     conv_t = sum(r["pred_s"] for r in kern if "family=conv" in r["job"] and "transform=identity" in r["job"])
     assert float(m[2].replace(",", "")) == pytest.approx(float(m[4].replace(",", "")) + (4 * fcn + conv_t) / 3600, abs=0.1)
+
+
+@pytest.mark.slow
+def test_bill_page_is_fresh():
+    """docs/bill.md is what the planner prints for its presets and calibrations today (regenerate with
+    `python -m synsym.pipeline.bill_page --write docs/bill.md`), with the reuse the paper preset runs with."""
+    from synsym.pipeline import bill_page
+
+    text = (ROOT / "docs" / "bill.md").read_text()
+    assert text == bill_page.page(ROOT), "docs/bill.md is stale: python -m synsym.pipeline.bill_page --write docs/bill.md"
+    assert "| kernel | 128 |" in text and "| **total** | 344 |" in text  # 2 fcn + 14 x 9 conv shards, by hand

@@ -9,12 +9,48 @@ import math
 from pathlib import Path
 
 from synsym.pipeline.calibration import block_for, train_key
-from synsym.pipeline.cost import job_steps, predict, split_sizes, train_steps_s
+from synsym.pipeline.cost import job_steps, kernel_flops, predict, split_sizes, train_steps_s
 from synsym.pipeline.jobs import Job, jobs, read_benchmarks, train_seeds
-from synsym.pipeline.slurm import RESUMABLE, request
+from synsym.pipeline.slurm import RESUMABLE, attempts, request
 from synsym.pipeline.steps import predicted_steps
 
 # ---------------------------------------------------------------- the bill
+
+
+def report(config: dict, cal: dict, rows: list[dict], cal_name: str) -> str:
+    """What ``synsym plan`` prints: the bill per rule, the kernel reuse, the step table, the jobs over the
+    cluster's limits, the attempts of resumable jobs, the shards needed and the kernel FLOPs."""
+    unit = "GPU-hours" if cal["device"] == "cuda" else "CPU-hours"
+    train = [r for r in rows if r["rule"] == "train_cell"]
+    p, over = config["plan"], over_limits(rows, config)
+    out = [f"# plan for run {config['run_name']!r}: calibration {cal_name} ({cal['device_name']}, {cal['machine']}, "
+           f"1 {'GPU' if cal['device'] == 'cuda' else 'thread'} per job); requests = prediction x {p['safety_factor']}"]
+    if train:
+        out.append(f"# training jobs are priced at their predicted steps to stop (a power law in n_train fitted to "
+                   f"bench/convergence.py, synsym.pipeline.steps), at most their cap (training.max_steps = "
+                   f"{config['training']['max_steps']}, max_steps_nn = {config['training'].get('max_steps_nn')}): "
+                   f"{sum(r['pred_s'] for r in train) / 3600:.3g} {unit} at predicted steps, "
+                   f"{sum(r['cap_s'] for r in train) / 3600:.3g} at the cap; a resumable training job asks for one attempt "
+                   f"of at most plan.max_job_hours = {p['max_job_hours']:g} h at a time, so its requested hours are "
+                   "below its prediction")
+    out.append(summary(rows, unit))
+    if any(r["rule"] == "kernel" for r in rows):
+        out.append(reuse_line(config, cal, unit))
+    if train:
+        out.append(step_table(rows, config))
+    by_rule = {r: sum(1 for o in over if o["rule"] == r) for r in dict.fromkeys(o["rule"] for o in over)}
+    out.append(f"# jobs over plan.max_job_hours = {p['max_job_hours']:g} h or plan.max_job_mem_gb = {p['max_job_mem_gb']:g} GB: "
+               + (", ".join(f"{r} {n}" for r, n in by_rule.items()) if over else "none"))
+    multi = [attempts(r, config) for r in rows if r["rule"] in RESUMABLE]
+    if multi:
+        out.append(f"# resumable training jobs needing several attempts of <= {p['max_job_hours']:g} h: "
+                   f"{sum(a > 1 for a in multi)}, up to {max(multi)} attempts (the profile's `retries` must allow them)")
+    need = {f: shards_needed(config, cal, f) for f in config["kernels"]["shards"]}
+    out.append("# kernels.shards: " + ", ".join(f"{f} = {config['kernels']['shards'][f]} (fits the limits from {need[f]})"
+                                                for f in need))
+    out.append(f"# conv-family kernels: {kernel_flops(config):.3g} float64 FLOPs in all "
+               "(47 per element and layer, synsym.ntk.engine.flops_per_entry): divide by a device's float64 rate for a floor")
+    return "\n".join(out)
 
 
 def bill(config: dict, cal: dict) -> list[dict]:
