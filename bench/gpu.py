@@ -61,10 +61,10 @@ FULL = {"kernel_sizes": [(8, 1024, 256), (16, 256, 64), (32, 64, 16)], "depth": 
                   ("lap4", 128, 5), ("lap8", 128, 5), ("vec", 512, 10), ("gap", 512, 10)],
         "compile": [("vec", 8), ("lcn", 32), ("gap", 128)],
         "imagenet": [("resnet50", 256, 224), ("mixer_s16", 256, 224), ("efficientnet_b0", 256, 224)], "loader": 256,
-        "blocks": 4, "roots": 1_000_000}
+        "blocks": 4, "roots": 1_000_000, "repeat": 2}
 SMOKE = {"kernel_sizes": [(4, 6, 3), (8, 4, 4)], "depth": 2, "image": 8, "steps": 2,
          "train": [("vec", 4, 2), ("gap", 4, 2)], "compile": [("vec", 4)], "imagenet": [("resnet_tiny", 4, 32)], "loader": 8,
-         "blocks": 2, "roots": 1000}
+         "blocks": 2, "roots": 1000, "repeat": 1}  # repeat: timed runs after the warm one (a smoke run's times mean nothing)
 
 
 # Earlier kernels timed beside this checkout's by default: the one measured on the H200
@@ -155,7 +155,7 @@ def kernels(device: torch.device, p: dict) -> list[dict]:
             row = {"image": s, "m": m, "m_eager": me, "dtype": str(dt).split(".")[1],
                    "rel_diff": rel_to_eager(x, w, want, p["depth"])}
             for impl, n in (("triton", m), ("eager", me)):
-                secs = timed(partial(E.conv_block, x[:n], None, p["depth"], w, impl), device, 2)
+                secs = timed(partial(E.conv_block, x[:n], None, p["depth"], w, impl), device, p["repeat"])
                 row[f"{impl}_ms_per_entry"] = 1e3 * secs / (n * n)
             row["tflops_triton"] = E.flops_per_entry(s, p["depth"]) / (row["triton_ms_per_entry"] * 1e-3) / 1e12
             rows.append(row)
@@ -177,7 +177,7 @@ def blocks(device: torch.device, p: dict) -> list[dict]:
         for cand in FT.block_candidates(s)[: p["blocks"]]:
             FT.GPU_BLOCKS[s] = cand
             rel = rel_to_eager(x, w, want, p["depth"])
-            secs = timed(partial(E.conv_block, x, None, p["depth"], w, "triton"), device, 2)
+            secs = timed(partial(E.conv_block, x, None, p["depth"], w, "triton"), device, p["repeat"])
             be, nw, cap = FT.block_parts(cand)
             rows.append({"image": s, "m": m, "block_elems": be, "num_warps": nw, "max_regs": cap, "rel_diff": rel,
                          "ms_per_entry": 1e3 * secs / (m * m)})
@@ -208,7 +208,7 @@ def history(device: torch.device, p: dict) -> list[dict]:
             E._TRITON["mod"] = mod
             try:
                 rel = rel_to_eager(x, w, want, p["depth"])
-                ms[name] = 1e3 * timed(partial(E.conv_block, x, None, p["depth"], w, "triton"), device, 2) / (m * m)
+                ms[name] = 1e3 * timed(partial(E.conv_block, x, None, p["depth"], w, "triton"), device, p["repeat"]) / (m * m)
             finally:
                 E._TRITON["mod"] = today
             rows.append({"image": s, "m": m, "kernel": name, "rel_diff": rel, "ms_per_entry": ms[name],

@@ -29,23 +29,23 @@ import time
 import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-DEPTH = 8
+DEPTH = 8  # the paper's; --smoke: 2 (the tests' run: neural-tangents' compile time grows with depth)
 
 
 def images(m: int, s: int) -> np.ndarray:
     return np.random.default_rng(0).standard_normal((m, s, s, 3))
 
 
-def run_case(case: str, m: int, s: int, device: str = "cpu") -> dict:
+def run_case(case: str, m: int, s: int, device: str, depth: int) -> dict:
     """Time the case twice in one process: the first run includes JIT compilation,
     the second is the steady-state cost that ms/entry reports."""
-    cold = compute(case, m, s, device)
-    warm = compute(case, m, s, device)
+    cold = compute(case, m, s, device, depth)
+    warm = compute(case, m, s, device, depth)
     return {"case": case, "m": m, "s": s, "cold_s": cold, "wall_s": warm, "ms_per_entry": 1e3 * warm / (m * m),
             "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
-def compute(case: str, m: int, s: int, device: str = "cpu") -> float:
+def compute(case: str, m: int, s: int, device: str, depth: int) -> float:
     x = images(m, s)
     t0 = time.perf_counter()
     if case == "nt_naive":
@@ -56,7 +56,7 @@ def compute(case: str, m: int, s: int, device: str = "cpu") -> float:
         import neural_tangents as nt
 
         for arch in ("vec", "lcn", "gap", "lap4", "lap8"):
-            fn = nt.batch(REF.stax_kernel_fn(A.get(arch), DEPTH), batch_size=max(1, m // 4))
+            fn = nt.batch(REF.stax_kernel_fn(A.get(arch), depth), batch_size=max(1, m // 4))
             np.asarray(fn(x, None, ("nngp", "ntk")).ntk)
     else:
         from synsym.ntk import kernels as K
@@ -64,7 +64,7 @@ def compute(case: str, m: int, s: int, device: str = "cpu") -> float:
         if case == "fast_eager":
             os.environ["SYNSYM_FUSED"] = "0"
         engine = "neural_tangents" if case == "nt_shared" else "fast"
-        K.compute_family("conv", x, {}, DEPTH, block_size=max(1, m // 4), max_memory_gb=8.0,
+        K.compute_family("conv", x, {}, depth, block_size=max(1, m // 4), max_memory_gb=8.0,
                          log=lambda _: None, engine=engine, device=device,
                          padding="zero" if case.endswith("_zero") else "circular")
     if device == "cuda":
@@ -74,10 +74,10 @@ def compute(case: str, m: int, s: int, device: str = "cpu") -> float:
     return time.perf_counter() - t0
 
 
-def flops_per_entry(s: int) -> float:
+def flops_per_entry(s: int, depth: int) -> float:
     from synsym.ntk.engine import flops_per_entry as fpe
 
-    return fpe(s, DEPTH)
+    return fpe(s, depth)
 
 
 def main() -> None:
@@ -86,15 +86,18 @@ def main() -> None:
     p.add_argument("--case")
     p.add_argument("--device", default="cpu", help="cpu, or cuda: fast = fused Triton kernel")
     p.add_argument("--cases", nargs="+", default=["nt_naive", "nt_shared", "fast_eager", "fast", "fast_zero"])
+    p.add_argument("--smoke", action="store_true", help="depth 2 and a small matmul for the peak: every case runs, the "
+                   "times mean nothing (the tests)")
     a = p.parse_args()
+    depth = 2 if a.smoke else DEPTH
     if a.case:  # child process
         s, m = map(int, a.sizes[0].split(":"))
-        print(json.dumps(run_case(a.case, m, s, a.device)))
+        print(json.dumps(run_case(a.case, m, s, a.device, depth)))
         return
     import torch
     from _common import matmul_peak  # bench/_common.py
 
-    peak = matmul_peak(a.device, torch.float64)
+    peak = matmul_peak(a.device, torch.float64, 256 if a.smoke else None)
     where = f"{os.cpu_count()} cores" if a.device == "cpu" else __import__("torch").cuda.get_device_name()
     print(f"float64 matmul peak on this machine: {peak / 1e9:.1f} GFLOP/s ({where})")
     print("ms/entry = steady-state seconds (second run in the process) per entry of the m x m matrix")
@@ -102,8 +105,8 @@ def main() -> None:
     for spec in a.sizes:
         rows = {}
         for case in a.cases:
-            out = subprocess.run([sys.executable, __file__, "--case", case, "--sizes", spec, "--device", a.device],
-                                 capture_output=True, text=True, check=True).stdout
+            out = subprocess.run([sys.executable, __file__, "--case", case, "--sizes", spec, "--device", a.device]
+                                 + ["--smoke"] * a.smoke, capture_output=True, text=True, check=True).stdout
             rows[case] = json.loads(out.strip().splitlines()[-1])
         base = rows[a.cases[0]]["ms_per_entry"]
         for case, r in rows.items():
@@ -115,8 +118,8 @@ def main() -> None:
         s = rows["fast"]["s"]
         # the engine computes the upper triangle (m(m+1)/2 pairs) of the m x m matrix
         m = rows["fast"]["m"]
-        achieved = flops_per_entry(s) * m * (m + 1) / 2 / rows["fast"]["wall_s"]
-        print(f"       fast engine: {flops_per_entry(s) / 1e6:.2f} MFLOP per pair (assumed count), "
+        achieved = flops_per_entry(s, depth) * m * (m + 1) / 2 / rows["fast"]["wall_s"]
+        print(f"       fast engine: {flops_per_entry(s, depth) / 1e6:.2f} MFLOP per pair (assumed count), "
               f"{achieved / 1e9:.2f} GFLOP/s = {100 * achieved / peak:.1f}% of the float64 matmul peak")
 
 

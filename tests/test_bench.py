@@ -1,4 +1,4 @@
-"""The benchmarks the docs cite run: every case of bench/kernels.py once, at a tiny size."""
+"""The benchmarks the docs cite run: every case of bench/kernels.py once, at a tiny size (--smoke: depth 2)."""
 
 import subprocess
 import sys
@@ -11,7 +11,7 @@ from helpers import ROOT
 def test_every_kernel_bench_case_runs():
     """Each case runs in its own process; nt_naive loads JAX/TensorFlow and then torch, whose Triton
     must come first (an LLVM clash aborts the process otherwise)."""
-    p = subprocess.run([sys.executable, str(ROOT / "bench/kernels.py"), "--sizes", "8:4"], capture_output=True,
+    p = subprocess.run([sys.executable, str(ROOT / "bench/kernels.py"), "--smoke", "--sizes", "8:4"], capture_output=True,
                        text=True, timeout=600, cwd=ROOT)
     assert p.returncode == 0, p.stderr[-3000:]
     rows = [ln.split() for ln in p.stdout.splitlines() if ln.strip().startswith("8x8")]
@@ -29,15 +29,25 @@ def test_loader_bench_times_both_decoders():
     assert all(v > 0 for v in rates.values()) and "torchvision / PIL" in p.stdout
 
 
+# bench/gpu.py once, at its smallest size, every section in an order other than the default (so the run shows
+# both that every section works and that --sections sets the order): the two tests below read it
+GPU_SECTIONS = ["roots", "kernels", "history", "blocks", "training", "imagenet"]
+
+
+@pytest.fixture(scope="module")
+def gpu_bench(tmp_path_factory):
+    out = tmp_path_factory.mktemp("gpu") / "gpu.md"
+    p = subprocess.run([sys.executable, str(ROOT / "bench/gpu.py"), "--smoke", "--device", "cpu", "--out", str(out),
+                        "--sizes", "4", "--sections", *GPU_SECTIONS], capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert p.returncode == 0, p.stderr[-3000:]
+    return out.read_text(), p.stderr
+
+
 @pytest.mark.slow
-def test_gpu_bench_runs_its_every_section(tmp_path):
+def test_gpu_bench_runs_its_every_section(gpu_bench):
     """bench/gpu.py at tiny sizes on the CPU (Triton interpreted): the report has every section and
     the fused kernel agrees with the eager path (float64 to 1e-12)."""
-    out = tmp_path / "gpu.md"
-    p = subprocess.run([sys.executable, str(ROOT / "bench/gpu.py"), "--smoke", "--device", "cpu", "--out", str(out)],
-                       capture_output=True, text=True, timeout=600, cwd=ROOT)
-    assert p.returncode == 0, p.stderr[-3000:]
-    text = out.read_text()
+    text, stderr = gpu_bench
     for section in ("## Conv-family kernel", "## Kernel block shapes", "## The kernel's square root", "## Training steps",
                     "## ImageNet", "CPU loader"):
         assert section in text, section
@@ -49,37 +59,36 @@ def test_gpu_bench_runs_its_every_section(tmp_path):
     # every speed switch timed beside today's path
     assert "| today | tf32 | tf32+nhwc | tf32+per_seed | tf32+compile |" in text and "Summed over the mix" in text
     f64 = [ln.split("|") for ln in text.splitlines() if "| float64 |" in ln]
-    assert len(f64) == 2 and all(float(r[5]) < 1e-12 for r in f64), f64  # the first 3 of 6 images at 4x4 (m eager)
+    assert len(f64) == 1 and all(float(r[5]) < 1e-12 for r in f64), f64  # the first 3 of 6 images at 4x4 (m eager)
     assert [c.strip() for c in f64[0][1:4]] == ["4x4", "6", "3"], f64  # Triton on 6 images, eager on 3 (m eager)
-    # two block shapes per image size, each agreeing with the eager path
+    # two block shapes at the one image size, each agreeing with the eager path
     section = text.split("## Kernel block shapes")[1].split("##")[0]
     shapes = [ln.split("|") for ln in section.splitlines() if ln.startswith(("| 4x4", "| 8x8"))]
-    assert len(shapes) == 4 and all(float(r[6]) < 1e-12 for r in shapes), shapes  # after the register cap
+    assert len(shapes) == 2 and all(float(r[6]) < 1e-12 for r in shapes), shapes  # after the register cap
     # the kernel of a63fa24 (measured on the H200) timed beside this checkout's, each agreeing
     # with the eager path (a clone without that history skips the section, saying so)
     if "## The kernel against earlier revisions" in text:
         section = text.split("## The kernel against earlier revisions")[1].split("##")[0]
         rows = [ln.split("|") for ln in section.splitlines() if ln.startswith(("| 4x4", "| 8x8"))]
-        assert [r[3].strip() for r in rows] == ["this checkout", "a63fa24"] * 2, rows
+        assert [r[3].strip() for r in rows] == ["this checkout", "a63fa24"], rows
         assert all(float(r[4]) < 1e-12 and float(r[6].strip().rstrip("x")) > 0 for r in rows), rows
     else:
-        assert "no earlier kernels to time" in p.stderr, p.stderr[-2000:]
+        assert "no earlier kernels to time" in stderr, stderr[-2000:]
 
 
-def test_gpu_bench_runs_chosen_sections_in_order(tmp_path):
-    """--sections and --sizes: only those sections, in that order, each in the report as soon as it is done
-    (a device run cut short by its time limit keeps what it finished); an unknown size stops at once."""
-    out = tmp_path / "gpu.md"
-    cmd = [sys.executable, str(ROOT / "bench/gpu.py"), "--smoke", "--device", "cpu", "--out", str(out)]
-    p = subprocess.run(cmd + ["--sections", "roots", "kernels", "--sizes", "4"], capture_output=True, text=True,
-                       timeout=600, cwd=ROOT)
-    assert p.returncode == 0, p.stderr[-3000:]
-    text = out.read_text()
+@pytest.mark.slow
+def test_gpu_bench_runs_chosen_sections_in_order(gpu_bench, tmp_path):
+    """--sections and --sizes: the sections in that order, each in the report as soon as it is done (a device run
+    cut short by its time limit keeps what finished), only the sizes asked for; an unknown size stops at once."""
+    text, stderr = gpu_bench
     assert 0 < text.index("## The kernel's square root") < text.index("## Conv-family kernel"), text
-    assert "## Training steps" not in text and "## Kernel block shapes" not in text and "| 8x8 |" not in text, text
-    assert [ln.split()[1] for ln in p.stderr.splitlines() if " took " in ln] == ["roots", "kernels"], p.stderr
+    assert "| 8x8 |" not in text, text
+    took = [ln.split() for ln in stderr.splitlines() if " took " in ln]
+    assert [t[1] for t in took] == GPU_SECTIONS and len({t[-1] for t in took}) == 1, stderr  # one report, rewritten
+    cmd = [sys.executable, str(ROOT / "bench/gpu.py"), "--smoke", "--device", "cpu", "--out", str(tmp_path / "gpu.md")]
     p = subprocess.run(cmd + ["--sizes", "5"], capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert p.returncode != 0 and p.stderr.strip().splitlines()[-1] == "bench/gpu.py: --sizes [5] unknown; this preset has [4, 8]"
+    assert not (tmp_path / "gpu.md").exists()
 
 
 @pytest.mark.slow

@@ -15,14 +15,18 @@ import pytest
 
 SASS = Path(__file__).resolve().parents[1] / "bench" / "sass.py"  # counts the kernel compiled for sm_90
 
-CASES = [  # (image size, depth, dtype)
-    (8, 8, "float64"), (8, 3, "float64"), (16, 2, "float64"), (5, 3, "float64"), (2, 2, "float64"), (8, 4, "float32"),
-]
-# the same at GPU_BLOCKS' block shapes, where the layer loop runs in one register layout (layout_elems > 1)
-GPU_SHAPE_CASES = [(16, 2, "float64"), (16, 2, "float32")]
-# zero padding (model.padding: zero): the same kernel with ZERO, whole images and at GPU_BLOCKS' 16x16 shape
-ZERO_CASES = [(8, 8, "float64"), (5, 3, "float64"), (8, 4, "float32")]
-ZERO_GPU_SHAPE_CASES = [(16, 2, "float64")]
+# The smallest cases that still take every code path (Triton's interpreter runs ~1e5x slower than a GPU):
+# (image size, depth, dtype): the paper's depth, an odd size that pads pixels to a power of two, a size too
+# small for the LAP readouts, float32
+CASES = [(8, 8, "float64"), (5, 3, "float64"), (2, 2, "float64"), (8, 4, "float32")]
+# the same in the layout a GPU runs at 16x16 (GPU_BLOCKS[16]): the whole layer loop in one register layout,
+# layout_elems > 1, the (offset, pixel) mask read from the host. Interpreted at 8x8 with a program of LAYOUT_SHAPE
+# (slice elements, warps), which takes that path (layout_elems 2) in 2 programs a pair (zero padding: 8)
+GPU_SHAPE_CASES = [(8, 2, "float64"), (8, 2, "float32")]
+LAYOUT_SHAPE = (2048, 32)
+# zero padding (model.padding: zero): the same kernel with ZERO, whole images and in the GPU's layout
+ZERO_CASES = [(8, 3, "float64"), (5, 2, "float64"), (8, 2, "float32")]
+ZERO_GPU_SHAPE_CASES = [(8, 2, "float64")]
 # the same with registers capped per thread (a GPU_BLOCKS entry's third number, Triton's maxnreg)
 CAPPED_CASE, CAP = (8, 2, "float64"), 64
 
@@ -82,10 +86,17 @@ def compare(s, depth, dt, into, padding="circular"):
 
 
 def at_gpu_shape(s):
-    # conv_stack at GPU_BLOCKS' (slice elements, warps[, register cap]) for s: the interpreter's default is whole images
-    be, nw, cap = fused_triton.block_parts(fused_triton.GPU_BLOCKS[s])
-    return functools.partial(stack, block_elems=be, num_warps=nw, max_regs=cap), \
+    # conv_stack in the GPU's one-register-layout path: programs of LAYOUT_SHAPE (the interpreter's default is
+    # whole images, layout_elems 1)
+    be, nw = json.loads(sys.argv[7])
+    return functools.partial(stack, block_elems=be, num_warps=nw), \
         fused_triton.layout_elems(*fused_triton.block_shape(s * s, be), nw)
+
+
+# the layout each of GPU_BLOCKS' shapes runs in on a GPU
+out["gpu_blocks_elems"] = {s: fused_triton.layout_elems(*fused_triton.block_shape(s * s, fused_triton.block_parts(b)[0]),
+                                                        fused_triton.block_parts(b)[1])
+                           for s, b in fused_triton.GPU_BLOCKS.items()}
 
 
 for s, depth, dt in json.loads(sys.argv[1]):
@@ -115,8 +126,8 @@ out["acos_at_1"] = got[xs == 1.0].abs().max().item()
 out["asin_p"] = list(fused_triton.ASIN_P.value)
 # square roots of what the kernel takes roots of ((1 - |c|) / 2 and 1 - c^2 for |c| <= 1) and more
 rng = np.random.default_rng(2)
-ax = torch.as_tensor(rng.uniform(0, 1, 100000))
-vs = torch.cat([ax, ax / 4, 0.5 - 0.5 * ax, 1 - ax * ax, torch.as_tensor(2.0 ** rng.uniform(-80, 0, 100000))])
+ax = torch.as_tensor(rng.uniform(0, 1, 40000))
+vs = torch.cat([ax, ax / 4, 0.5 - 0.5 * ax, 1 - ax * ax, torch.as_tensor(2.0 ** rng.uniform(-80, 0, 40000))])
 vs = torch.cat([vs, torch.nextafter(vs, torch.ones_like(vs)),
                 torch.tensor([0.0, 2.0 ** -126, 1e-25, 2.0 ** -54, 2.0 ** -52, 0.25, 0.5, 1.0], dtype=torch.float64)]).to(dev)
 want = np.sqrt(vs.cpu().numpy())  # IEEE, correctly rounded (torch 2.13's CPU sqrt is 1 ulp off in ~1.4% of these)
@@ -147,7 +158,7 @@ with np.errstate(over="ignore"):
 # 2-D (offset, pixel) load has 32 lanes along the pixel axis, so each run of 32 along the last axis is one
 # warp-load; the layer loop's flat loads have e = layout_elems consecutive elements a thread, so register r
 # of a warp's 32 threads is one warp-load; lines counted from the array's start (a GPU allocation is
-# 256-byte aligned, a CPU one may be 64)
+# 256-byte aligned, a CPU one may be 64). Traced at 8x8 in the GPU's layout (at_gpu_shape), depth 8
 if fused_triton.interpreted():
     from triton.runtime import interpreter as TI
 
@@ -158,8 +169,8 @@ if fused_triton.interpreted():
         return orig(self, ptrs, *a)
 
     TI.InterpreterBuilder.create_masked_load = record
-    x = torch.as_tensor(np.random.default_rng(0).standard_normal((2, 16, 16, 3)), dtype=torch.float64)
-    fused_triton.conv_stack, e = at_gpu_shape(16)
+    x = torch.as_tensor(np.random.default_rng(0).standard_normal((2, 8, 8, 3)), dtype=torch.float64)
+    fused_triton.conv_stack, e = at_gpu_shape(8)
     E.conv_block(x, None, 8, impl="triton")  # depth 8: the paper's, 16 scales and reciprocals per pixel
     fused_triton.conv_stack = stack
     TI.InterpreterBuilder.create_masked_load = orig
@@ -178,7 +189,7 @@ print(json.dumps(out))
 @pytest.fixture(scope="module")
 def report():
     r = subprocess.run([sys.executable, "-c", CHILD, json.dumps(CASES), json.dumps(GPU_SHAPE_CASES), json.dumps(CAPPED_CASE),
-                        str(CAP), json.dumps(ZERO_CASES), json.dumps(ZERO_GPU_SHAPE_CASES)],
+                        str(CAP), json.dumps(ZERO_CASES), json.dumps(ZERO_GPU_SHAPE_CASES), json.dumps(LAYOUT_SHAPE)],
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     return json.loads(r.stdout.strip().splitlines()[-1])
@@ -213,16 +224,18 @@ def test_triton_equals_eager_with_zero_padding(report, s, depth, dtype):
 
 @pytest.mark.parametrize("s,depth,dtype", ZERO_GPU_SHAPE_CASES)
 def test_triton_zero_padding_at_the_gpu_shape(report, s, depth, dtype):
-    """The same at GPU_BLOCKS' 16x16 shape, where the kernel reads its (offset, pixel) mask from the host."""
+    """The same in the layout GPU_BLOCKS' 16x16 shape runs in, where the kernel reads its (offset, pixel) mask
+    from the host."""
     assert_equal(report["zero_gpu_shape"], s, depth, dtype)
 
 
 @pytest.mark.parametrize("s,depth,dtype", GPU_SHAPE_CASES)
 def test_triton_equals_eager_at_gpu_block_shapes(report, s, depth, dtype):
-    """The same at GPU_BLOCKS' shapes, the ones a GPU runs: there the kernel reads its (offset, pixel) mask
-    from memory and the pixel scales in the order its warps read them (fused_triton.layout_elems > 1),
-    which the interpreter's whole-image programs do not (layout_elems 1)."""
-    assert report["gpu_shape"]["elems"][str(s)] > 1
+    """The same in the layout a GPU runs at 16x16: there the kernel reads its (offset, pixel) mask from
+    memory and the pixel scales in the order its warps read them (fused_triton.layout_elems > 1), which the
+    interpreter's whole-image programs do not (layout_elems 1). GPU_BLOCKS[16] takes that path (checked
+    here), and LAYOUT_SHAPE takes it at 8x8."""
+    assert report["gpu_blocks_elems"]["16"] > 1 and report["gpu_shape"]["elems"][str(s)] > 1
     assert_equal(report["gpu_shape"]["cases"], s, depth, dtype)
 
 
@@ -247,7 +260,8 @@ def test_kernel_loads_are_coalesced(report):
     pixel scales (n, L, 2, A), the pixels (n, C, A), the readout weights (R, D, A). Layer-minor scales,
     (n, A, L, 2) as from 648d62d to c4febde, have every lane read its own line at depth 8, 32 per
     load: 16x the L1 work of a coalesced load, which no instruction count shows; channel-minor pixels
-    and readout-minor weights (up to 867cc1a) take 6 and 8. Traced in the interpreter at 16x16, depth 8."""
+    and readout-minor weights (up to 867cc1a) take 6 and 8. Traced in the interpreter at 8x8, depth 8, in
+    the layout GPU_BLOCKS[16] runs in (LAYOUT_SHAPE)."""
     if not report["interpreted"]:
         pytest.skip("the address trace needs Triton's interpreter")
     r = report["lines"]
@@ -262,7 +276,7 @@ def test_triton_acos(report):
 
 
 def test_triton_sqrt_is_within_an_ulp(report):
-    """The kernel's branch-free square root on 1M arguments (0, 1e-25, random ones down to 2^-80, the
+    """The kernel's branch-free square root on 400k arguments (0, 1e-25, random ones down to 2^-80, the
     kernel's own kinds of argument): within 1 ulp of IEEE's (numpy's), also from a start made 2^-21 worse
     (a GPU's float32 MUFU rsqrt is within ~2^-22.6; at 2^-20 some are 2 ulp off). With one Newton step
     instead of two this fails.
