@@ -20,6 +20,7 @@ def test_every_kernel_bench_case_runs():
     assert "zero padding / circular" in p.stdout and "GFLOP/s" in p.stdout.splitlines()[-1]
 
 
+@pytest.mark.slow
 def test_loader_bench_times_both_decoders():
     p = subprocess.run([sys.executable, str(ROOT / "bench/loader.py"), "--images", "8"], capture_output=True, text=True,
                        timeout=300, cwd=ROOT)

@@ -57,6 +57,7 @@ def test_paper_preset_is_the_paper():
         ({"data": {"n_train": 64}, "curves": {"sizes": [32, 128]}}, "curves.sizes [128] exceed data.n_train = 64"),
     ],
 )
+@pytest.mark.slow
 def test_bad_config_is_one_line_before_any_job(tmp_path, patch, needle):
     from snakemake.utils import update_config
 
@@ -132,6 +133,7 @@ def test_eta0_reading_is_the_config_key():
     ('training={"batch_size": -1}', "training.batch_size = -1 is invalid; must satisfy minimum=1"),
     ('device=tpu', "device = 'tpu' is invalid; allowed: cpu, cuda, auto"),
 ])
+@pytest.mark.slow
 def test_command_line_override_reports_the_real_fault(override, needle):
     """`--config` values reach the config as strings (snakemake's BaseLoader); a bad one must report the fault a
     config file would (the bound), on one line, not "'-1' must satisfy type='integer'"."""
@@ -141,6 +143,7 @@ def test_command_line_override_reports_the_real_fault(override, needle):
     assert lines[-1].strip().endswith(needle) and not any("Traceback" in ln for ln in lines), p.stderr[-2000:]
 
 
+@pytest.mark.slow
 def test_a_good_command_line_override_is_typed():
     p = snakemake("-n", "--config", 'training={"batch_size": 20}', check=False)
     assert p.returncode == 0, p.stderr[-2000:]

@@ -32,7 +32,9 @@ def compare(got, want, sym):
 
 
 @pytest.mark.parametrize("padding", A.PADDINGS)
-@pytest.mark.parametrize("family,s,depth", [("conv", 8, 2), ("conv", 8, 8), ("conv", 16, 3), ("fcn", 8, 8)])
+@pytest.mark.parametrize("family,s,depth", [("conv", 8, 2), pytest.param("conv", 8, 8, marks=pytest.mark.slow),
+                                            pytest.param("conv", 16, 3, marks=pytest.mark.slow),
+                                            pytest.param("fcn", 8, 8, marks=pytest.mark.slow)])
 def test_engine_equals_neural_tangents(family, s, depth, padding, monkeypatch):
     """Both paddings (circular = nt's CIRCULAR, zero = nt's SAME), through the fused CPU kernel and
     through the eager recursion (SYNSYM_FUSED=0), off the diagonal to 1e-12 of max |K|."""
@@ -77,7 +79,7 @@ def test_engine_on_real_images(mini_batches):
 
     sp = make_split(mini_batches, 10, 10, 10, 0, 16, 0, False)
     x = sp.x_train[:5]
-    r1, r2 = E.block_fn("conv", 4, 16)(x, None), REF.family_block_fn("conv", 4, 16)(x, None)
+    r1, r2 = E.block_fn("conv", 4, 16)(x, None), REF.family_block_fn("conv", 4, 16, "circular")(x, None)
     for arch in r1:
         off, _ = compare(r1[arch][1], np.asarray(r2[arch][1]), True)
         assert off < 1e-10
@@ -200,6 +202,7 @@ def test_fused_kernel_keeps_denormals():
     assert (tiny * 1.0).item() != 0.0 and (tiny / 2).item() != 0.0
 
 
+@pytest.mark.slow
 def test_fused_kernel_survives_a_stale_build_lock():
     """A build killed midway leaves torch's lock file; the next process must not wait on it forever."""
     tag = FC._isa_flags()[0]

@@ -4,6 +4,7 @@ one metric per figure, and S-Dist's reference (synthetic tables, checked by hand
 import matplotlib.axes
 import numpy as np
 import pandas as pd
+import pytest
 
 from synsym.study import figures as F
 from synsym.study import tables as S
@@ -107,6 +108,7 @@ def test_transform_views_show_tau_on_standardized_pixels():
     assert v["o_3d"].min() >= 0 and v["o_3d"].max() <= 1 and not np.allclose(v["o_3d"][0], image / 255.0)
 
 
+@pytest.mark.slow
 def test_transform_figures_draw_every_panel(tmp_path, monkeypatch, mini_archive):
     """The rule's job on the real (mini) archive: one 32x32 panel per grid transform and per t."""
     import matplotlib.axes

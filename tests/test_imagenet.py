@@ -146,6 +146,7 @@ def test_tree_errors_are_one_line(tmp_path):
         I.check_tree(root)
 
 
+@pytest.mark.slow
 def test_missing_root_stops_the_dag_with_one_line(tmp_path):
     (tmp_path / "r.yaml").write_text(yaml.safe_dump({"imagenet": {"root": str(tmp_path / "absent")}}))
     p = snakemake("-n", "--configfile", str(tmp_path / "r.yaml"), cwd=tmp_path, check=False)
@@ -247,6 +248,7 @@ def single(inet):
 CURVE = ["epoch", "lr", "train_loss", "train_top1", "val_loss", "val_top1", "val_top5"]
 
 
+@pytest.mark.slow
 def test_one_training_run_writes_its_epochs(inet, single):
     d, spec, _ = inet
     df, log = single
@@ -261,6 +263,7 @@ def test_one_training_run_writes_its_epochs(inet, single):
     assert df["train_loss"].iloc[-1] < df["train_loss"].iloc[0]  # it learns (lr 0.1 x 16/256; 1.0 overshoots torchvision's ResNet-10)
 
 
+@pytest.mark.slow
 def test_mixer_trains_one_epoch(inet):
     d, spec, index = inet
     spec = {**spec, "imagenet": {**spec["imagenet"], "epochs": 1}}
@@ -270,6 +273,7 @@ def test_mixer_trains_one_epoch(inet):
     assert len(df) == 1 and df["family"].iloc[0] == "mixer" and np.isfinite(df["val_loss"]).all()
 
 
+@pytest.mark.slow
 def test_ddp_two_processes_equal_one_process(inet, single):
     """torchrun, gloo, 2 CPU processes with 8 images each: the same loss curve as one process on
     the same 16-image global batches (batch norm statistics span both ranks)."""
@@ -284,6 +288,7 @@ def test_ddp_two_processes_equal_one_process(inet, single):
     pd.testing.assert_frame_equal(ddp[CURVE], single[0][CURVE], rtol=3e-7, atol=0)
 
 
+@pytest.mark.slow
 def test_killed_job_resumes_to_the_same_result(inet, single):
     """SIGKILL halfway through epoch 3, between the per-epoch checkpoints: the rerun resumes from epoch 2's
     and replays epoch 3's first steps (keyed batch order, dropout seeds), ending with the uninterrupted curve."""
@@ -298,6 +303,7 @@ def test_killed_job_resumes_to_the_same_result(inet, single):
     pd.testing.assert_frame_equal(pd.read_parquet(d / "killed.parquet")[CURVE], single[0][CURVE], check_exact=True)
 
 
+@pytest.mark.slow
 def test_stale_checkpoint_of_another_config_is_not_resumed(inet):
     d, spec, index = inet
     one = {**spec, "imagenet": {**spec["imagenet"], "epochs": 2}}
@@ -308,6 +314,7 @@ def test_stale_checkpoint_of_another_config_is_not_resumed(inet):
     assert p.returncode == 0 and "resumed from" not in p.stdout and "ignoring checkpoint" in p.stdout
 
 
+@pytest.mark.slow
 def test_too_small_subset_is_one_line(inet):
     d, spec, index = inet
     spec = {**spec, "imagenet": {**spec["imagenet"], "batch_size": 512}}
@@ -323,11 +330,13 @@ def _root_yaml(tmp_path: Path, root: Path) -> str:
     return str(f)
 
 
+@pytest.mark.slow
 def test_no_imagenet_jobs_without_root():
     counts = dry_counts("--configfile", "presets/smoke.yaml")
     assert not any(r.startswith("imagenet") for r in counts)
 
 
+@pytest.mark.slow
 def test_paper_scale_dry_run_has_the_configs_jobs(tmp_path, imagenet_tree):
     presets = ("presets/paper.yaml", "presets/imagenet.yaml")
     cfg = load_config(*presets)["imagenet"]
@@ -354,6 +363,7 @@ def test_paper_scale_dry_run_has_the_configs_jobs(tmp_path, imagenet_tree):
     assert out.count("gpu=8") >= 160
 
 
+@pytest.mark.slow
 def test_imagenet_smoke_dag_runs_end_to_end(tmp_path, imagenet_tree):
     """The toy ImageNet DAG (`snakemake imagenet`): index, 20 training jobs, tables, all five figures."""
     smoke = str(ROOT / "presets/imagenet-smoke.yaml")
@@ -387,6 +397,7 @@ def test_cost_table_by_hand():
     assert row["h200_h_measured"] == pytest.approx((1_281_167 + 50_000 / 3) * 150 / 4674 / 3600)
 
 
+@pytest.mark.slow
 def test_cost_cli_prints_every_study():
     p = subprocess.run([sys.executable, "-m", "synsym.cli", "imagenet", "cost", "--configfile",
                         str(ROOT / "presets/paper.yaml")], capture_output=True, text=True, timeout=120)

@@ -18,12 +18,14 @@ def run(code: str) -> subprocess.CompletedProcess:
                           env={"TF_CPP_MIN_LOG_LEVEL": "3", "PATH": "/usr/bin:/bin"})
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("order", list(ORDERS))
 def test_after_synsym_every_order_is_safe(order):
     p = run(f"import synsym; {ORDERS[order]}; print('ok')")
     assert p.returncode == 0 and p.stdout.strip().endswith("ok"), (p.returncode, p.stderr[-1500:])
 
 
+@pytest.mark.slow
 def test_the_order_matters_without_synsym():
     """What synsym's import prevents: TensorFlow's LLVM first, then Triton's (via torchvision), segfaults.
     If a future stack fixes this, the test says so and synsym._llvm_first may go."""

@@ -94,6 +94,7 @@ def test_ordering_arithmetic():
     assert o["gap>vec"] and not o["vec>fcn"] and not o["ordered"]
 
 
+@pytest.mark.slow
 def test_gpu_runbook_smoke_form(tmp_path, mini_dir):
     """The GPU runbook's CPU smoke form, as a bare GPU machine would run it: its own process, the mini archive's
     folder passed in, no snakemake; it writes its table, reuse checks, figure and ordering under --out."""

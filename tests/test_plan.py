@@ -24,6 +24,7 @@ from synsym.pipeline import slurm as S
 COMPUTE_RULES = ("prepare", "kernel", "kernel_cell", "scaling_cells", "train_cell")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("presets", [(), ("presets/paper.yaml",)])
 def test_job_list_is_the_dags(presets):
     """synsym.pipeline.jobs enumerates exactly the compute jobs Snakemake schedules."""
@@ -189,6 +190,7 @@ def test_predictions_by_hand(tmp_path, monkeypatch):
     assert cost.kernel_flops(cfg) == 7 * entries * 64**2 * (47 * 8 + 14)
 
 
+@pytest.mark.slow
 def test_workflow_requests_the_plan(tmp_path):
     """With a calibration, the rules' runtime/mem_mb are plan.request(plan.predict(job)); without, the fallbacks."""
     cfg = load_config("presets/smoke.yaml")
@@ -220,6 +222,7 @@ def _field(block: str, name: str) -> str:
     (["--calibration", "nope.json"], "nope.json does not exist; add --calibrate"),
     (["--configfile", str(ROOT / "presets/paper.yaml")], "no CUDA GPU"),  # this machine has none (CI)
 ])
+@pytest.mark.slow
 def test_plan_cli_errors_are_one_line(tmp_path, args, needle):
     import torch
 
@@ -232,6 +235,7 @@ def test_plan_cli_errors_are_one_line(tmp_path, args, needle):
     assert p.stderr.strip().count("\n") == 0 and needle in p.stderr, p.stderr
 
 
+@pytest.mark.slow
 def test_plan_cli_prints_the_bill(tmp_path):
     cfg = load_config("presets/paper.yaml")
     cfg["device"] = "cpu"
@@ -249,6 +253,7 @@ def test_plan_cli_prints_the_bill(tmp_path):
     assert len(rows) == 1 + len(J.jobs(cfg)) and math.isfinite(float(rows[1].split("\t")[2]))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("preset", ["presets/kernels.yaml", "presets/one-gpu.yaml"])
 def test_kernel_curves_presets_are_one_job(preset):
     """A kernels-only preset (kernel_curves.only) is the split and one kernel-curves job, in the plan and the DAG."""
@@ -281,6 +286,7 @@ def test_one_gpu_preset_fits_an_hour_on_the_h200_calibration():
     assert sum(r["pred_s"] for r in P.bill(bigger, cal)) > 3600
 
 
+@pytest.mark.slow
 def test_plan_prices_the_paper_kernels_with_and_without_reuse():
     """kernels.reuse_invariant: the paper preset's kernel jobs, by hand, 2 fcn shards x 5 transforms + 14 conv
     shards x 10 (transforms and path points) without reuse, 2 x 1 + 14 x 9 with it; the bill drops by exactly

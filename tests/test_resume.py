@@ -50,6 +50,7 @@ SPEC = {"run_name": "t", "global_seed": 0, "depth": 2, "seeds": [0, 1], "device"
                      "accept_train_acc": 0.95, "eval_batch": 64, "checkpoint_minutes": 0}}
 
 
+@pytest.mark.slow
 def test_killed_training_job_resumes_bit_for_bit(split_path, tmp_path):
     a = train(split_path, tmp_path / "a.parquet", SPEC)
     assert a.returncode == 0, a.stderr[-2000:]
@@ -67,6 +68,7 @@ def test_killed_training_job_resumes_bit_for_bit(split_path, tmp_path):
     assert np.array_equal(pa, pb)
 
 
+@pytest.mark.slow
 def test_a_kill_between_checkpoints_replays_work_and_restores_a_stack_with_stopped_seeds(learnable_split, tmp_path):
     """Three FCN seeds: two fit their training set and stop (steps 80 and 90), the third trains to the cap.
     Checkpoints come every 60 ms of wall time; SIGKILL at step 200 lands between two, after the stops. The
@@ -94,6 +96,7 @@ def test_a_kill_between_checkpoints_replays_work_and_restores_a_stack_with_stopp
     assert np.array_equal(pa, pb)
 
 
+@pytest.mark.slow
 def test_a_checkpoint_of_another_config_is_ignored(split_path, tmp_path):
     out = tmp_path / "c.parquet"
     killed = train(split_path, out, SPEC, {"SYNSYM_KILL_AFTER_STEP": "5"})

@@ -63,6 +63,7 @@ def test_training_with_a_switch_equals_todays_path(switches):
     assert np.array_equal(res["steps"], ref_res["steps"])
 
 
+@pytest.mark.slow
 def test_compiled_training_step_equals_todays_path():
     ref, _ = train("vec")
     got, _ = train("vec", compile=True)

@@ -123,3 +123,34 @@ def test_fig2_panel_counts_accepted_runs():
     })
     assert acceptance(df, "nn") == "accepted runs (train acc >= 95%): 3/5\nFCN 2/3, GAP 1/2"
     assert acceptance(df, "nn_plus") == "accepted runs (train acc >= 95%): 1/2\nFCN 1/1, GAP 0/1"
+
+
+def test_paired_gap_counts_both_sides_runs():
+    """Two finite sides (each with its seeds): the init noise of both enters, each side's variance over its runs."""
+    a = np.array([[1, 1, 0, 1], [1, 0, 0, 1]])
+    b = np.array([[1, 0, 1, 0], [0, 0, 1, 0], [1, 1, 1, 0]])
+    g = S.paired_gap(a, b)
+    assert g["delta"] == pytest.approx(0.625 - 0.5)
+    want = np.sqrt(np.var([0.75, 0.5], ddof=1) / 2 + np.var([0.5, 0.25, 0.75], ddof=1) / 3)
+    assert g["se_runs"] == pytest.approx(want)
+
+
+def test_transform_gaps_by_hand():
+    """Each transform's cell against the base's on the same images, finite cells with accepted runs only."""
+    y = np.array([0, 1, 2, 3])
+    onehot = np.eye(10)
+    right, wrong = onehot[y], onehot[(y + 1) % 10]
+    half = np.concatenate([right[:2], wrong[2:]])
+
+    def run(tid: str, finite: list, kernel: np.ndarray, accepted: list) -> tuple:
+        grid = pd.DataFrame({"inference": "nn_plus", "architecture": "vec", "transform": tid, "seed": range(len(finite)),
+                             "accepted": accepted})
+        return grid, {("nn_plus", "vec", tid): (np.stack(finite), np.arange(len(finite))),
+                      ("ntk", "vec", tid): (np.stack([kernel]), np.array([0]))}
+
+    runs = {"identity": run("identity", [right, right], right, [True, True]),
+            "o3_per_pixel": run("o3_per_pixel", [half, wrong, right], half, [True, True, False])}
+    t = S.transform_gaps(runs, y, "identity").set_index("inference")
+    assert list(t["transform"]) == ["o3_per_pixel"] * 2 and (t["base"] == "identity").all()
+    assert t.loc["nn_plus", "acc"] == 0.25 and t.loc["nn_plus", "base_acc"] == 1.0  # the unaccepted right run left out
+    assert t.loc["nn_plus", "delta"] == -0.75 and t.loc["ntk", "delta"] == -0.5

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+# every test here runs Triton's interpreter, its compiler or a fresh process: the full tier only
+pytestmark = pytest.mark.slow
 SASS = Path(__file__).resolve().parents[1] / "bench" / "sass.py"  # counts the kernel compiled for sm_90
 
 # The smallest cases that still take every code path (Triton's interpreter runs ~1e5x slower than a GPU):

@@ -67,6 +67,7 @@ def shared_with_grid(cfg: dict) -> int:
     return shared
 
 
+@pytest.mark.slow
 def test_paper_dag_has_exact_job_counts():
     cfg = merged("presets/paper.yaml")
     got = dry_counts("--configfile", "presets/paper.yaml")
@@ -81,10 +82,12 @@ def test_paper_dag_has_exact_job_counts():
     assert off == 2 * 5 + 14 * 10
 
 
+@pytest.mark.slow
 def test_default_dag_counts():
     assert dry_counts() == expected_counts(merged())
 
 
+@pytest.mark.slow
 def test_one_study_preset_builds_that_study_alone():
     """config ``studies``: the synergy preset builds the grid, VEC's width points and what is drawn from them,
     nothing of the other studies. By hand: 5 architectures x NN+ on identity = 5 training cells and 5 NTK/NNGP
@@ -103,6 +106,7 @@ def test_one_study_preset_builds_that_study_alone():
                    "ridge_wins": 1, "figure": 3, "transform_figures": 1, "all": 1}
 
 
+@pytest.mark.slow
 def test_lint_clean():
     p = snakemake("--lint")
     assert "Congratulations" in p.stdout + p.stderr
@@ -361,6 +365,7 @@ def test_atomic_write_leaves_nothing_when_killed(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_cli_errors_are_one_line(tmp_path):
     import json
     import subprocess

@@ -70,6 +70,10 @@ COMMANDS: dict[str, tuple[tuple, str | None]] = {
     "sdist": (("split", ("--preds", {"nargs": "+", "required": True}), "out", "csv"), "S-Dist from stored predictions"),
     "finite-vs-kernel": ((("--grid", {"required": True}), "split", ("--preds", {"nargs": "+", "required": True}), "out", "csv"),
                          "Fig. 2's finite nets against their kernels: paired accuracy differences per cell"),
+    "transform-gaps": ((("--runs", {"nargs": "+", "required": True, "help": "results/<run> folders of one split"}),
+                        ("--base", {"required": True, "help": "the transform the others are compared with (identity)"}),
+                        "out", "csv"),
+                       "Sec. 5.3 across runs: each cell's accuracy on a transform minus on the base, paired per image"),
     "symmetry": ((("--grid", {"required": True}), ("--kernels", {"nargs": "+", "required": True}),
                   ("--archs", {"nargs": "+", "required": True}),
                   ("--reused", {"nargs": "*", "default": [], "help": "family/transform kernels served by another job"}),
@@ -292,20 +296,49 @@ def _sdist(a):
     return sdist_table(preds, Split.load(a.split).y_test, accepted)
 
 
-def _finite_vs_kernel(a):
+def _grid_preds(paths) -> dict:
+    """{(inference, arch, transform): (per-seed test predictions, seeds)} of grid cells' .pred.npz files."""
     import numpy as np
 
-    from synsym.core.data import Split
-    from synsym.core.io import read_table, reading
+    from synsym.core.io import reading
     from synsym.pipeline.jobs import parse_cell
-    from synsym.study.tables import finite_vs_kernel
 
     preds = {}
-    for path in a.preds:  # .../cells/grid/{inference}/{arch}/{transform}/w{width}_m{m}.pred.npz
+    for path in paths:  # .../cells/grid/{inference}/{arch}/{transform}/w{width}_m{m}.pred.npz
         w = parse_cell(path)
         with reading(path, "predictions file"), np.load(path) as z:
             preds[(w["inference"], w["arch"], w["transform"])] = (z["pred"], z["seeds"])
-    return finite_vs_kernel(read_table(a.grid), preds, Split.load(a.split).y_test)
+    return preds
+
+
+def _finite_vs_kernel(a):
+    from synsym.core.data import Split
+    from synsym.core.io import read_table
+    from synsym.study.tables import finite_vs_kernel
+
+    return finite_vs_kernel(read_table(a.grid), _grid_preds(a.preds), Split.load(a.split).y_test)
+
+
+def _transform_gaps(a):
+    """Runs of one split, one transform each (the synergy presets): every cell's accuracy against the base's."""
+    import numpy as np
+
+    from synsym.core.data import Split
+    from synsym.core.io import read_table
+    from synsym.study.tables import transform_gaps
+
+    runs, y_test = {}, None
+    for run in map(Path, a.runs):
+        y = Split.load(run / "data" / "split.npz").y_test
+        if y_test is not None and not np.array_equal(y, y_test):
+            raise ValueError(f"{run}: its test set is not the other runs'; transform-gaps compares runs of one split")
+        y_test = y
+        preds = _grid_preds(sorted(str(p) for p in (run / "cells" / "grid").glob("*/*/*/*.pred.npz")))
+        for tid in {t for _, _, t in preds}:
+            runs[tid] = (read_table(run / "tables" / "grid.parquet"), {k: v for k, v in preds.items() if k[2] == tid})
+    if a.base not in runs:
+        raise ValueError(f"--base {a.base}: no run has it; the runs have {', '.join(sorted(runs))}")
+    return transform_gaps(runs, y_test, a.base)
 
 
 def _symmetry(a):
@@ -432,7 +465,8 @@ def imagenet_cmd(a) -> None:
             raise ValueError(f"unknown ImageNet figure {a.name!r}; allowed: {', '.join(IR.FIGURES)}")
 
 
-DERIVED = {"fits": _fits, "ridges": _ridges, "sdist": _sdist, "symmetry": _symmetry, "finite-vs-kernel": _finite_vs_kernel}
+DERIVED = {"fits": _fits, "ridges": _ridges, "sdist": _sdist, "symmetry": _symmetry, "finite-vs-kernel": _finite_vs_kernel,
+           "transform-gaps": _transform_gaps}
 # What each command runs (plan: plan_cmd, with its own error handling).
 RUN = {
     "prepare": lambda a: _cells().prepare(a.spec, a.out),

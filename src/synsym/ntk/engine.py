@@ -22,7 +22,7 @@ __all__ = ["CONV_MEMBERS", "IMPLS", "backend", "block_fn", "conv_block", "fcn_bl
 IMPLS = ("cpu", "triton", "eager")
 
 
-def pick_impl(device: torch.device | str, padding: str = "circular") -> str:
+def pick_impl(device: torch.device | str) -> str:
     """Which implementation of the layers runs on ``device``: the fused C++ kernel on
     the CPU, the fused Triton kernel on a GPU, eager torch
     when neither is available or ``SYNSYM_FUSED=0`` (the reference)."""
@@ -50,7 +50,7 @@ def conv_block(
     ``weights`` must then come from readout_weights with the same padding.
     """
     check_padding(padding)
-    impl = pick_impl(x1.device, padding) if impl is None else impl
+    impl = pick_impl(x1.device) if impl is None else impl
     if impl not in IMPLS:
         raise ValueError(f"unknown engine implementation {impl!r}; allowed: {', '.join(IMPLS)}")
     sym = x2 is None
@@ -152,7 +152,7 @@ def flops_per_entry(s: int, depth: int) -> float:
 
 def backend(device: str = "cpu", padding: str = "circular") -> str:
     """Which implementation conv_block uses on ``device``, for job logs."""
-    impl = pick_impl(device, padding)
+    impl = pick_impl(device)
     if impl == "cpu":
         return f"fused CPU kernel (x86-64 {_FUSED['tag']})"
     if impl == "triton":

@@ -13,7 +13,7 @@ import math
 import os
 from collections.abc import Callable
 
-from synsym.core.architectures import ARCHITECTURES, FAMILY_MEMBERS, FILTER, SIGMA_B2, SIGMA_W2, ArchSpec, check_padding
+from synsym.core.architectures import FAMILY_MEMBERS, FILTER, SIGMA_B2, SIGMA_W2, ArchSpec, check_padding, get
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -35,9 +35,10 @@ def _stax():
 NT_PADDING = {"circular": "CIRCULAR", "zero": "SAME"}  # neural-tangents' names for our paddings
 
 
-def _hidden(spec: ArchSpec, depth: int, padding: str = "circular") -> list:
+def _hidden(spec: ArchSpec, depth: int) -> list:
+    """The hidden layers of one architecture, padded as its spec says (spec.padding: the run's model.padding)."""
     stax = _stax()
-    pad = NT_PADDING[check_padding(padding)]
+    pad = NT_PADDING[check_padding(spec.padding)]
     w, b = math.sqrt(SIGMA_W2), math.sqrt(SIGMA_B2)
     layers = []
     for _ in range(depth):
@@ -63,11 +64,11 @@ def _readout(spec: ArchSpec) -> list:
     return pool + [stax.Dense(1, W_std=w, b_std=b)]
 
 
-def stax_kernel_fn(spec: ArchSpec, depth: int, padding: str = "circular") -> Callable:
-    """The full neural-tangents kernel_fn of one architecture (the reference)."""
+def stax_kernel_fn(spec: ArchSpec, depth: int) -> Callable:
+    """The full neural-tangents kernel_fn of one architecture (the reference), with the spec's padding."""
     stax = _stax()
     body = [stax.Flatten()] if spec.body == "dense" else []
-    return stax.serial(*body, *_hidden(spec, depth, padding), *_readout(spec))[2]
+    return stax.serial(*body, *_hidden(spec, depth), *_readout(spec))[2]
 
 
 def _conv_readouts(nngp6, ntk6, image_size: int) -> dict:
@@ -81,7 +82,7 @@ def _conv_readouts(nngp6, ntk6, image_size: int) -> dict:
     import jax.numpy as jnp
 
     def pool(k6, arch: str):
-        spec = ARCHITECTURES[arch]
+        spec = get(arch)  # its readout (the padding is the hidden layers')
         if spec.readout == "flatten":
             return jnp.einsum("abhhww->ab", k6) / image_size**2
         if spec.readout == "gap":
@@ -98,7 +99,7 @@ def _conv_readouts(nngp6, ntk6, image_size: int) -> dict:
     return out
 
 
-def family_block_fn(family: str, depth: int, image_size: int, padding: str = "circular") -> Callable:
+def family_block_fn(family: str, depth: int, image_size: int, padding: str) -> Callable:
     """A jitted (x1, x2) -> {arch: (nngp, ntk)} for one block of image pairs.
 
     ``x2=None`` means x2 is x1 (diagonal blocks): neural-tangents then uses
@@ -108,14 +109,14 @@ def family_block_fn(family: str, depth: int, image_size: int, padding: str = "ci
     """
     jax = _jax()
     if family == "fcn":
-        kfn = stax_kernel_fn(ARCHITECTURES["fcn"], depth)
+        kfn = stax_kernel_fn(get("fcn", padding), depth)
 
         def block(x1, x2):
             k = kfn(x1, x2, ("nngp", "ntk"))
             return {"fcn": (k.nngp, k.ntk)}
     elif family == "conv":
         stax = _stax()
-        kfn = stax.serial(*_hidden(ARCHITECTURES["vec"], depth, padding))[2]
+        kfn = stax.serial(*_hidden(get("vec", padding), depth))[2]
 
         def block(x1, x2):
             k = kfn(x1, x2, diagonal_spatial=False)

@@ -43,14 +43,18 @@ def kernel_key(config: dict, family: str, padding: str | None = None) -> str:
     """A kernel calibration's key; ``padding`` defaults to model.padding (circular keys stay as calibrations
     wrote them, zero padding adds /zero: its fused kernels are other code)."""
     k = config["kernels"]
-    precision = k.get("precision", "float64")  # float64 keys stay as calibrations wrote them
-    padding = padding or config["model"].get("padding", "circular")
+    precision = k["precision"]  # float64 keys stay as calibrations wrote them
+    padding = padding or config["model"]["padding"]
     return (f"{family}/s{image_size_of(config)}/L{config['model']['depth']}/b{block_for(config, family)}/{k['engine']}"
             + ("" if precision == "float64" else f"/{precision}") + ("" if padding == "circular" else f"/{padding}"))
 
 
 def train_key(config: dict, arch: str, width: int, n_seeds: int) -> str:
-    return f"{arch}/w{width}/S{n_seeds}/s{image_size_of(config)}/L{config['model']['depth']}/B{config['training']['batch_size']}"
+    """A training calibration's key; zero padding adds /zero (its 3x3 layers pad and index differently), circular
+    keys stay as calibrations wrote them."""
+    padding = config["model"]["padding"]
+    return (f"{arch}/w{width}/S{n_seeds}/s{image_size_of(config)}/L{config['model']['depth']}/B{config['training']['batch_size']}"
+            + ("" if padding == "circular" else f"/{padding}"))
 
 
 def block_for(config: dict, family: str) -> int:
@@ -213,7 +217,7 @@ def _train(config: dict, arch: str, width: int, n_seeds: int, device: str) -> di
 
     from synsym.finite import models, training
 
-    spec, s, depth = A.get(arch), image_size_of(config), config["model"]["depth"]
+    spec, s, depth = A.get(arch, config["model"]["padding"]), image_size_of(config), config["model"]["depth"]
     tc = config["training"]
     dev = torch.device(device)
     batch, seeds = tc["batch_size"], list(range(n_seeds))

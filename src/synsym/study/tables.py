@@ -123,15 +123,45 @@ def paired_gap(hit_a: np.ndarray, hit_b: np.ndarray) -> dict[str, float]:
     ``hit_a`` (runs_a, n_test) and ``hit_b`` (runs_b, n_test) are per-image correctness (0/1) of each run
     (finite-net seeds, kernel seeds). The gap is paired per image: ``se_test`` is the standard error of
     the mean per-image difference of the runs' average correctness (both sides scored on one test set);
-    ``se_runs`` the standard error over a's runs of each run's gap to b's mean, the init noise. ``se``
-    adds them in quadrature, so a gap beyond 2 se is beyond the test set's and the seeds' noise alike.
+    ``se_runs`` the standard error of the difference of the two sides' mean run accuracies, the init noise of
+    each side with more than one run (a kernel's single run adds none). ``se`` adds them in quadrature, so a
+    gap beyond 2 se is beyond the test set's and the seeds' noise alike.
     """
     a, b = np.asarray(hit_a, dtype=float), np.asarray(hit_b, dtype=float)
     d = a.mean(axis=0) - b.mean(axis=0)
-    per_run = a.mean(axis=1) - b.mean()
     se_test = float(d.std(ddof=1) / np.sqrt(d.size))
-    se_runs = float(per_run.std(ddof=1) / np.sqrt(len(per_run))) if len(per_run) > 1 else 0.0
+    var = [h.mean(axis=1).var(ddof=1) / len(h) if len(h) > 1 else 0.0 for h in (a, b)]
+    se_runs = float(np.sqrt(sum(var)))
     return {"delta": float(d.mean()), "se_test": se_test, "se_runs": se_runs, "se": float(np.hypot(se_test, se_runs))}
+
+
+def transform_gaps(runs: dict[str, tuple[pd.DataFrame, dict]], y_test: np.ndarray, base: str) -> pd.DataFrame:
+    """Sec. 5.3's comparison across transforms: per (inference, architecture), the accuracy on each transform
+    minus on ``base``, paired per test image, from runs that share one split (the synergy presets: one per
+    transform, same data settings). ``runs`` maps a transform to (its grid table, its preds as finite_vs_kernel
+    takes them); finite cells count their accepted runs only."""
+    def hits(grid: pd.DataFrame, preds: dict, key: tuple) -> np.ndarray | None:
+        pred, seeds = preds[key]
+        if key[0] in A.FINITE_INFERENCES:
+            inf, arch, tid = key
+            cell = grid[(grid["inference"] == inf) & (grid["architecture"] == arch) & (grid["transform"] == tid)]
+            pred = pred[cell.set_index("seed").loc[seeds, "accepted"].to_numpy(dtype=bool)]
+        return (pred.argmax(-1) == y_test) if len(pred) else None
+
+    rows = []
+    base_grid, base_preds = runs[base]
+    for tid, (grid, preds) in runs.items():
+        if tid == base:
+            continue
+        for inf, arch, t in sorted(preds):
+            if (inf, arch, base) not in base_preds:
+                continue
+            h, hb = hits(grid, preds, (inf, arch, t)), hits(base_grid, base_preds, (inf, arch, base))
+            row = {"inference": inf, "architecture": arch, "transform": t, "base": base,
+                   "acc": float(h.mean()) if h is not None else np.nan, "base_acc": float(hb.mean()) if hb is not None else np.nan}
+            g = paired_gap(h, hb) if h is not None and hb is not None else dict.fromkeys(("delta", "se_test", "se_runs", "se"), np.nan)
+            rows.append({**row, **g, "beyond_noise": bool(abs(g["delta"]) > 2 * g["se"])})
+    return pd.DataFrame(rows)
 
 
 def finite_vs_kernel(grid: pd.DataFrame, preds: dict[tuple[str, str, str], tuple[np.ndarray, np.ndarray]],
