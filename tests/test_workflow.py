@@ -99,10 +99,9 @@ def test_one_study_preset_builds_that_study_alone():
                    "ridge_wins": 1, "figure": 3, "transform_figures": 1, "all": 1}
     cfg = merged("presets/synergy-fig2-identity.yaml")
     assert sorted(j.rule for j in J.jobs(cfg)) == sorted(["prepare"] + ["kernel"] * 3 + ["train_cell"] * 7 + ["kernel_cell"] * 5)
-    # its O(3)^d twin: the FCN kernel is the identity's (Theorem 4.1), the conv family's O(3)^d kernel in 2 shards;
-    # VEC at width 48 only (96 cut for the budget)
+    # its O(3)^d twin: the FCN kernel is the identity's (Theorem 4.1), the conv family's O(3)^d kernel in 2 shards
     got = dry_counts("--configfile", "presets/synergy-fig2-o3.yaml")
-    assert got == {"prepare": 1, "kernel": 3, "train_cell": 5 + 1, "kernel_cell": 5, "merge": 2, "finite_vs_kernel": 1,
+    assert got == {"prepare": 1, "kernel": 3, "train_cell": 5 + 2, "kernel_cell": 5, "merge": 2, "finite_vs_kernel": 1,
                    "ridge_wins": 1, "figure": 3, "transform_figures": 1, "all": 1}
 
 
