@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The test suite (README's command 2; .ci/run runs it).
 #   bash scripts/test.sh          install, then every test (what CI runs)
-#   bash scripts/test.sh --quick  the unit and theorem tests (pytest -m "not slow"), for the edit-test loop:
-#                                 about a minute, no install when .venv exists, no Slurm
+#   bash scripts/test.sh --quick  the unit and theorem tests (pytest -m "not slow and not slurm"), for the edit-test loop:
+#                                 ~85 s on 2 cores, no install when .venv exists, no Slurm
 # Extra arguments go to pytest (e.g. -k kernels, -x).
 # In CI (CI=true) or with SYNSYM_SLURM=1 the full run first starts a local one-node Slurm cluster (root,
 # Debian/Ubuntu) so that the real-Slurm tests run instead of skipping; under CI=true a cluster that cannot
