@@ -7,11 +7,11 @@ here instead of quoting the numbers.
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 from synsym.pipeline.calibration import load
 from synsym.pipeline.config import load_config, study_root
+from synsym.pipeline.config_reference import page_main
 from synsym.pipeline.plan import bill, report
 
 # (preset, calibration) of every bill on the page, each priced as `synsym plan --configfile P --calibration C` prices it
@@ -64,15 +64,7 @@ def page(root: Path | None = None) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m synsym.pipeline.bill_page")
-    p.add_argument("--write", help="write the page here (default: print it)")
-    a = p.parse_args(argv)
-    text = page()
-    if a.write:
-        Path(a.write).write_text(text)
-    else:
-        print(text, end="")
-    return 0
+    return page_main("python -m synsym.pipeline.bill_page", page, argv)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import yaml
@@ -96,16 +97,21 @@ def default_page() -> str:
     return markdown(schema, defaults)
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m synsym.pipeline.config_reference")
+def page_main(prog: str, page: Callable[[], str], argv: list[str] | None = None) -> int:
+    """The command line of a generated docs page (this one, docs/bill.md): print it, or --write it to a file."""
+    p = argparse.ArgumentParser(prog=prog)
     p.add_argument("--write", help="write the page here (default: print it)")
     a = p.parse_args(argv)
-    page = default_page()
+    text = page()
     if a.write:
-        Path(a.write).write_text(page)
+        Path(a.write).write_text(text)
     else:
-        print(page, end="")
+        print(text, end="")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return page_main("python -m synsym.pipeline.config_reference", default_page, argv)
 
 
 if __name__ == "__main__":
