@@ -38,10 +38,10 @@ def ensure_mini(d: Path, root: Path, url: str, md5: str) -> Path:
 
 
 def official() -> tuple[str, str]:
-    """config.yaml's data.url and data.md5: the official archive."""
-    import yaml
+    """config.yaml's data.url and data.md5: the official archive (as `synsym mini-archive` defaults to it)."""
+    from synsym.pipeline.config import load_config
 
-    d = yaml.safe_load((ROOT / "config.yaml").read_text())["data"]
+    d = load_config([], ROOT)["data"]
     return d["url"], d["md5"]
 
 

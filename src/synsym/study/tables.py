@@ -135,6 +135,20 @@ def paired_gap(hit_a: np.ndarray, hit_b: np.ndarray) -> dict[str, float]:
     return {"delta": float(d.mean()), "se_test": se_test, "se_runs": se_runs, "se": float(np.hypot(se_test, se_runs))}
 
 
+NO_GAP = dict.fromkeys(("delta", "se_test", "se_runs", "se"), np.nan)  # paired_gap's row where a side has no run
+
+
+def cell_rows(grid: pd.DataFrame, key: tuple[str, str, str]) -> pd.DataFrame:
+    """One cell's rows of a merged table; key is (inference, architecture, transform)."""
+    inf, arch, tid = key
+    return grid[(grid["inference"] == inf) & (grid["architecture"] == arch) & (grid["transform"] == tid)]
+
+
+def accepted_seeds(cell: pd.DataFrame, seeds: np.ndarray) -> np.ndarray:
+    """Which of a finite cell's ``seeds`` (in its predictions' order) were accepted (>= 95% training accuracy)."""
+    return cell.set_index("seed").loc[seeds, "accepted"].to_numpy(dtype=bool)
+
+
 def transform_gaps(runs: dict[str, tuple[pd.DataFrame, dict]], y_test: np.ndarray, base: str) -> pd.DataFrame:
     """Sec. 5.3's comparison across transforms: per (inference, architecture), the accuracy on each transform
     minus on ``base``, paired per test image, from runs that share one split (the synergy presets: one per
@@ -143,9 +157,7 @@ def transform_gaps(runs: dict[str, tuple[pd.DataFrame, dict]], y_test: np.ndarra
     def hits(grid: pd.DataFrame, preds: dict, key: tuple) -> np.ndarray | None:
         pred, seeds = preds[key]
         if key[0] in A.FINITE_INFERENCES:
-            inf, arch, tid = key
-            cell = grid[(grid["inference"] == inf) & (grid["architecture"] == arch) & (grid["transform"] == tid)]
-            pred = pred[cell.set_index("seed").loc[seeds, "accepted"].to_numpy(dtype=bool)]
+            pred = pred[accepted_seeds(cell_rows(grid, key), seeds)]
         return (pred.argmax(-1) == y_test) if len(pred) else None
 
     rows = []
@@ -159,7 +171,7 @@ def transform_gaps(runs: dict[str, tuple[pd.DataFrame, dict]], y_test: np.ndarra
             h, hb = hits(grid, preds, (inf, arch, t)), hits(base_grid, base_preds, (inf, arch, base))
             row = {"inference": inf, "architecture": arch, "transform": t, "base": base,
                    "acc": float(h.mean()) if h is not None else np.nan, "base_acc": float(hb.mean()) if hb is not None else np.nan}
-            g = paired_gap(h, hb) if h is not None and hb is not None else dict.fromkeys(("delta", "se_test", "se_runs", "se"), np.nan)
+            g = paired_gap(h, hb) if h is not None and hb is not None else NO_GAP
             rows.append({**row, **g, "beyond_noise": bool(abs(g["delta"]) > 2 * g["se"])})
     return pd.DataFrame(rows)
 
@@ -180,8 +192,8 @@ def finite_vs_kernel(grid: pd.DataFrame, preds: dict[tuple[str, str, str], tuple
     for (inf, arch, tid), (pred, seeds) in sorted(preds.items()):
         if inf not in A.FINITE_INFERENCES:
             continue
-        cell = grid[(grid["inference"] == inf) & (grid["architecture"] == arch) & (grid["transform"] == tid)]
-        acc = cell.set_index("seed").loc[seeds, "accepted"].to_numpy(dtype=bool)
+        cell = cell_rows(grid, (inf, arch, tid))
+        acc = accepted_seeds(cell, seeds)
         hit = pred[acc].argmax(-1) == y_test
         row = {"inference": inf, "architecture": arch, "transform": tid, "runs": len(seeds), "accepted": int(acc.sum()),
                "n_test": len(y_test), "finite_acc": float(hit.mean()) if acc.any() else np.nan,
@@ -190,7 +202,7 @@ def finite_vs_kernel(grid: pd.DataFrame, preds: dict[tuple[str, str, str], tuple
             kp, _ = preds[(kind, arch, tid)]
             k_hit = kp.argmax(-1) == y_test
             row[f"{kind}_acc"] = float(k_hit.mean())
-            g = paired_gap(hit, k_hit) if acc.any() else dict.fromkeys(("delta", "se_test", "se_runs", "se"), np.nan)
+            g = paired_gap(hit, k_hit) if acc.any() else NO_GAP
             row.update({f"{k}_vs_{kind}": v for k, v in g.items()})
             row[f"beyond_noise_vs_{kind}"] = bool(abs(g["delta"]) > 2 * g["se"]) if acc.any() else False
         rows.append(row)
