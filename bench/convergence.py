@@ -53,7 +53,7 @@ def data(args) -> tuple[np.ndarray, np.ndarray]:
 
 def measure(arch: str, inference: str, n: int, width: int, depth: int, x_all, y_all, args,
             drop: bool = True) -> list[dict]:
-    spec = A.get(arch)
+    spec = A.get(arch, args.padding)
     x, y = training_subset(x_all, y_all, n)
     seeds = args.seeds
     xt = torch.as_tensor(np.stack([x] * len(seeds)), dtype=torch.float32)
@@ -162,6 +162,7 @@ def main() -> None:
     p.add_argument("--stop-acc", type=float, default=1.0,
                    help="a seed stops at this training accuracy (the study's 100%%); fit_step records 95%%")
     p.add_argument("--image-size", type=int, default=cfg["data"]["image_size"])
+    p.add_argument("--padding", choices=A.PADDINGS, default=cfg["model"]["padding"], help="model.padding of the nets")
     p.add_argument("--archive", default=str(ROOT.parent / "shared" / "data" / "cifar-10-mini" / "cifar-10-python.tar.gz"))
     p.add_argument("--out", default=str(OUT))
     p.add_argument("--plot", default=str(ROOT / "docs" / "convergence.png"))

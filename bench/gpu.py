@@ -132,8 +132,8 @@ def case(s: int, m: int, me: int, dtype: torch.dtype, device: torch.device, dept
         from synsym.ntk import engine as E
 
         x = torch.as_tensor(np.random.default_rng(0).standard_normal((m, s, s, 3)), dtype=dtype, device=device)
-        w = E.readout_weights(s, dtype, device)
-        _CASES[key] = x, w, E.conv_block(x[:me], None, depth, w, "eager")
+        w = E.readout_weights(s, dtype, device, "circular")
+        _CASES[key] = x, w, E.conv_block(x[:me], None, depth, w, "eager", padding="circular")
     return _CASES[key]
 
 
@@ -142,7 +142,7 @@ def rel_to_eager(x: torch.Tensor, w: torch.Tensor, want: dict, depth: int) -> fl
     from synsym.ntk import engine as E
 
     me = next(iter(want.values()))[0].shape[0]
-    return max_rel(E.conv_block(x[:me], None, depth, w, "triton"), want, x.shape[1])
+    return max_rel(E.conv_block(x[:me], None, depth, w, "triton", padding="circular"), want, x.shape[1])
 
 
 def kernels(device: torch.device, p: dict) -> list[dict]:
@@ -155,7 +155,7 @@ def kernels(device: torch.device, p: dict) -> list[dict]:
             row = {"image": s, "m": m, "m_eager": me, "dtype": str(dt).split(".")[1],
                    "rel_diff": rel_to_eager(x, w, want, p["depth"])}
             for impl, n in (("triton", m), ("eager", me)):
-                secs = timed(partial(E.conv_block, x[:n], None, p["depth"], w, impl), device, p["repeat"])
+                secs = timed(partial(E.conv_block, x[:n], None, p["depth"], w, impl, padding="circular"), device, p["repeat"])
                 row[f"{impl}_ms_per_entry"] = 1e3 * secs / (n * n)
             row["tflops_triton"] = E.flops_per_entry(s, p["depth"]) / (row["triton_ms_per_entry"] * 1e-3) / 1e12
             rows.append(row)
@@ -177,7 +177,7 @@ def blocks(device: torch.device, p: dict) -> list[dict]:
         for cand in FT.block_candidates(s)[: p["blocks"]]:
             FT.GPU_BLOCKS[s] = cand
             rel = rel_to_eager(x, w, want, p["depth"])
-            secs = timed(partial(E.conv_block, x, None, p["depth"], w, "triton"), device, p["repeat"])
+            secs = timed(partial(E.conv_block, x, None, p["depth"], w, "triton", padding="circular"), device, p["repeat"])
             be, nw, cap = FT.block_parts(cand)
             rows.append({"image": s, "m": m, "block_elems": be, "num_warps": nw, "max_regs": cap, "rel_diff": rel,
                          "ms_per_entry": 1e3 * secs / (m * m)})
@@ -208,7 +208,8 @@ def history(device: torch.device, p: dict) -> list[dict]:
             E._TRITON["mod"] = mod
             try:
                 rel = rel_to_eager(x, w, want, p["depth"])
-                ms[name] = 1e3 * timed(partial(E.conv_block, x, None, p["depth"], w, "triton"), device, p["repeat"]) / (m * m)
+                fn = partial(E.conv_block, x, None, p["depth"], w, "triton", padding="circular")
+                ms[name] = 1e3 * timed(fn, device, p["repeat"]) / (m * m)
             finally:
                 E._TRITON["mod"] = today
             rows.append({"image": s, "m": m, "kernel": name, "rel_diff": rel, "ms_per_entry": ms[name],
@@ -263,7 +264,7 @@ def training(device: torch.device, p: dict) -> list[dict]:
     x = torch.as_tensor(np.random.default_rng(0).standard_normal((n, s, s, 3)), dtype=torch.float32, device=device)
     y = torch.as_tensor(np.random.default_rng(1).integers(0, 10, n), device=device)
     for arch, width, n_seeds in p["train"]:
-        spec, seeds = A.get(arch), list(range(n_seeds))
+        spec, seeds = A.get(arch, "circular"), list(range(n_seeds))
         batches = np.stack([TR.batch_indices(0, sd, n, 40, p["steps"]) for sd in seeds])
         data = {"x_train": x[None].expand(n_seeds, *x.shape), "y_train": y}
         lr = torch.full((n_seeds,), 1e-4)

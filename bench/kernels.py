@@ -56,7 +56,7 @@ def compute(case: str, m: int, s: int, device: str, depth: int) -> float:
         import neural_tangents as nt
 
         for arch in ("vec", "lcn", "gap", "lap4", "lap8"):
-            fn = nt.batch(REF.stax_kernel_fn(A.get(arch), depth), batch_size=max(1, m // 4))
+            fn = nt.batch(REF.stax_kernel_fn(A.get(arch, "circular"), depth), batch_size=max(1, m // 4))
             np.asarray(fn(x, None, ("nngp", "ntk")).ntk)
     else:
         from synsym.ntk import kernels as K
@@ -65,7 +65,7 @@ def compute(case: str, m: int, s: int, device: str, depth: int) -> float:
             os.environ["SYNSYM_FUSED"] = "0"
         engine = "neural_tangents" if case == "nt_shared" else "fast"
         K.compute_family("conv", x, {}, depth, block_size=max(1, m // 4), max_memory_gb=8.0,
-                         log=lambda _: None, engine=engine, device=device,
+                         log=lambda _: None, engine=engine, device=device, precision="float64",
                          padding="zero" if case.endswith("_zero") else "circular")
     if device == "cuda":
         import torch

@@ -47,7 +47,7 @@ def trains(spec, width: int, depth: int, x: torch.Tensor, y: torch.Tensor, lr: t
            ) -> np.ndarray:
     """Per seed: does SGD at ``lr`` (one rate per seed) keep a finite loss for the budget and end
     with a lower training MSE than at init? Fresh init each call (same seeds: same init)."""
-    params = M.init_params(spec, width, depth, x.shape[2], args.seeds, 0, torch.float32)
+    params = M.init_params(spec, width, depth, x.shape[2], args.seeds, 0, torch.float32, x.device)
     n = len(y)
     y1h = torch.nn.functional.one_hot(y, A.N_CLASSES).float()
 
@@ -66,7 +66,7 @@ def trains(spec, width: int, depth: int, x: torch.Tensor, y: torch.Tensor, lr: t
 
 def measure(arch: str, x_all: np.ndarray, y_all: np.ndarray, args, cfg: dict) -> list[dict]:
     """Bisect log c per seed (all seeds stacked, each at its own c) and return one row per seed."""
-    spec, depth, width = A.get(arch), cfg["model"]["depth"], cfg["model"]["widths"][arch]
+    spec, depth, width = A.get(arch, cfg["model"]["padding"]), cfg["model"]["depth"], cfg["model"]["widths"][arch]
     x, y = training_subset(x_all, y_all, cfg["data"]["n_train"])
     xt = torch.as_tensor(np.stack([x] * len(args.seeds)), dtype=torch.float32)
     yt = torch.as_tensor(y)

@@ -29,9 +29,9 @@ from synsym.finite import models as M
 from synsym.finite import training as TR
 
 
-def run(arch: str, width: int, seeds: list[int], s: int, steps: int, device: torch.device) -> float:
+def run(arch: str, width: int, seeds: list[int], s: int, steps: int, device: torch.device, padding: str) -> float:
     """Seconds for `steps` SGD steps of the stacked seeds."""
-    spec = A.get(arch)
+    spec = A.get(arch, padding)
     n = 400
     x = torch.as_tensor(np.random.default_rng(0).standard_normal((n, s, s, 3)), dtype=torch.float32, device=device)
     y = torch.as_tensor(np.random.default_rng(1).integers(0, 10, n), device=device)
@@ -56,7 +56,7 @@ def conv_share(arch: str, width: int, s: int, steps: int, device: torch.device) 
     from torch.profiler import ProfilerActivity, profile
 
     with profile(activities=[ProfilerActivity.CPU]) as prof:
-        run(arch, width, [0], s, steps, device)
+        run(arch, width, [0], s, steps, device, "circular")
     ev = prof.key_averages()
     total = sum(e.self_cpu_time_total for e in ev)
     conv = sum(e.self_cpu_time_total for e in ev if "conv" in e.key or e.key in ("aten::bmm", "aten::mm"))
@@ -73,6 +73,7 @@ def main() -> None:
     ap.add_argument("--arch", default="vec")
     ap.add_argument("--widths", type=int, nargs="+", default=[24, 128])
     ap.add_argument("--image-size", type=int, default=8)
+    ap.add_argument("--padding", choices=A.PADDINGS, default="circular", help="model.padding of the nets")
     ap.add_argument("--steps", type=int, default=40)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=torch.get_num_threads(), help="CPU threads (workflow jobs use 1)")
@@ -85,8 +86,8 @@ def main() -> None:
     print(f"{'arch':>5} {'width':>5} {'vectorized seed-steps/s':>24} {'sequential':>11} {'ratio':>6} "
           f"{'GFLOP/s (vec.)':>15} {'% of peak':>9} {'bound':>6}")
     for w in a.widths:
-        t_vec = run(a.arch, w, seeds, a.image_size, a.steps, dev)
-        t_seq = sum(run(a.arch, w, [sd], a.image_size, a.steps, dev) for sd in seeds)
+        t_vec = run(a.arch, w, seeds, a.image_size, a.steps, dev, a.padding)
+        t_seq = sum(run(a.arch, w, [sd], a.image_size, a.steps, dev, a.padding) for sd in seeds)
         rate_vec, rate_seq = len(seeds) * a.steps / t_vec, len(seeds) * a.steps / t_seq
         bound = 1 / conv_share(a.arch, w, a.image_size, min(a.steps, 20), dev) if dev.type == "cpu" else float("nan")
         fl = step_flops(a.arch, w, len(seeds), a.image_size) * a.steps / t_vec

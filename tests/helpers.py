@@ -1,4 +1,4 @@
-"""Running Snakemake from tests."""
+"""Running Snakemake from tests, and the settings tests pass explicitly."""
 
 from __future__ import annotations
 
@@ -10,6 +10,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
+# The kernel settings unit tests compute with. A job's spec carries them (synsym.core.jobspec); the package has no
+# defaults for them, so a test names them too: kernel_args() for the keywords of compute_family and compute_shard.
+KERNEL = {"engine": "fast", "device": "cpu", "precision": "float64", "padding": "circular"}
+
+
+def kernel_args(**over) -> dict:
+    """KERNEL with a silent log and the test's own choices (``padding="zero"``, ``engine=...``)."""
+    return {**KERNEL, "log": lambda _: None, **over}
 
 
 def snakemake(*args: str, cwd: Path | None = None, timeout: int = 900, check: bool = True) -> subprocess.CompletedProcess:

@@ -21,7 +21,7 @@ def test_schema_ids_are_the_package_ids():
     assert schema["transform"]["enum"] == list(T.TRANSFORMS)
 
 
-OVERLAYS = {"imagenet": "paper"}  # presets meant to be stacked on another (README: presets)
+OVERLAYS = {"imagenet": "paper", "synergy-fig4": "synergy-fig2-identity"}  # presets meant to be stacked on another (README: presets)
 
 
 @pytest.mark.parametrize("name", ["default"] + sorted(p.stem for p in (ROOT / "presets").glob("*.yaml")))

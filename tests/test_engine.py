@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import kernel_args
 from torch.utils.cpp_extension import get_default_build_root
 
 from synsym.core import architectures as A
@@ -43,7 +44,7 @@ def test_engine_equals_neural_tangents(family, s, depth, padding, monkeypatch):
     want = {b is None: ref(a, b) for a, b in ((x, None), (x2, x))}
     for fused in ("1", "0"):
         monkeypatch.setenv("SYNSYM_FUSED", fused)
-        ours = E.block_fn(family, depth, s, padding=padding)
+        ours = E.block_fn(family, depth, s, "cpu", torch.float64, padding)
         for a, b in ((x, None), (x2, x)):
             r1, r2 = ours(a, b), want[b is None]
             assert set(r1) == set(K.FAMILY_MEMBERS[family])
@@ -62,14 +63,14 @@ def test_paddings_differ_and_only_circular_gap_is_shift_invariant():
     s, x, x2 = 8, images(3, 8, 4), images(2, 8, 5)
     shifted = np.roll(x, (2, 3), axis=(1, 2))
     for padding in A.PADDINGS:
-        fn = E.block_fn("conv", 4, s, padding=padding)
+        fn = E.block_fn("conv", 4, s, "cpu", torch.float64, padding)
         base, moved = fn(x2, x), fn(x2, shifted)
         gap_diff = np.abs(moved["gap"][1] - base["gap"][1]).max() / np.abs(base["gap"][1]).max()
         if padding == "circular":
             assert gap_diff < 1e-13
         else:
             assert gap_diff > 1e-3
-    circ, zero = E.block_fn("conv", 4, s)(x, None), E.block_fn("conv", 4, s, padding="zero")(x, None)
+    circ, zero = (E.block_fn("conv", 4, s, "cpu", torch.float64, p)(x, None) for p in ("circular", "zero"))
     for arch in E.CONV_MEMBERS:
         assert np.abs(circ[arch][1] - zero[arch][1]).max() > 1e-3 * np.abs(circ[arch][1]).max(), arch
 
@@ -79,7 +80,8 @@ def test_engine_on_real_images(mini_batches):
 
     sp = make_split(mini_batches, 10, 10, 10, 0, 16, 0, False)
     x = sp.x_train[:5]
-    r1, r2 = E.block_fn("conv", 4, 16)(x, None), REF.family_block_fn("conv", 4, 16, "circular")(x, None)
+    r1 = E.block_fn("conv", 4, 16, "cpu", torch.float64, "circular")(x, None)
+    r2 = REF.family_block_fn("conv", 4, 16, "circular")(x, None)
     for arch in r1:
         off, _ = compare(r1[arch][1], np.asarray(r2[arch][1]), True)
         assert off < 1e-10
@@ -88,9 +90,9 @@ def test_engine_on_real_images(mini_batches):
 def test_engine_diagonal_is_exact():
     """K(x, x) from the symmetric path equals K(x, x) computed as a cross term with correlation forced to 1."""
     x = images(3, 8)
-    sym = E.block_fn("conv", 8, 8)(x, None)
+    sym = E.block_fn("conv", 8, 8, "cpu", torch.float64, "circular")(x, None)
     for arch, (_, ntk) in sym.items():
-        single = [E.block_fn("conv", 8, 8)(x[i : i + 1], None)[arch][1][0, 0] for i in range(3)]
+        single = [E.block_fn("conv", 8, 8, "cpu", torch.float64, "circular")(x[i : i + 1], None)[arch][1][0, 0] for i in range(3)]
         np.testing.assert_allclose(np.diag(ntk), single, rtol=1e-14)
 
 
@@ -104,7 +106,7 @@ def test_theorem_4_1_exact_with_engine(arch, padding):
     x = images(5, s, 3)
     fam = A.get(arch).kernel_family
     key = K.kernel_key(arch)
-    fn = E.block_fn(fam, 4, s, padding=padding)
+    fn = E.block_fn(fam, 4, s, "cpu", torch.float64, padding)
     base = fn(x, None)[key][1]
     for tid in T.TRANSFORMS:
         got = fn(T.make(tid, s, 0, 0).apply(x), None)[key][1]
@@ -117,16 +119,16 @@ def test_theorem_4_1_exact_with_engine(arch, padding):
 
 def test_compute_family_fast_equals_reference_blocked():
     x, xt = images(7, 8), images(4, 8, 1)
-    a = K.compute_family("conv", x, {"test": xt}, 3, 3, 1.0, log=lambda m: None, engine="fast")
-    b = K.compute_family("conv", x, {"test": xt}, 3, 3, 1.0, log=lambda m: None, engine="neural_tangents")
+    a = K.compute_family("conv", x, {"test": xt}, 3, 3, 1.0, **kernel_args())
+    b = K.compute_family("conv", x, {"test": xt}, 3, 3, 1.0, **kernel_args(engine="neural_tangents"))
     for key in a:
         off, diag = compare(a[key], b[key], key.startswith("train_train"))
         assert off < 1e-10 and diag < 1e-6, key
     # the kernel of the first m images is the top-left sub-matrix (learning-curve sizes reuse it)
-    c = K.compute_family("conv", x[:4], {"test": xt}, 3, 2, 1.0, log=lambda m: None, engine="fast")
+    c = K.compute_family("conv", x[:4], {"test": xt}, 3, 2, 1.0, **kernel_args())
     np.testing.assert_allclose(c["train_train/gap/ntk"], a["train_train/gap/ntk"][:4, :4], rtol=1e-13)
     with pytest.raises(ValueError, match="allowed: fast, neural_tangents"):
-        K.compute_family("conv", x, {}, 3, engine="jax")
+        K.compute_family("conv", x, {}, 3, 2, 1.0, **kernel_args(engine="jax"))
 
 
 @pytest.mark.parametrize("impl", ["cpu", "eager"])
@@ -134,8 +136,8 @@ def test_float32_engine_is_close_and_sums_readouts_in_float64(impl):
     """kernels.precision float32: the recursion in float32, the readouts (sums over s^4 elements)
     in float64, so the kernels come out float64 and within float32 rounding of the float64 ones."""
     x = images(4, 8)
-    r64 = E.conv_block(torch.as_tensor(x), None, 8, impl=impl)
-    r32 = E.conv_block(torch.as_tensor(x, dtype=torch.float32), None, 8, impl=impl)
+    r64 = E.conv_block(torch.as_tensor(x), None, 8, impl=impl, padding="circular")
+    r32 = E.conv_block(torch.as_tensor(x, dtype=torch.float32), None, 8, impl=impl, padding="circular")
     for arch in r64:
         assert r32[arch][0].dtype == r32[arch][1].dtype == torch.float64
         np.testing.assert_allclose(r32[arch][1].numpy(), r64[arch][1].numpy(), rtol=1e-5)
@@ -143,20 +145,20 @@ def test_float32_engine_is_close_and_sums_readouts_in_float64(impl):
 
 def test_kernel_precision_is_checked_and_reaches_the_engine():
     x, xt = images(6, 4), images(3, 4, 1)
-    a = K.compute_family("conv", x, {"test": xt}, 3, 2, 1.0, log=lambda m: None)
-    b = K.compute_family("conv", x, {"test": xt}, 3, 2, 1.0, log=lambda m: None, precision="float32")
+    a = K.compute_family("conv", x, {"test": xt}, 3, 2, 1.0, **kernel_args())
+    b = K.compute_family("conv", x, {"test": xt}, 3, 2, 1.0, **kernel_args(precision="float32"))
     for key in a:
         assert b[key].dtype == np.float64
         np.testing.assert_allclose(b[key], a[key], rtol=1e-5)
         assert "/vec/" not in key or not np.array_equal(b[key], a[key]), key  # it did run in float32
     with pytest.raises(ValueError, match="kernels.precision = 'float16' is invalid; allowed: float64, float32"):
-        K.compute_family("conv", x, {}, 3, precision="float16")
+        K.compute_family("conv", x, {}, 3, 2, 1.0, **kernel_args(precision="float16"))
     with pytest.raises(ValueError, match="needs kernels.engine = 'fast'"):
-        K.compute_family("conv", x, {}, 3, engine="neural_tangents", precision="float32")
+        K.compute_family("conv", x, {}, 3, 2, 1.0, **kernel_args(engine="neural_tangents", precision="float32"))
 
 
 def test_readout_weights_are_averages():
-    w = E.readout_weights(8)
+    w = E.readout_weights(8, torch.float64, "cpu", "circular")
     np.testing.assert_allclose(w.sum(0).numpy(), [1.0, 1.0, 1.0, 1.0], rtol=1e-14)  # each readout is a mean
     assert (w[:, 0].reshape(64, 64)[:, 1:] == 0).all()  # flatten sees only delta = 0
 
@@ -192,7 +194,7 @@ def test_engine_picks_implementation_by_device(monkeypatch):
     monkeypatch.setenv("SYNSYM_FUSED", "0")
     assert E.pick_impl("cpu") == "eager" and "SYNSYM_FUSED=0" in E.backend("cpu")
     with pytest.raises(ValueError, match="allowed: cpu, triton, eager"):
-        E.conv_block(torch.zeros(1, 2, 2, 3, dtype=torch.float64), None, 1, impl="cuda")
+        E.conv_block(torch.zeros(1, 2, 2, 3, dtype=torch.float64), None, 1, impl="cuda", padding="circular")
 
 
 def test_fused_kernel_keeps_denormals():

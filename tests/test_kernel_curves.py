@@ -7,14 +7,18 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import kernel_args
 
+from synsym.core import jobspec
 from synsym.core.data import make_split
 from synsym.ntk import kernels as K
 from synsym.ntk import regression
 from synsym.study import cells
 from synsym.study import kernel_curves as KC
 
-SPEC = {"global_seed": 0, "depth": 2, "device": "auto", "kernels": {"block_size": 16, "max_memory_gb": 1.0}, "ridges": [1e-3, 1e-1],
+# device auto, as a config may say: core.jobspec.load resolves it where the job starts, as the CLI does
+SPEC = {"global_seed": 0, "depth": 2, "device": "auto", "ridges": [1e-3, 1e-1],
+        "kernels": {"engine": "fast", "precision": "float64", "block_size": 16, "max_memory_gb": 1.0},
         "kernel_curves": {"paddings": ["circular", "zero"], "sizes": [8, 16], "draws": 3,
                           "transforms": {"identity": 24, "o3_shared": 24, "o3_per_pixel": 16}}}
 
@@ -23,7 +27,7 @@ SPEC = {"global_seed": 0, "depth": 2, "device": "auto", "kernels": {"block_size"
 def run(mini_batches, tmp_path_factory):
     out = tmp_path_factory.mktemp("kc")
     make_split(mini_batches, 24, 12, 20, 0, 8, 0, False).save(out / "split.npz")
-    table = KC.run(SPEC, str(out / "split.npz"), str(out))
+    table = KC.run(jobspec.load(SPEC, "kernel-curves"), str(out / "split.npz"), str(out))
     KC.report(table, out)
     return out
 
@@ -56,9 +60,8 @@ def test_sub_matrix_regression_equals_a_fresh_kernel(run):
     d = cells.transformed(split, "o3_per_pixel", 0, 0, 16)
     idx = KC.subsets(0, 16, 8, 3)[1]  # o3_per_pixel's largest size is 16: its draws come from those images
     x = d["x_train"][idx]
-    fresh = K.compute_family("conv", x, {"val": d["x_val"], "test": d["x_test"]}, 2, 16, 1.0, log=lambda _: None,
-                             padding="zero")
-    want = regression.regress(fresh, "gap", "ntk", split.y_train[idx], split.y_val, split.y_test, SPEC["ridges"])
+    fresh = K.compute_family("conv", x, {"val": d["x_val"], "test": d["x_test"]}, 2, 16, 1.0, **kernel_args(padding="zero"))
+    want = regression.regress(fresh, "gap", "ntk", split.y_train[idx], split.y_val, split.y_test, SPEC["ridges"], device="cpu")
     df = pd.read_csv(run / KC.TABLE)
     got = df[(df["padding"] == "zero") & (df["transform"] == "o3_per_pixel") & (df["architecture"] == "gap")
              & (df["inference"] == "ntk") & (df["n_train"] == 8) & (df["draw"] == 1)]
@@ -71,7 +74,7 @@ def test_a_wrong_reuse_stops_the_run(run, monkeypatch, tmp_path):
     spec = {**SPEC, "kernel_curves": {**SPEC["kernel_curves"], "paddings": ["circular"],
                                       "transforms": {"o3_per_pixel": 16}}}
     with pytest.raises(ValueError, match=r"^kernel circular/conv/o3_per_pixel: served by identity's kernel .* differs"):
-        KC.run(spec, str(run / "split.npz"), str(tmp_path))
+        KC.run(jobspec.load(spec, "kernel-curves"), str(run / "split.npz"), str(tmp_path))
 
 
 def test_subsets_are_keyed_and_nested_at_the_top():

@@ -3,6 +3,7 @@ full architectures, LCN_inf == VEC_inf, and Theorem 4.1 holds exactly."""
 
 import numpy as np
 import pytest
+from helpers import kernel_args
 
 from synsym.core import architectures as A
 from synsym.core import transforms as T
@@ -24,7 +25,7 @@ def xs():
 
 
 def family_kernels(fam, x, x2, depth=DEPTH, block=3):
-    return K.compute_family(fam, x, {"test": x2}, depth, block_size=block, max_memory_gb=1.0, log=lambda s: None)
+    return K.compute_family(fam, x, {"test": x2}, depth, block_size=block, max_memory_gb=1.0, **kernel_args())
 
 
 def rel(a, b):
@@ -59,7 +60,7 @@ def test_shared_stack_readouts_equal_neural_tangents(arch, xs):
     """One conv-stack pass + readouts == nt's own per-architecture kernel_fn (blocked, triangle-filled)."""
     x, x2 = xs
     kern = family_kernels(A.get(arch).kernel_family, x, x2)
-    ref = REF.stax_kernel_fn(A.get(arch), DEPTH)
+    ref = REF.stax_kernel_fn(A.get(arch, "circular"), DEPTH)
     for split, other in (("train_train", None), ("test_train", x2)):
         want = ref(x, None, ("nngp", "ntk")) if other is None else ref(other, x, ("nngp", "ntk"))
         for kind in K.KINDS:
@@ -69,9 +70,9 @@ def test_shared_stack_readouts_equal_neural_tangents(arch, xs):
 
 def test_lcn_inf_equals_vec_inf(xs):
     x, _ = xs
-    lcn = REF.stax_kernel_fn(A.get("lcn"), DEPTH)(x, None, ("nngp", "ntk"))
-    vec = REF.stax_kernel_fn(A.get("vec"), DEPTH)(x, None, ("nngp", "ntk"))
-    gap = REF.stax_kernel_fn(A.get("gap"), DEPTH)(x, None, "ntk")
+    lcn = REF.stax_kernel_fn(A.get("lcn", "circular"), DEPTH)(x, None, ("nngp", "ntk"))
+    vec = REF.stax_kernel_fn(A.get("vec", "circular"), DEPTH)(x, None, ("nngp", "ntk"))
+    gap = REF.stax_kernel_fn(A.get("gap", "circular"), DEPTH)(x, None, "ntk")
     for kind in ("ntk", "nngp"):
         off, diag = split_rel(np.asarray(getattr(lcn, kind)), np.asarray(getattr(vec, kind)), True)
         assert off < SAME_INPUT_TOL and diag < DIAG_TOL, (kind, off, diag)
@@ -115,9 +116,9 @@ def test_regression_predictions_agree_for_invariant_pairs(mini_batches):
     for tid in ("identity", "o3_shared", "o3_per_pixel"):
         tau = T.make(tid, 8, 0, 0)
         kern = K.compute_family("conv", tau.apply(s.x_train), {"val": tau.apply(s.x_val), "test": tau.apply(s.x_test)},
-                                DEPTH, 20, 1.0, log=lambda m: None)
+                                DEPTH, 20, 1.0, **kernel_args())
         for arch in ("vec", "gap"):
-            preds[(tid, arch)] = REG.regress(kern, arch, "ntk", s.y_train, s.y_val, s.y_test, [1e-3, 1e-2])
+            preds[(tid, arch)] = REG.regress(kern, arch, "ntk", s.y_train, s.y_val, s.y_test, [1e-3, 1e-2], device="cpu")
     for arch in ("vec", "gap"):
         a, b = preds[("identity", arch)], preds[("o3_shared", arch)]
         assert np.abs(a["test_pred"] - b["test_pred"]).max() < 1e-8
@@ -134,13 +135,13 @@ def test_solve_matches_explicit_inverse():
     ks = rng.standard_normal((3, 6))
     y = rng.standard_normal((6, 2))
     eps = 0.1 * np.trace(k) / 6
-    np.testing.assert_allclose(REG.solve(k, ks, y, 0.1), ks @ np.linalg.inv(k + eps * np.eye(6)) @ y, rtol=1e-10)
+    np.testing.assert_allclose(REG.solve(k, ks, y, 0.1, "cpu"), ks @ np.linalg.inv(k + eps * np.eye(6)) @ y, rtol=1e-10)
 
 
 def test_non_positive_definite_is_a_clear_error():
     k = -np.eye(4)
     with pytest.raises(np.linalg.LinAlgError, match="not positive definite"):
-        REG.solve(k, np.ones((1, 4)), np.ones((4, 1)), 1e-6)
+        REG.solve(k, np.ones((1, 4)), np.ones((4, 1)), 1e-6, "cpu")
 
 
 def test_memory_budget_too_small_is_clear():
@@ -165,7 +166,7 @@ def test_empirical_ntk_of_torch_net_converges_to_stax(arch, widths, padding):
     want = np.asarray(REF.stax_kernel_fn(spec, depth)(x, None, "ntk"))  # the spec carries the padding
     errs = []
     for w in widths:
-        p = models.init_params(spec, w, depth, S, [0, 1], 0, torch.float64)
+        p = models.init_params(spec, w, depth, S, [0, 1], 0, torch.float64, "cpu")
         for v in p.values():
             v.requires_grad_(True)
         xt = torch.as_tensor(x)[None].expand(2, *x.shape)

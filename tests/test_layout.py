@@ -79,7 +79,7 @@ def _fit_some_seeds_early(drop: bool) -> tuple[dict, dict]:
     yt = torch.randint(0, 10, (16,), generator=g)
     data = {"x_train": x, "y_train": y, "x_val": xt, "y_val": yt, "x_test": xt, "y_test": yt}
     batches = np.stack([TR.batch_indices(0, s, n, 8, 300) for s in range(3)])
-    p = M.init_params(spec, 32, 3, 8, [0, 1, 2], 0, torch.float64)
+    p = M.init_params(spec, 32, 3, 8, [0, 1, 2], 0, torch.float64, "cpu")
     lr = TR.eta0_from_lambda(TR.estimate_lambda_max(spec, p, x[:, :16], 3), 16, 0.9).mean() * 8
     cfg = TR.TrainConfig(max_steps=300, eval_every=20, batch_size=8, stop_train_acc=0.6, drop_stopped=drop)
     return TR.train(spec, p, data, 3, lr, 1e-7, batches, cfg, log=lambda m: None), p

@@ -41,7 +41,7 @@ def coupled_gap(arch, tid, width=6, force_shared=False, padding="circular"):
     spec = A.get(arch, padding)
     x, y, xt = data()
     tau = T.make(tid, S, 0, 0)
-    p0 = M.init_params(spec, width, DEPTH, S, [0], 0, torch.float64)
+    p0 = M.init_params(spec, width, DEPTH, S, [0], 0, torch.float64, "cpu")
     on_tau = run(arch, {k: v.clone() for k, v in p0.items()}, tau.apply(x), y, padding=padding)
     coupling = tau
     if force_shared:  # the nearest thing a shared filter can absorb: pixel 0's rotation everywhere
@@ -72,12 +72,13 @@ def test_theorem_4_1_fails_outside_the_group():
     assert not A.predicts_invariance("vec", "o3_per_pixel", infinite=False)
     assert gap_vec > 1e-2
     with pytest.raises(M.NotRepresentable):
-        M.couple_first_layer(A.get("gap"), M.init_params(A.get("gap"), 4, 1, S, [0], 0), T.make("perm_3d", S, 0, 0), S)
+        gap = A.get("gap", "circular")
+        M.couple_first_layer(gap, M.init_params(gap, 4, 1, S, [0], 0, torch.float32, "cpu"), T.make("perm_3d", S, 0, 0), S)
     # gap trained on permuted data vs plain data from the same init: far apart
-    spec = A.get("gap")
+    spec = A.get("gap", "circular")
     x, y, xt = data()
     tau = T.make("perm_3d", S, 0, 0)
-    p0 = M.init_params(spec, 6, DEPTH, S, [0], 0, torch.float64)
+    p0 = M.init_params(spec, 6, DEPTH, S, [0], 0, torch.float64, "cpu")
     a = run("gap", {k: v.clone() for k, v in p0.items()}, tau.apply(x), y)
     b = run("gap", {k: v.clone() for k, v in p0.items()}, x, y)
     diff = (M.apply(spec, a, stack(tau.apply(xt)), DEPTH) - M.apply(spec, b, stack(xt), DEPTH)).abs().max()
@@ -85,7 +86,7 @@ def test_theorem_4_1_fails_outside_the_group():
 
 
 def outputs(arch, p, x, size):
-    return M.apply(A.get(arch), p, torch.as_tensor(x)[None].expand(p["b_out"].shape[0], *x.shape), DEPTH + 1)
+    return M.apply(A.get(arch, "circular"), p, torch.as_tensor(x)[None].expand(p["b_out"].shape[0], *x.shape), DEPTH + 1)
 
 
 @pytest.mark.parametrize("small,big,embed", [("gap", "vec", "gap_in_vec"), ("vec", "lcn", "vec_in_lcn"),
@@ -93,7 +94,7 @@ def outputs(arch, p, x, size):
 def test_theorem_3_1_embeddings(small, big, embed):
     size, n, depth = 4, 2, DEPTH + 1
     x = np.random.default_rng(3).standard_normal((5, size, size, 3))
-    p = M.init_params(A.get(small), n, depth, size, [0, 1], 0, torch.float64)
+    p = M.init_params(A.get(small, "circular"), n, depth, size, [0, 1], 0, torch.float64, "cpu")
     fn = getattr(E, embed)
     q = fn(p, size) if embed == "gap_in_vec" else fn(p, size, depth)
     a, b = outputs(small, p, x, size), outputs(big, q, x, size)
@@ -105,13 +106,13 @@ def test_theorem_3_1_embeddings(small, big, embed):
 
 
 def test_width_of_lcn_in_vec_is_dn():
-    p = M.init_params(A.get("lcn"), 2, 2, 4, [0], 0, torch.float64)
+    p = M.init_params(A.get("lcn", "circular"), 2, 2, 4, [0], 0, torch.float64, "cpu")
     assert E.lcn_in_vec(p, 4, 2)["w2"].shape[1:3] == (32, 32)
 
 
 def test_lambda_max_power_iteration_matches_explicit_ntk():
-    spec = A.get("vec")
-    p = M.init_params(spec, 6, DEPTH, S, [0, 1], 0, torch.float64)
+    spec = A.get("vec", "circular")
+    p = M.init_params(spec, 6, DEPTH, S, [0, 1], 0, torch.float64, "cpu")
     x = torch.as_tensor(np.random.default_rng(0).standard_normal((2, 6, S, S, 3)))
     lam = TR.estimate_lambda_max(spec, p, x, DEPTH, iters=100)
     for s in range(2):
@@ -129,8 +130,8 @@ def test_lambda_max_power_iteration_matches_explicit_ntk():
 
 @pytest.mark.parametrize("padding", A.PADDINGS)
 def test_local_layer_matches_explicit_loop(padding):
-    spec = A.get("lcn")
-    p = M.init_params(spec, 3, 1, 4, [0, 1], 0, torch.float64)
+    spec = A.get("lcn", "circular")
+    p = M.init_params(spec, 3, 1, 4, [0, 1], 0, torch.float64, "cpu")
     x = torch.as_tensor(np.random.default_rng(1).standard_normal((2, 2, 3, 4, 4)))  # (S, B, C, H, W)
     z = x.reshape(2, 2, 3, 16).permute(0, 3, 2, 1)  # the layer's (S, P, C, B) layout
     rows = M._patch_rows(2, 4, z.device, padding)
@@ -162,15 +163,15 @@ def test_zero_padded_conv_is_torchs():
 
 
 def test_init_is_keyed_by_seed_not_order_or_inference():
-    spec = A.get("vec")
-    a = M.init_params(spec, 4, 2, S, [0, 1], 0)
-    b = M.init_params(spec, 4, 2, S, [1], 0)
+    spec = A.get("vec", "circular")
+    a = M.init_params(spec, 4, 2, S, [0, 1], 0, torch.float32, "cpu")
+    b = M.init_params(spec, 4, 2, S, [1], 0, torch.float32, "cpu")
     assert torch.equal(a["w1"][1], b["w1"][0])
     assert not torch.equal(a["w1"][0], a["w1"][1])
 
 
 def test_uniform_first_layer_is_variance_matched():
-    p = M.init_params(A.get("fcn"), 512, 1, S, [0], 0, first_layer="uniform")
+    p = M.init_params(A.get("fcn"), 512, 1, S, [0], 0, torch.float32, "cpu", first_layer="uniform")
     w = p["w1"]
     assert w.abs().max() <= np.sqrt(3) and abs(w.var().item() - 1) < 0.02
     assert abs(p["w_out"].var().item() - 1) < 0.1
@@ -186,11 +187,11 @@ def test_cuda_without_gpu_is_a_clear_error():
 
 
 def test_training_is_bit_reproducible():
-    spec = A.get("gap")
+    spec = A.get("gap", "circular")
     x, y, xt = data()
     outs = []
     for _ in range(2):
-        p = M.init_params(spec, 4, DEPTH, S, [0, 1], 0, torch.float64)
+        p = M.init_params(spec, 4, DEPTH, S, [0, 1], 0, torch.float64, "cpu")
         run("gap", p, x, y, steps=10)
         outs.append(M.apply(spec, p, stack(xt).expand(2, *xt.shape), DEPTH))
     assert torch.equal(outs[0], outs[1])

@@ -13,7 +13,7 @@ from collections import Counter
 import numpy as np
 import pytest
 import yaml
-from helpers import ROOT, dry_counts, load_config, snakemake
+from helpers import ROOT, dry_counts, kernel_args, load_config, snakemake
 
 from synsym.pipeline import calibration as C
 from synsym.pipeline import cost
@@ -54,7 +54,7 @@ def test_kernel_entries_are_what_the_engine_computes(monkeypatch, n, b):
     monkeypatch.setattr(engine, "block_fn", counting)
     rng = np.random.default_rng(0)
     x = {k: rng.standard_normal((m, 8, 8, 3)) for k, m in zip(("train", "val", "test"), n)}
-    K.compute_family("fcn", x["train"], {"val": x["val"], "test": x["test"]}, 1, b, 2.0, log=lambda _: None)
+    K.compute_family("fcn", x["train"], {"val": x["val"], "test": x["test"]}, 1, b, 2.0, **kernel_args())
     cfg = load_config()
     # a quarter of the test images from the training pool (data.n_test_pool): they are test rows all the same
     cfg["data"].update(n_train=n[0], n_val=n[1], n_test=n[2] - n[2] // 4, n_test_pool=n[2] // 4)

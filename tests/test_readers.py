@@ -8,6 +8,7 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import kernel_args
 
 from synsym.core.data import Split
 from synsym.core.io import REMAKE, StudyFileError, read_cell, read_table, write_cell
@@ -75,7 +76,7 @@ def shard(tmp_path):
     x = np.random.default_rng(0).standard_normal((6, 4, 4, 3))
     d = tmp_path / "kernels" / "shard0"
     K.compute_shard("fcn", {"train": x[:4], "val": x[4:5], "test": x[5:]}, 1, 4, 1.0, 0, 1, d,
-                    {"transform": "identity", "seed": 0}, log=lambda _: None)
+                    {"transform": "identity", "seed": 0}, **kernel_args())
     return d
 
 

@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import pytest
+from helpers import kernel_args
 
 from synsym.ntk import kernels as K
 from synsym.ntk import regression as REG
@@ -21,13 +22,13 @@ def xs():
 @pytest.fixture(scope="module")
 def one_piece(xs):
     return {fam: K.compute_family(fam, xs["train"], {"val": xs["val"], "test": xs["test"]}, 3, 4, 1.0,
-                                  log=lambda _: None) for fam in ("fcn", "conv")}
+                                  **kernel_args()) for fam in ("fcn", "conv")}
 
 
 def shards(xs, tmp_path, fam: str, n: int) -> list:
     dirs = [tmp_path / fam / "s0" / f"shard{k}" for k in range(n)]
     for k, d in enumerate(dirs):
-        K.compute_shard(fam, xs, 3, 4, 1.0, k, n, d, {"transform": "identity", "seed": 0}, log=lambda _: None)
+        K.compute_shard(fam, xs, 3, 4, 1.0, k, n, d, {"transform": "identity", "seed": 0}, **kernel_args())
     return dirs
 
 
@@ -78,8 +79,8 @@ def test_regression_on_shards_equals_regression_in_memory(xs, one_piece, tmp_pat
     g = np.random.default_rng(1)
     y = {k: g.integers(0, 10, n) for k, n in SIZES.items()}
     for m in (12, 23):
-        a = REG.regress(kern, "gap", "ntk", y["train"], y["val"], y["test"], [1e-6, 1e-3, 1e-1], m)
-        b = REG.regress(one_piece["conv"], "gap", "ntk", y["train"], y["val"], y["test"], [1e-6, 1e-3, 1e-1], m)
+        a = REG.regress(kern, "gap", "ntk", y["train"], y["val"], y["test"], [1e-6, 1e-3, 1e-1], m, device="cpu")
+        b = REG.regress(one_piece["conv"], "gap", "ntk", y["train"], y["val"], y["test"], [1e-6, 1e-3, 1e-1], m, device="cpu")
         for k in a:
             assert np.array_equal(a[k], b[k]), k
 
@@ -90,7 +91,7 @@ def test_each_ridge_is_factored_once(one_piece, monkeypatch):
     real = REG._factor
     monkeypatch.setattr(REG, "_factor", lambda *a, **k: calls.append(a[1]) or real(*a, **k))
     y = np.arange(SIZES["train"]) % 10
-    r = REG.regress(one_piece["conv"], "vec", "nngp", y, np.arange(7) % 10, np.arange(9) % 10, [1e-4, 1e-2, 1e-1])
+    r = REG.regress(one_piece["conv"], "vec", "nngp", y, np.arange(7) % 10, np.arange(9) % 10, [1e-4, 1e-2, 1e-1], device="cpu")
     assert calls == [0.0, 1e-4, 1e-2, 1e-1] and r["ridge"] in calls  # 0.0: K_tt itself factors (ridgeless)
 
 
@@ -106,14 +107,14 @@ def test_ridgeless_limit_is_the_smallest_ridge_that_factors():
     assert r > 0 and r in REG.RIDGELESS
     for smaller in [q for q in REG.RIDGELESS if q < r]:
         with pytest.raises(np.linalg.LinAlgError):
-            REG._factor(k, smaller)
+            REG._factor(k, smaller, "cpu")
     k_full = k + 0.5 * np.eye(12)  # full rank: ridgeless is Eq. 6 itself, ridge 0
     assert REG._ridgeless_factor(k_full, "cpu")[0] == 0.0
     y = np.arange(12) % 10
     kern = {f"{s}_train/fcn/ntk": k_full for s in ("train", "val", "test")}
-    got = REG.regress(kern, "fcn", "ntk", y, y, y, [1e-2, 1e-1])
+    got = REG.regress(kern, "fcn", "ntk", y, y, y, [1e-2, 1e-1], device="cpu")
     assert got["ridgeless"] and got["ridge"] == 0.0 and got["test_mse"] < 1e-20
-    no = REG.regress(kern, "fcn", "ntk", y, y, y, [1e-2, 1e-1], ridgeless=False)
+    no = REG.regress(kern, "fcn", "ntk", y, y, y, [1e-2, 1e-1], device="cpu", ridgeless=False)
     assert not no["ridgeless"] and no["ridge"] == 1e-2
 
 
@@ -121,8 +122,8 @@ def test_a_fixed_ridge_is_used_as_given(one_piece):
     """A learning curve holds the ridge picked at its largest size: fixed_ridge skips the choice."""
     k = one_piece["conv"]
     y = np.arange(SIZES["train"]) % 10
-    got = REG.regress(k, "gap", "ntk", y, np.arange(7) % 10, np.arange(9) % 10, [1e-4, 1e-1], 12, fixed_ridge=1e-1)
-    want = REG.solve(k["train_train/gap/ntk"][:12, :12], k["test_train/gap/ntk"][:, :12], np.eye(10)[y[:12]], 1e-1)
+    got = REG.regress(k, "gap", "ntk", y, np.arange(7) % 10, np.arange(9) % 10, [1e-4, 1e-1], 12, device="cpu", fixed_ridge=1e-1)
+    want = REG.solve(k["train_train/gap/ntk"][:12, :12], k["test_train/gap/ntk"][:, :12], np.eye(10)[y[:12]], 1e-1, "cpu")
     assert got["ridge"] == 1e-1 and not got["ridgeless"]
     np.testing.assert_array_equal(got["test_pred"], want)
 
@@ -132,6 +133,6 @@ def test_gpu_cholesky_path_equals_lapack(one_piece):
     k = one_piece["conv"]["train_train/gap/ntk"]
     y = np.eye(10)[np.arange(len(k)) % 10]
     for ridge in (1e-6, 1e-2):
-        a = REG._weights(REG._factor(k, ridge), y)
-        b = REG._weights(REG._factor(k, ridge, lib="torch"), y)
+        a = REG._weights(REG._factor(k, ridge, "cpu"), y)
+        b = REG._weights(REG._factor(k, ridge, "cpu", lib="torch"), y)
         np.testing.assert_allclose(b, a, rtol=1e-9, atol=1e-9 * np.abs(a).max())

@@ -11,8 +11,8 @@ from synsym.finite import training as TR
 
 
 def small(arch: str, seeds=(0, 1, 2)):
-    spec = A.get(arch)
-    params = M.init_params(spec, 5, 3, 8, list(seeds), 0, torch.float64)
+    spec = A.get(arch, "circular")
+    params = M.init_params(spec, 5, 3, 8, list(seeds), 0, torch.float64, "cpu")
     x = torch.as_tensor(np.random.default_rng(0).standard_normal((len(seeds), 6, 8, 8, 3)))
     return spec, params, x
 

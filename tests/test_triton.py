@@ -173,7 +173,7 @@ if fused_triton.interpreted():
     TI.InterpreterBuilder.create_masked_load = record
     x = torch.as_tensor(np.random.default_rng(0).standard_normal((2, 8, 8, 3)), dtype=torch.float64)
     fused_triton.conv_stack, e = at_gpu_shape(8)
-    E.conv_block(x, None, 8, impl="triton")  # depth 8: the paper's, 16 scales and reciprocals per pixel
+    E.conv_block(x, None, 8, impl="triton", padding="circular")  # depth 8: the paper's, 16 scales and reciprocals per pixel
     fused_triton.conv_stack = stack
     TI.InterpreterBuilder.create_masked_load = orig
     lines = {}

@@ -310,26 +310,57 @@ def test_reused_kernels_give_the_tables_of_kernels_computed_per_transform(smoke,
 
 
 @pytest.mark.slow
+def test_device_auto_runs_kernel_curves_and_the_symmetry_report(smoke, tmp_path):
+    """config device: auto reaches a job as the string "auto"; the command line resolves it once (core.jobspec),
+    so the kernel curves and the symmetry report (both compute kernels) run with it on the smoke preset's data."""
+    import json
+    import subprocess
+    import sys
+
+    wd, args = smoke
+    r = wd / "results/smoke"
+    cfg = merged(*args[1:])
+    kernels = {k: cfg["kernels"][k] for k in ("engine", "precision", "block_size", "max_memory_gb")}
+    base = {"global_seed": 0, "depth": cfg["model"]["depth"], "device": "auto", "kernels": kernels}
+
+    def cli(*argv: str) -> None:
+        p = subprocess.run([sys.executable, "-m", "synsym.cli", *argv], capture_output=True, text=True)
+        assert p.returncode == 0, p.stderr[-2000:]
+
+    curves = {"paddings": ["zero"], "sizes": [10, 20], "draws": 2, "transforms": {"identity": 20, "o3_shared": 20}}
+    cli("kernel-curves", "--spec", json.dumps({**base, "ridges": cfg["kernels"]["ridges"], "kernel_curves": curves}),
+        "--split", str(r / "data/split.npz"), "--outdir", str(tmp_path / "kc"))
+    reuse = json.loads((tmp_path / "kc/reuse.json").read_text())
+    assert sorted(reuse) == ["zero/conv/o3_shared", "zero/fcn/o3_shared"]
+    dirs = [str(d) for d in sorted(r.glob("kernels/*/*/s0/shard*"))]
+    cli("symmetry", "--grid", str(r / "tables/grid.parquet"), "--kernels", *dirs, "--archs", *cfg["grid"]["architectures"],
+        "--reused", *J.reused_kernels(cfg), "--split", str(r / "data/split.npz"),
+        "--spec", json.dumps({**base, "padding": cfg["model"]["padding"], "seed": 0}),
+        "--out", str(tmp_path / "sym.parquet"), "--csv", str(tmp_path / "sym.csv"))
+    got = pd.read_parquet(tmp_path / "sym.parquet")
+    want = pd.read_parquet(r / "tables/symmetry_report.parquet")  # the smoke run's own, with device cpu
+    pd.testing.assert_frame_equal(got, want)
+
+
+@pytest.mark.slow
 def test_a_wrong_reuse_stops_the_symmetry_report(smoke, monkeypatch):
     """Serve O(3)^d's conv kernel from the identity's (Theorem 4.1 does not allow it: GAP is not O(3)^d-invariant):
     the report's block check must refuse it in one line, and pass the allowed O(3)⊗I_d reuse."""
-    import argparse
-    import json
-
-    from synsym import cli
+    from synsym.core import jobspec
+    from synsym.study import symmetry
 
     wd, _ = smoke
     r = wd / "results/smoke"
     files = {("conv", "identity"): [str(r / f"kernels/conv/identity/s0/shard{k}") for k in range(2)]}
-    spec = json.dumps({"global_seed": 0, "depth": 2, "seed": 0, "device": "auto", "padding": "circular",
-                       "kernels": {"engine": "fast", "precision": "float64"}})
-    a = argparse.Namespace(spec=spec, split=str(r / "data/split.npz"))
-    archs = ["vec", "lcn", "gap", "lap4", "lap8"]
-    ok = cli._reuse_check(a, "conv", "o3_shared", files, archs)
+    # device auto, resolved where the job starts (core.jobspec), as the symmetry command does
+    spec = jobspec.load({"global_seed": 0, "depth": 2, "seed": 0, "device": "auto", "padding": "circular",
+                         "kernels": {"engine": "fast", "precision": "float64"}}, "symmetry")
+    split, archs = str(r / "data/split.npz"), ["vec", "lcn", "gap", "lap4", "lap8"]
+    ok = symmetry.check_served(spec, split, "conv", "o3_shared", files, archs)
     assert len(ok) == 2 * 5 and max(ok.values()) < 1e-12
     monkeypatch.setattr(A, "kernel_source", lambda family, t: "identity")
     with pytest.raises(ValueError, match=r"^kernel conv/o3_per_pixel: served by identity's kernel .* differs from it by"):
-        cli._reuse_check(a, "conv", "o3_per_pixel", files, archs)
+        symmetry.check_served(spec, split, "conv", "o3_per_pixel", files, archs)
 
 
 @pytest.mark.slow
@@ -376,7 +407,7 @@ def test_cli_errors_are_one_line(tmp_path):
                                "--split", str(tmp_path / "missing.npz"), "--out", str(tmp_path / "o.parquet")],
                               capture_output=True, text=True)
 
-    spec = {"run_name": "t", "global_seed": 0, "depth": 2, "seeds": [0], "device": "cuda", "padding": "zero", "training": {}}
+    spec = {"run_name": "t", "global_seed": 0, "depth": 2, "seeds": [0], "device": "cpu", "padding": "zero", "training": {}}
     p = train(spec, "resnet")
     assert p.returncode == 2
     assert p.stderr.strip().splitlines() == ["synsym train: error: unknown architecture 'resnet'; allowed: fcn, lcn, "

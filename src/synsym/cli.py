@@ -11,14 +11,9 @@ import json
 import sys
 from pathlib import Path
 
-
-def _spec(s: str) -> dict:
-    return json.loads(s)
-
-
 # Arguments several commands share, by name; a command lists these names, or (flag, options) of its own.
 ARGS: dict[str, tuple[str, dict]] = {
-    "spec": ("--spec", {"type": _spec, "required": True, "help": "the job's config (JSON; the rule's params)"}),
+    "spec": ("--spec", {"required": True, "help": "the job's config (JSON; the rule's params)"}),
     "split": ("--split", {"required": True, "help": "the split (results/<run>/data/split.npz)"}),
     "out": ("--out", {"required": True}),
     "csv": ("--csv", {"required": True, "help": "the table again, as CSV"}),
@@ -128,29 +123,15 @@ def main(argv: list[str] | None = None) -> int:
     from synsym.core.data import DataError
 
     try:
-        _check_spec(a)
+        if getattr(a, "spec", None) is not None:  # settings resolved once, here, before any work
+            from synsym.core import jobspec
+
+            a.spec = jobspec.load(a.spec, a.cmd)
         RUN[a.cmd](a)
     except (ValueError, RuntimeError, DataError, MemoryError, FileNotFoundError) as e:
         print(f"synsym {a.cmd}: error: {e}", file=sys.stderr)
         return 2
     return 0
-
-
-# The settings a command's --spec must carry (the rules' spec_json writes them all): no job falls back on a default
-# that would silently change a result.
-SPEC_KEYS = {"kernel": ("padding", "device", "kernels"), "kernel-cell": ("device",), "train": ("padding", "device"),
-             "symmetry": ("padding", "device", "kernels")}
-
-
-def _check_spec(a) -> None:
-    """Refuse, in one line and before any work, a --spec without a setting its command reads."""
-    spec = getattr(a, "spec", None)
-    if spec is None or a.cmd not in SPEC_KEYS:
-        return
-    spec = json.loads(spec) if isinstance(spec, str) else spec
-    missing = [k for k in SPEC_KEYS[a.cmd] if k not in spec]
-    if missing:
-        raise ValueError(f"--spec lacks {missing[0]!r}, which {a.cmd} reads; the rules' spec_json always writes it")
 
 
 def _wrote(paths) -> None:
@@ -342,65 +323,18 @@ def _transform_gaps(a):
 
 
 def _symmetry(a):
-    from synsym.core import architectures as A
-    from synsym.core.io import read_table
-    from synsym.ntk.kernels import FAMILY_MEMBERS, load_kernels
     from synsym.pipeline.jobs import parse_kernel_shard
-    from synsym.study.tables import kernel_invariance, symmetry_report
+    from synsym.study import symmetry
 
     files: dict[tuple[str, str], list[str]] = {}  # (family, transform) -> its shard folders
     for k in a.kernels:
         w = parse_kernel_shard(k)
         files.setdefault((w["family"], w["transform"]), []).append(k)
-    diffs, sampled = {}, set()
-    for fam in {A.get(arch).kernel_family for arch in a.archs}:
-        if (fam, "identity") not in files:
-            raise ValueError("symmetry report needs the identity transform in grid.transforms")
-        base = load_kernels(files[(fam, "identity")])
-        archs = [arch for arch in a.archs if A.get(arch).kernel_family == fam and (arch == "lcn" or arch in FAMILY_MEMBERS[fam])]
-        for (f, tid), path in files.items():
-            if f != fam or tid == "identity":
-                continue
-            kern = load_kernels(path)
-            for arch in archs:
-                for kind in ("ntk", "nngp"):
-                    diffs[(arch, tid, kind)] = kernel_invariance(base, kern, arch, kind)
-        for tid in [r.split("/")[1] for r in a.reused if r.split("/")[0] == fam]:
-            got = _reuse_check(a, fam, tid, files, archs)
-            diffs.update({(arch, tid, kind): d for (arch, kind), d in got.items()})
-            sampled.update((arch, tid, kind) for arch, kind in got)
-    return symmetry_report(read_table(a.grid), diffs, frozenset(sampled))
-
-
-def _reuse_check(a, family: str, tid: str, files: dict, archs: list[str]) -> dict:
-    """A reused kernel (kernels.reuse_invariant) checked on a block: tau's kernel computed on the first
-    REUSE_CHECK_IMAGES training images against the served kernel's same block. A failure stops the report
-    with one line, since every cell regressed on that kernel would be wrong."""
-    from synsym.core import architectures as A
-    from synsym.core import transforms as T
-    from synsym.core.data import Split
-    from synsym.core.device import kernel_device
-    from synsym.ntk.kernels import block_fn_for, load_kernels
-    from synsym.study.tables import REUSE_CHECK_IMAGES, check_reuse, sampled_invariance
-
-    spec = json.loads(a.spec)
-    k, source = spec["kernels"], A.kernel_source(family, tid)
-    split = Split.load(a.split)
-    x = split.x_train[:REUSE_CHECK_IMAGES]
-    fn = block_fn_for(family, spec["depth"], x.shape[1], k["engine"], kernel_device(spec["device"]), print,
-                      k["precision"], spec["padding"])
-    seed = spec["seed"]
-    served = load_kernels(files[(family, source)])
-    got = sampled_invariance(fn, T.make(tid, x.shape[1], spec["global_seed"], seed).apply(x), served, archs)
-    worst = max(got.values())
-    print(f"reuse {family}/{tid} <- {source}: max rel diff {worst:.1e} on {len(x)} images", flush=True)
-    check_reuse(worst, f"{family}/{tid}", source)
-    return got
+    return symmetry.report(a.grid, files, a.archs, a.reused, a.split, a.spec)
 
 
 def imagenet_cmd(a) -> None:
     """One ImageNet job (see workflow/rules/imagenet.smk)."""
-    import json
 
     import pandas as pd
 

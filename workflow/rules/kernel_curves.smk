@@ -10,7 +10,7 @@ rule kernel_curves:
         [f"{KC_DIR}/{name}" for name in KC_OUTPUTS],
     params:
         spec=lambda wc: spec_json(
-            kernels={k: config["kernels"][k] for k in ("block_size", "max_memory_gb")},
+            kernels={k: config["kernels"][k] for k in ("engine", "precision", "block_size", "max_memory_gb")},
             ridges=config["kernels"]["ridges"],
             kernel_curves={k: KC[k] for k in ("paddings", "sizes", "draws", "transforms")},
             device=config["device"],

@@ -58,8 +58,9 @@ class ArchSpec:
     # which Theorem 4.1 makes the finite / infinite network invariant.
     finite_invariance: str
     infinite_invariance: str
-    # How the 3x3 layers pad (PADDINGS); a run sets it from model.padding with dataclasses.replace.
-    padding: str = "circular"
+    # How the 3x3 layers pad (PADDINGS): None in the table, set by a run from model.padding (get(arch, padding));
+    # a 3x3 layer built from a spec without one stops (check_padding) rather than pick an edge silently.
+    padding: str | None = None
 
 
 ARCHITECTURES: dict[str, ArchSpec] = {
@@ -86,15 +87,16 @@ FINITE_INFERENCES = ("nn", "nn_plus")
 INFERENCE_LABELS = {"ntk": "NTK", "nngp": "NNGP", "nn": "NN", "nn_plus": "NN+"}
 
 
-def get(arch_id: str, padding: str = "circular") -> ArchSpec:
-    """Look up an architecture (with the run's padding), failing with one line that names the choices."""
+def get(arch_id: str, padding: str | None = None) -> ArchSpec:
+    """Look up an architecture, with the run's padding when given (models and kernels of 3x3 layers need one),
+    failing with one line that names the choices."""
     try:
         spec = ARCHITECTURES[arch_id]
     except KeyError:
         raise ValueError(
             f"unknown architecture {arch_id!r}; allowed: {', '.join(ARCHITECTURES)}"
         ) from None
-    return spec if padding == spec.padding else replace(spec, padding=check_padding(padding))
+    return spec if padding is None else replace(spec, padding=check_padding(padding))
 
 
 def check_inference(inference: str, allowed: tuple[str, ...] = INFERENCES + ("nngp",)) -> str:

@@ -14,13 +14,17 @@ import torch
 
 from synsym.finite.models import FILTER, K2, neighbours
 
+# The constructions are the paper's (App. C), written for its circular padding: the index bookkeeping below
+# assumes every filter tap reads a pixel of the image.
+PADDING = "circular"
+
 
 def _local_taps(w: torch.Tensor, s_img: int):
     """Each (location a, filter tap k, source pixel a + beta, weights (S, c, n)) of a local layer."""
     s, d, ck, n = w.shape
     c = ck // K2
     taps = w.reshape(s, d, c, K2, n)
-    nbr = neighbours(s_img).tolist()
+    nbr = neighbours(s_img, w.device, PADDING).tolist()
     for a in range(d):
         for k in range(K2):
             yield a, k, nbr[a][k], taps[:, a, :, k, :]

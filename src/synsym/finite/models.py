@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from synsym.core.architectures import FILTER, N_CLASSES, SIGMA_B2, SIGMA_W2, ArchSpec, readout_positions
+from synsym.core.architectures import FILTER, N_CLASSES, SIGMA_B2, SIGMA_W2, ArchSpec, check_padding, readout_positions
 from synsym.core.seeding import rng
 from synsym.core.transforms import Transform
 
@@ -91,8 +91,8 @@ def init_params(
     image_size: int,
     seeds: list[int],
     global_seed: int,
-    dtype: torch.dtype = torch.float32,
-    device: str | torch.device = "cpu",
+    dtype: torch.dtype,
+    device: str | torch.device,
     first_layer: str = "gaussian",
 ) -> dict[str, torch.Tensor]:
     """Stacked N(0, 1) parameters, one slice per seed.
@@ -167,7 +167,7 @@ def circular_pad(x: torch.Tensor) -> torch.Tensor:
     return _CircularPad.apply(x)
 
 
-def _conv(z: torch.Tensor, w: torch.Tensor, b: torch.Tensor, padding: str = "circular") -> torch.Tensor:
+def _conv(z: torch.Tensor, w: torch.Tensor, b: torch.Tensor, padding: str) -> torch.Tensor:
     """Shared 3x3 conv (circular or zero-padded) for all seeds at once: (B, S*C, H, W) -> (B, S*n, H, W).
 
     One grouped conv (groups = seeds) on a batch-major layout that stays
@@ -187,7 +187,7 @@ def _conv(z: torch.Tensor, w: torch.Tensor, b: torch.Tensor, padding: str = "cir
     return SW / math.sqrt(c * K2) * y + SB * b.reshape(1, s * n, 1, 1)
 
 
-def neighbours(image_size: int, device: torch.device | str = "cpu", padding: str = "circular") -> torch.Tensor:
+def neighbours(image_size: int, device: torch.device | str, padding: str) -> torch.Tensor:
     """nbr[p, kh * 3 + kw] = flat index of pixel p + (kh - 1, kw - 1): the 3x3 patch a local or conv
     filter tap reads (the LCN layer and the Theorem 3.1 embeddings use it). Circular wraps around;
     zero padding points taps outside the image at index s*s, a zero position the caller appends."""
@@ -202,7 +202,7 @@ def neighbours(image_size: int, device: torch.device | str = "cpu", padding: str
     return torch.where(inside, rows * s + cols, s * s).reshape(s * s, K2)
 
 
-def _patch_rows(n_seeds: int, image_size: int, device: torch.device, padding: str = "circular") -> torch.Tensor:
+def _patch_rows(n_seeds: int, image_size: int, device: torch.device, padding: str) -> torch.Tensor:
     """Row index into (seed, position)-flattened activations that gathers every patch:
     one index_select over that axis (on a middle axis its cost per seed grew with the
     number of seeds). Built once per forward, shared by all layers. With zero padding each
@@ -212,7 +212,7 @@ def _patch_rows(n_seeds: int, image_size: int, device: torch.device, padding: st
     return (torch.arange(n_seeds, device=device)[:, None] * per_seed + nbr.reshape(1, -1)).reshape(-1)
 
 
-def _local(z: torch.Tensor, w: torch.Tensor, b: torch.Tensor, rows: torch.Tensor, padding: str = "circular") -> torch.Tensor:
+def _local(z: torch.Tensor, w: torch.Tensor, b: torch.Tensor, rows: torch.Tensor, padding: str) -> torch.Tensor:
     """Locally connected 3x3 layer on a position-major layout: (S, P, C, B) -> (S, P, n, B).
 
     With the batch innermost, gathering each position's 9 neighbours gives
@@ -238,6 +238,7 @@ def features(spec: ArchSpec, params: dict[str, torch.Tensor], x: torch.Tensor, d
             w, b = params[f"w{layer}"], params[f"b{layer}"]
             z = torch.relu(SW / math.sqrt(w.shape[1]) * torch.bmm(z, w) + SB * b[:, None])
         return z
+    check_padding(spec.padding)  # a spec from the table alone has none (architectures.get(arch, padding))
     if spec.body == "local":
         rows = _patch_rows(s, h, x.device, spec.padding)
         z = x.reshape(s, bsz, h * h, -1).permute(0, 2, 3, 1).contiguous()  # (S, P, C, B)

@@ -29,6 +29,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
+from synsym.core import jobspec
 from synsym.core.device import resolve_device
 from synsym.core.io import atomic_path, code_version
 from synsym.core.seeding import rng, seed_int
@@ -126,7 +127,7 @@ def train_cell(spec: dict, model_id: str, transform: str, i: int, seed: int, ind
     decay = [p for p in net.parameters() if p.ndim > 1]
     opt = torch.optim.SGD(net.parameters(), lr=0.0, momentum=cfg["momentum"], nesterov=cfg["momentum"] > 0)
     history: list[dict] = []
-    ident = json.dumps([spec, model_id, transform, i, seed], sort_keys=True)
+    ident = jobspec.dumps([spec, model_id, transform, i, seed])
     if os.path.exists(checkpoint):
         state = torch.load(checkpoint, map_location=device, weights_only=False)
         if state.get("ident") == ident:

@@ -46,7 +46,7 @@ def _relu(k: torch.Tensor, q: torch.Tensor, ntk: torch.Tensor, exact_diag: torch
     return new_k, new_ntk
 
 
-def _conv(k: torch.Tensor, s: int, add: torch.Tensor | float, padding: str = "circular") -> torch.Tensor:
+def _conv(k: torch.Tensor, s: int, add: torch.Tensor | float, padding: str) -> torch.Tensor:
     """sigma_w^2 * (3x3 mean over the image axes of (..., H, W), circular or zero-padded) + add.
 
     Separable: three shifted views summed along H, then along W (4 adds;
@@ -58,17 +58,17 @@ def _conv(k: torch.Tensor, s: int, add: torch.Tensor | float, padding: str = "ci
     return x.reshape(shape).mul_(SIGMA_W2 / 9).add_(add)
 
 
-def n_offsets(s: int, padding: str = "circular") -> int:
+def n_offsets(s: int, padding: str) -> int:
     """How many offsets delta the (a, delta) layout has: s^2 circular, (2s-1)^2 with zero padding."""
     return s * s if check_padding(padding) == "circular" else (2 * s - 1) ** 2
 
 
-def zero_offset(s: int, padding: str = "circular") -> int:
+def zero_offset(s: int, padding: str) -> int:
     """Index of delta = 0 (the pixel variances' offset) in the layout."""
     return 0 if padding == "circular" else (s - 1) * (2 * s - 1) + (s - 1)
 
 
-def offset_layout(s: int, device="cpu", padding: str = "circular") -> tuple[torch.Tensor, torch.Tensor]:
+def offset_layout(s: int, device: torch.device | str, padding: str) -> tuple[torch.Tensor, torch.Tensor]:
     """(idx, valid), each (d, D): idx[a, delta] = flat index of pixel b = a + delta and valid[a, delta]
     whether b is inside the image (always, circularly). Zero padding's delta = (dh, dw) in
     [-(s-1), s-1]^2 is indexed (dh + s - 1) (2s - 1) + dw + s - 1; invalid entries point at pixel 0."""
@@ -89,7 +89,7 @@ def _window(i: torch.Tensor, s: int, p: int) -> torch.Tensor:
     return (i // s // p) * (s // p) + (i % s) // p
 
 
-def readout_weights(s: int, dtype=torch.float64, device="cpu", padding: str = "circular") -> torch.Tensor:
+def readout_weights(s: int, dtype: torch.dtype, device: torch.device | str, padding: str) -> torch.Tensor:
     """W (d*D, 4): readout functionals on K[a, delta] for vec, gap, lap4, lap8 (D = n_offsets)."""
     d = s * s
     idx, valid = offset_layout(s, device, padding)
@@ -110,7 +110,7 @@ def readout_weights(s: int, dtype=torch.float64, device="cpu", padding: str = "c
     return torch.stack(cols, dim=1)
 
 
-def _pixel_scales(v: torch.Tensor, depth: int, padding: str = "circular") -> torch.Tensor:
+def _pixel_scales(v: torch.Tensor, depth: int, padding: str) -> torch.Tensor:
     """(L, n, s, s): sqrt of the pixel variances after each layer's conv, from the
     input variances v (n, s, s); they normalize that layer's arc-cosine map."""
     s = v.shape[-1]
@@ -122,7 +122,7 @@ def _pixel_scales(v: torch.Tensor, depth: int, padding: str = "circular") -> tor
     return torch.stack(out)
 
 
-def _at_offsets(r: torch.Tensor, padding: str = "circular") -> torch.Tensor:
+def _at_offsets(r: torch.Tensor, padding: str) -> torch.Tensor:
     """(L, n, s, s) per-pixel values -> (L, n, delta, s, s): the value at b = a + delta,
     laid out like K[pair, delta, a] (1 where b is outside the image: those entries are masked)."""
     depth, n, s, _ = r.shape

@@ -7,6 +7,7 @@ is available or ``SYNSYM_FUSED=0``.
 
 from __future__ import annotations
 
+import inspect
 import os
 import sys
 
@@ -33,13 +34,23 @@ def pick_impl(device: torch.device | str) -> str:
     return "triton" if triton_kernel() is not None else "eager"
 
 
+def _padding_kw(conv_stack, padding: str) -> dict:
+    """``padding=`` for a Triton conv_stack; earlier kernels (bench/history.py) predate it and are circular only."""
+    if "padding" in inspect.signature(conv_stack).parameters:
+        return {"padding": padding}
+    if padding != "circular":
+        raise RuntimeError(f"this Triton kernel has no {padding} padding (an earlier kernel, bench/history.py)")
+    return {}
+
+
 def conv_block(
     x1: torch.Tensor,
     x2: torch.Tensor | None,
     depth: int,
     weights: torch.Tensor | None = None,
     impl: str | None = None,
-    padding: str = "circular",
+    *,
+    padding: str,
 ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """{arch: (nngp, ntk)} of the conv family for images x1 (n1, s, s, C) and x2 (n2, s, s, C).
 
@@ -78,7 +89,7 @@ def conv_block(
     elif impl == "cpu":
         f2g = f2[:, idx.t()]  # (n2, delta, a, C): x2 at pixel a + delta
         pk, pt = kernel.conv_stack(
-            f1 / c, f2g, sv1.reshape(depth, n1, d), _at_offsets(sv2).reshape(depth, n2, d, d),
+            f1 / c, f2g, sv1.reshape(depth, n1, d), _at_offsets(sv2, padding).reshape(depth, n2, d, d),
             w_da, sym, SIGMA_W2, SIGMA_B2,
         )
         pk, pt = pk.reshape(n1 * n2, -1), pt.reshape(n1 * n2, -1)
@@ -88,7 +99,7 @@ def conv_block(
             raise RuntimeError(f"fused Triton kernel unavailable: {_TRITON.get('why')}")
         pk, pt = mod.conv_stack(
             f1 / c, f2, sv1.reshape(depth, n1, d), sv2.reshape(depth, n2, d), w_da, sym, SIGMA_W2, SIGMA_B2,
-            **({} if padding == "circular" else {"padding": padding}),  # earlier kernels (bench/history.py) lack it
+            **_padding_kw(mod.conv_stack, padding),
         )
     else:
         scales = list(zip(sv1, _at_offsets(sv2, padding)))
@@ -123,8 +134,7 @@ def triton_kernel():
     return _TRITON["mod"]
 
 
-def block_fn(family: str, depth: int, image_size: int, device: str = "cpu", dtype=torch.float64,
-             padding: str = "circular"):
+def block_fn(family: str, depth: int, image_size: int, device: str, dtype: torch.dtype, padding: str):
     """(x1, x2=None) -> {arch: (nngp, ntk)} as numpy, matching kernels.family_block_fn. ``dtype`` is
     the recursion's (kernels.precision); the conv readouts are summed in float64 either way."""
     check_padding(padding)
@@ -150,7 +160,7 @@ def flops_per_entry(s: int, depth: int) -> float:
     return (s * s) ** 2 * (47 * depth + 14)
 
 
-def backend(device: str = "cpu", padding: str = "circular") -> str:
+def backend(device: str) -> str:
     """Which implementation conv_block uses on ``device``, for job logs."""
     impl = pick_impl(device)
     if impl == "cpu":

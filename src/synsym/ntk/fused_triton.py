@@ -375,7 +375,7 @@ def interpreted() -> bool:
 def conv_stack(
     f1: torch.Tensor, f2: torch.Tensor, sv1: torch.Tensor, sv2: torch.Tensor, w: torch.Tensor,
     sym: bool, sw2: float, sb2: float, block_elems: int | None = None, num_warps: int | None = None,
-    max_regs: int | None = None, padding: str = "circular",
+    max_regs: int | None = None, *, padding: str,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Readouts after L conv + ReLU layers, (n1 * n2, R) each for NNGP and NTK sums.
 

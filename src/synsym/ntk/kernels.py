@@ -55,7 +55,7 @@ PRECISIONS = ("float64", "float32")
 
 
 def block_fn_for(family: str, depth: int, image_size: int, engine: str, device: str, log: Callable[[str], None],
-                 precision: str = "float64", padding: str = "circular") -> Callable:
+                 precision: str, padding: str) -> Callable:
     """The (x1, x2=None) -> {arch: (nngp, ntk)} function of one engine: ``fast`` (synsym.ntk.engine)
     or ``neural_tangents`` (the reference). ``precision`` float32 runs the fast engine's recursion
     in float32 with float64 readout sums (kernels.precision; the reference is float64 only)."""
@@ -67,7 +67,7 @@ def block_fn_for(family: str, depth: int, image_size: int, engine: str, device: 
         from synsym.ntk.engine import backend, block_fn
 
         if family == "conv":
-            log(f"[kernel {family}] engine fast ({precision}, {padding} padding): {backend(device, padding)}")
+            log(f"[kernel {family}] engine fast ({precision}, {padding} padding): {backend(device)}")
         return block_fn(family, depth, image_size, device, getattr(torch, precision), padding)
     if engine == "neural_tangents" and precision != "float64":
         raise ValueError("kernels.precision = 'float32' needs kernels.engine = 'fast'; neural_tangents runs in float64")
@@ -145,13 +145,13 @@ def compute_family(
     x_train: np.ndarray,
     others: dict[str, np.ndarray],
     depth: int,
-    block_size: int = 32,
-    max_memory_gb: float = 2.0,
-    log: Callable[[str], None] | None = None,
-    engine: str = "fast",
-    device: str = "cpu",
-    precision: str = "float64",
-    padding: str = "circular",
+    block_size: int,
+    max_memory_gb: float,
+    log: Callable[[str], None] | None,
+    engine: str,
+    device: str,
+    precision: str,
+    padding: str,
 ) -> dict[str, np.ndarray]:
     """All kernels of a family in memory: ``{split}_train/{arch}/{kind}`` -> float64 matrix.
 
@@ -187,8 +187,8 @@ def compute_family(
 
 def compute_shard(
     family: str, xs: dict[str, np.ndarray], depth: int, block_size: int, max_memory_gb: float, shard: int, shards: int,
-    out_dir: str | Path, meta: dict, log: Callable[[str], None] | None = None, engine: str = "fast", device: str = "cpu",
-    precision: str = "float64", padding: str = "circular",
+    out_dir: str | Path, meta: dict, log: Callable[[str], None] | None, engine: str, device: str,
+    precision: str, padding: str,
 ) -> None:
     """Shard ``shard`` of ``shards`` of one family's kernels, written atomically to ``out_dir``
     (float64 files whatever ``precision`` the recursion ran in)."""

@@ -15,7 +15,7 @@ from synsym.core.metrics import accuracy, mse
 from synsym.ntk.kernels import kernel_key
 
 
-def _factor(k_tt: np.ndarray, ridge: float, device: str = "cpu", lib: str | None = None):
+def _factor(k_tt: np.ndarray, ridge: float, device: str, lib: str | None = None):
     """Cholesky factor of K_tt + eps I, eps = ridge * trace(K_tt) / n, in float64. On the CPU one
     m x m copy is factored in place (LAPACK), so peak memory is twice K_tt; with ``device: cuda``
     torch factors it on the GPU (``lib="torch"`` forces that path, on any device, for tests)."""
@@ -52,7 +52,7 @@ def _weights(factor, y: np.ndarray) -> np.ndarray:
     return cho_solve(c, y, check_finite=False)
 
 
-def solve(k_tt: np.ndarray, k_st: np.ndarray, y: np.ndarray, ridge: float, device: str = "cpu") -> np.ndarray:
+def solve(k_tt: np.ndarray, k_st: np.ndarray, y: np.ndarray, ridge: float, device: str) -> np.ndarray:
     """Kernel regression K_st (K_tt + eps I)^-1 Y with eps = ridge * trace(K_tt) / n (Cholesky, float64)."""
     return k_st @ _weights(_factor(k_tt, ridge, device), y)
 
@@ -88,7 +88,8 @@ def regress(
     y_test: np.ndarray,
     ridges: list[float],
     m: int | None = None,
-    device: str = "cpu",
+    *,
+    device: str,
     ridgeless: bool = True,
     fixed_ridge: float | None = None,
 ) -> dict[str, float | bool | np.ndarray]:

@@ -199,7 +199,7 @@ def _kernel(config: dict, family: str, device: str, padding: str = "circular") -
         t0 = time.perf_counter()
         compute_family(family, x, {}, depth, b, config["kernels"]["max_memory_gb"], log=lambda _: None,
                        engine=config["kernels"]["engine"], device=device,
-                       precision=config["kernels"].get("precision", "float64"), padding=padding)
+                       precision=config["kernels"]["precision"], padding=padding)
         _sync(device)
         times.append(time.perf_counter() - t0)
     return {"s_per_entry": times[1] / (3 * b * b), "cold_extra_s": max(0.0, times[0] - times[1])}

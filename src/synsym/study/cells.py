@@ -7,14 +7,13 @@ atomically.
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from synsym.core import architectures, transforms
+from synsym.core import architectures, jobspec, transforms
 from synsym.core.data import Split, download, make_split, training_subset
 from synsym.core.device import kernel_device, resolve_device
 from synsym.core.io import atomic_path, code_version, pred_path, write_cell
@@ -142,7 +141,7 @@ def kernel_cell(
     ridges, curve = spec["ridges"], study in CURVE_STUDIES
 
     def run(kern, kind: str, m: int, fixed: float | None = None) -> dict:
-        return regression.regress(kern, arch, kind, split.y_train, split.y_val, split.y_test, ridges, m, device,
+        return regression.regress(kern, arch, kind, split.y_train, split.y_val, split.y_test, ridges, m, device=device,
                                   fixed_ridge=fixed)
 
     held = dict(held or {})  # (seed, kind) -> the ridge picked at the largest m, which comes first
@@ -224,7 +223,7 @@ def train_cell(
     for part in ("val", "test"):
         data[f"x_{part}"] = to([d[f"x_{part}"] for d in per_seed])
         data[f"y_{part}"] = torch.as_tensor(per_seed[0][f"y_{part}"], device=device)
-    key = json.dumps([spec, study, inference, arch, transform_id, width, m, first_layer], sort_keys=True)
+    key = jobspec.dumps([spec, study, inference, arch, transform_id, width, m, first_layer])
     ckpt = training.Checkpoint(f"{out}.ckpt.pt", key, tc.checkpoint_minutes)
     res = training.train(a, params, data, spec["depth"], lr, l2, run.batches, tc, log=log, checkpoint=ckpt)
     wall = time.time() - t0

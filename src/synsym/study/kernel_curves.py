@@ -6,7 +6,7 @@ size is a set of random training subsets of it, taken as principal sub-matrices 
 a curve's error bar can say how much the choice of images moves an accuracy, beside the binomial
 error of the finite test set. Kernels that Theorem 4.1 makes equal to another transform's (FCN under
 every grid transform, the conv family under O(3)⊗I_d) are computed once and served to the others;
-each such reuse is checked on a sampled block of images, to 1e-12, every run.
+each such reuse is checked on a block of images every run (study.symmetry.reuse_check).
 """
 
 from __future__ import annotations
@@ -14,18 +14,20 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
 from synsym.core import architectures as A
+from synsym.core import jobspec
 from synsym.core import transforms as T
 from synsym.core.data import Split
-from synsym.core.device import kernel_device
+from synsym.core.device import DEVICES
 from synsym.core.io import atomic_path
 from synsym.core.seeding import rng
 from synsym.ntk import kernels, regression
-from synsym.study.tables import REUSE_CHECK_IMAGES, check_reuse
+from synsym.study import symmetry
 
 TABLE = "kernel_curves.csv"
 COLUMNS = ["padding", "transform", "architecture", "inference", "n_train", "draw", "ridge", "val_acc", "test_acc", "n_test"]
@@ -63,7 +65,7 @@ def kernel_dir(out: Path, padding: str, family: str, transform_id: str) -> Path:
     return out / "kernels" / padding / family / transform_id
 
 
-def compute_kernel(spec: dict, split: Split, padding: str, family: str, transform_id: str, m: int, out: Path) -> Path:
+def compute_kernel(spec: Mapping, split: Split, padding: str, family: str, transform_id: str, m: int, out: Path) -> Path:
     """One (padding, family, transform) kernel over the first m training images, val and test (a shard
     folder as the workflow's kernel jobs write; kept when it exists with at least m training images)."""
     d = kernel_dir(out, padding, family, transform_id)
@@ -73,20 +75,22 @@ def compute_kernel(spec: dict, split: Split, padding: str, family: str, transfor
     t0 = time.time()
     kernels.compute_shard(family, _data(split, transform_id, spec["global_seed"], m), spec["depth"], k["block_size"],
                           k["max_memory_gb"], 0, 1, d, {"transform": transform_id, "seed": 0, "padding": padding},
-                          log=log, device=spec["device"], padding=padding)
+                          log=log, engine=k["engine"], device=spec["device"], precision=k["precision"], padding=padding)
     log(f"kernel {padding}/{family}/{transform_id} m={m}: {time.time() - t0:.0f}s")
     return d
 
 
-def reuse_error(spec: dict, split: Split, padding: str, family: str, transform_id: str) -> float:
-    """Max relative difference between the kernel computed on tau D and the one served for it, on the first
-    REUSE_CHECK_IMAGES training images (NNGP and NTK of every readout): Theorem 4.1 checked on every run."""
-    n = min(REUSE_CHECK_IMAGES, len(split.y_train))
+def check_reuse(spec: Mapping, split: Split, padding: str, family: str, transform_id: str) -> float:
+    """Theorem 4.1 checked on every run (study.symmetry.reuse_check): the kernel of the first training images of
+    tau D against the served transform's kernel of the same images, both computed here (NNGP and NTK of every
+    readout); the largest relative difference."""
+    n = min(symmetry.REUSE_CHECK_IMAGES, len(split.y_train))
+    source = A.kernel_source(family, transform_id)
     x = _data(split, transform_id, spec["global_seed"], n)["train"]
-    x0 = _data(split, A.kernel_source(family, transform_id), spec["global_seed"], n)["train"]
-    fn = kernels.block_fn_for(family, spec["depth"], x.shape[1], "fast", spec["device"], log, padding=padding)
-    got, want = fn(x), fn(x0)
-    return max(float(np.abs(got[a][i] - want[a][i]).max() / np.abs(want[a][i]).max()) for a in got for i in range(2))
+    fn = symmetry.family_block_fn({**spec, "padding": padding}, family, x.shape[1], log)
+    want = fn(_data(split, source, spec["global_seed"], n)["train"])
+    served = {(arch, kind): want[arch][i] for arch in want for i, kind in enumerate(kernels.KINDS)}
+    return max(symmetry.reuse_check(fn, x, served, f"{padding}/{family}/{transform_id}", source, log).values())
 
 
 def subsets(global_seed: int, pool: int, m: int, draws: int) -> list[np.ndarray]:
@@ -116,11 +120,10 @@ def regress_curve(kern, split: Split, arch: str, kind: str, sizes: list[int], dr
     return rows
 
 
-def run(spec: dict, split_path: str, out_dir: str) -> Path:
+def run(spec: Mapping, split_path: str, out_dir: str) -> Path:
     """Every kernel, reuse check and regression of the study; the table (TABLE) and the reuse checks
-    (reuse.json) under ``out_dir``. Kernels already on disk are kept, so a killed run resumes. ``spec["device"]``
-    (cpu, cuda or auto) is resolved here, once, for every kernel and regression below."""
-    spec = {**spec, "device": kernel_device(spec["device"])}
+    (reuse.json) under ``out_dir``. Kernels already on disk are kept, so a killed run resumes. ``spec`` is the
+    job's (core.jobspec: its device resolved); its padding is each of ``kernel_curves.paddings`` in turn."""
     out = Path(out_dir)
     split = Split.load(split_path)
     kc = spec["kernel_curves"]
@@ -138,10 +141,8 @@ def run(spec: dict, split_path: str, out_dir: str) -> Path:
             for family in A.KERNEL_FAMILIES:
                 source = A.kernel_source(family, transform_id)
                 if source != transform_id:
-                    err = reuse_error(spec, split, padding, family, transform_id)
+                    err = check_reuse(spec, split, padding, family, transform_id)
                     checks[f"{padding}/{family}/{transform_id}"] = {"served_by": source, "max_rel_diff": err}
-                    log(f"reuse {padding}/{family}/{transform_id} <- {source}: max rel diff {err:.1e} on a sampled block")
-                    check_reuse(err, f"{padding}/{family}/{transform_id}", source)
                 kern = kernels.load_kernels([compute_kernel(spec, split, padding, family, source,
                                                             where[(padding, family, source)], out)])  # read on demand
                 for arch in A.ARCHITECTURES:
@@ -345,11 +346,10 @@ def runbook(argv: list[str] | None = None) -> int:
     p.add_argument("--archive", required=True, help="folder with cifar-10-python.tar.gz and MANIFEST")
     p.add_argument("--out", required=True)
     p.add_argument("--slice", choices=list(SLICES), default="gpu")
-    p.add_argument("--device", default=None, help="cuda or cpu (default: cuda when there is a GPU)")
+    p.add_argument("--device", choices=DEVICES, default="auto", help="auto: cuda when there is a GPU, else cpu")
     a = p.parse_args(argv)
     import torch
 
-    device = a.device or ("cuda" if torch.cuda.is_available() else "cpu")
     sl, out = SLICES[a.slice], Path(a.out)
     tar = Path(a.archive) / "cifar-10-python.tar.gz"
     manifest = Path(a.archive) / "MANIFEST"
@@ -363,8 +363,12 @@ def runbook(argv: list[str] | None = None) -> int:
     split = make_split(download(tar.resolve().as_uri(), md5, out / "data"), sl["n_train"], sl["n_val"], sl["n_test"], 0,
                        sl["image_size"], 0, False)
     split.save(out / "split.npz")
-    spec = {"global_seed": 0, "depth": sl["depth"], "device": device, "ridges": [1e-4, 1e-3, 1e-2, 1e-1],
-            "kernels": {"block_size": sl["block_size"], "max_memory_gb": 8.0}, "kernel_curves": sl["kernel_curves"]}
+    # the study's kernel settings (config.yaml's), resolved as a workflow job's are
+    spec = jobspec.load({"global_seed": 0, "depth": sl["depth"], "device": a.device, "ridges": [1e-4, 1e-3, 1e-2, 1e-1],
+                         "kernels": {"engine": "fast", "precision": "float64", "block_size": sl["block_size"],
+                                     "max_memory_gb": 8.0},
+                         "kernel_curves": sl["kernel_curves"]}, "kernel-curves")
+    device = spec["device"]
     log(f"runbook slice {a.slice} on {device}: {sl['image_size']}x{sl['image_size']}, depth {sl['depth']}, "
         f"{sl['n_train']}/{sl['n_val']}/{sl['n_test']} images")
     report(run(spec, str(out / "split.npz"), str(out)), out)

@@ -210,7 +210,7 @@ def finite_vs_kernel(grid: pd.DataFrame, preds: dict[tuple[str, str, str], tuple
 
 
 # Relative kernel change above which a kernel is "not invariant", and the one tolerance of every Theorem 4.1
-# reuse check (check_reuse). Invariant pairs measure <= 1.1e-15 in float64 and stay near float32's 1e-7 with
+# reuse check (study.symmetry.reuse_check). Invariant pairs measure <= 1.1e-15 in float64 and stay near float32's 1e-7 with
 # kernels.precision: float32; pairs the theorem does not cover differ by > 1e-3 (tests/test_kernels.py).
 KERNEL_TOL = 1e-6
 
@@ -227,34 +227,6 @@ def kernel_invariance(kern_id: dict[str, np.ndarray], kern_tau: dict[str, np.nda
     return float(max(diffs))
 
 
-REUSE_CHECK_IMAGES = 64  # training images of the block on which a reused kernel is checked
-
-
-def check_reuse(worst: float, what: str, source: str) -> None:
-    """Stop (ValueError, one line) when a kernel served by ``source``'s job (kernels.reuse_invariant) differs
-    from its own by ``worst`` >= KERNEL_TOL on the checked block: every cell regressed on it would be wrong."""
-    if not worst < KERNEL_TOL:
-        raise ValueError(f"kernel {what}: served by {source}'s kernel (kernels.reuse_invariant) but differs from it by "
-                         f"{worst:.1e} on a block; set kernels.reuse_invariant: false and rerun")
-
-
-def sampled_invariance(block_fn, x_tau: np.ndarray, served, archs: list[str]) -> dict[tuple[str, str], float]:
-    """Theorem 4.1 for a kernel served by another transform's job (kernels.reuse_invariant): the kernel
-    computed on the first images of tau D (``x_tau``, through ``block_fn``) against the same block of the
-    served kernel as stored (``served``: ntk.kernels.Kernels), max |diff| / max |K| per (arch, kind).
-    So every run checks the reuse it relies on, at a block's cost rather than a kernel job's."""
-    from synsym.ntk.kernels import KINDS, kernel_key
-
-    n, got = len(x_tau), block_fn(x_tau)
-    out = {}
-    for arch in archs:
-        key = kernel_key(arch)
-        for i, kind in enumerate(KINDS):
-            want = served.matrix("train_train", key, kind, n)
-            out[(arch, kind)] = float(np.abs(np.asarray(got[key][i]) - want).max() / np.abs(want).max())
-    return out
-
-
 def symmetry_report(grid: pd.DataFrame, kernel_diffs: dict[tuple, float], sampled: frozenset = frozenset()) -> pd.DataFrame:
     """Theorem 4.1's prediction vs what we measured, for every (architecture, inference, transform).
 
@@ -263,7 +235,7 @@ def symmetry_report(grid: pd.DataFrame, kernel_diffs: dict[tuple, float], sample
     measurement is |mean acc(tau) - mean acc(identity)| against the seed
     spread: a predicted invariance is contradicted when the gap exceeds
     3 x the pooled standard error plus half a test point's accuracy. Keys in ``sampled`` were measured
-    on a block of REUSE_CHECK_IMAGES images against a reused kernel (sampled_invariance).
+    on a block of images against a served kernel (study.symmetry.reuse_check).
     """
     rows = []
     for (arch, tid, inf), diff in kernel_diffs.items():
