@@ -15,6 +15,7 @@ from synsym.imagenet import registry as IR
 from synsym.pipeline import jobs as J
 from synsym.pipeline import slurm as S
 from synsym.pipeline.config import ConfigError, validate
+from synsym.study.inputs import FIGURE_TABLES
 
 J.python_first_on_path()  # jobs call `python`: the one running Snakemake, venv activated or not
 
@@ -80,20 +81,14 @@ def held_ridge_cells(wc):
     top = max(config["curves"]["sizes"])
     if wc.study != "curves" or int(wc.m) == top:
         return []
-    return [f"{R}/cells/curves/{kind}/{wc.arch}/{wc.transform}/winf_m{top}.parquet" for kind in ("ntk", "nngp")]
+    return [J.cell_path(config, "curves", kind, wc.arch, wc.transform, None, top) for kind in ("ntk", "nngp")]
 
 
-# Each figure and the tables it is drawn from.
-FIGURE_TABLES = {
-    "fig2_grid": ["grid"],
-    "fig2_vs_kernel": ["finite_vs_kernel"],
-    "fig3_width": ["width", "grid"],
-    "fig4_learning_curves": ["curves", "curves_fits"],
-    "figS1_sdist": ["sdist_distances"],
-    "figS5_uniform_init": ["grid", "uniform_init"],
-    "figS6_scaling": ["scaling", "scaling_fits"],
-    "symmetry_report": ["symmetry_report"],
-}
+def scaling_cell(kind, m, ext):
+    """One file of a Fig. S6 cell (rule scaling_cells: every size of one architecture and transform)."""
+    return J.cell_file(R, ext, study="scaling", inference=kind, width="inf", m=m)
+
+
 # Each derived table and the studies it is computed from (any one of them suffices).
 DERIVED_FROM = {
     "curves_fits": ["curves"],

@@ -38,16 +38,16 @@ rule kernel_cell:
         kernels=kernel_inputs,
         held=held_ridge_cells,
     output:
-        ntk=f"{R}/cells/{{study}}/ntk/{{arch}}/{{transform}}/winf_m{{m}}.parquet",
-        nngp=f"{R}/cells/{{study}}/nngp/{{arch}}/{{transform}}/winf_m{{m}}.parquet",
-        ntk_pred=f"{R}/cells/{{study}}/ntk/{{arch}}/{{transform}}/winf_m{{m}}.pred.npz",
-        nngp_pred=f"{R}/cells/{{study}}/nngp/{{arch}}/{{transform}}/winf_m{{m}}.pred.npz",
+        ntk=J.cell_file(R, J.CELL_TABLE, inference="ntk", width="inf"),
+        nngp=J.cell_file(R, J.CELL_TABLE, inference="nngp", width="inf"),
+        ntk_pred=J.cell_file(R, J.CELL_PREDS, inference="ntk", width="inf"),
+        nngp_pred=J.cell_file(R, J.CELL_PREDS, inference="nngp", width="inf"),
     params:
         spec=lambda wc: spec_json(ridges=config["kernels"]["ridges"], seeds=config["kernel_seeds"], device=config["device"]),
     conda:
         "../../envs/study.yaml"
     log:
-        f"{R}/logs/cells/{{study}}/ntk/{{arch}}/{{transform}}/winf_m{{m}}.log",
+        J.cell_file(R, ".log", inference="ntk", width="inf"),
     benchmark:
         J.benchmark(R, "kernel_cell")
     group:
@@ -69,13 +69,9 @@ rule scaling_cells:
         split=f"{R}/data/split.npz",
         kernels=kernel_inputs,
     output:
-        ntk=[f"{R}/cells/scaling/ntk/{{arch}}/{{transform}}/winf_m{m}.parquet" for m in config["curves"]["sizes"]],
-        nngp=[f"{R}/cells/scaling/nngp/{{arch}}/{{transform}}/winf_m{m}.parquet" for m in config["curves"]["sizes"]],
-        preds=[
-            f"{R}/cells/scaling/{kind}/{{arch}}/{{transform}}/winf_m{m}.pred.npz"
-            for kind in ("ntk", "nngp")
-            for m in config["curves"]["sizes"]
-        ],
+        ntk=[scaling_cell("ntk", m, J.CELL_TABLE) for m in config["curves"]["sizes"]],
+        nngp=[scaling_cell("nngp", m, J.CELL_TABLE) for m in config["curves"]["sizes"]],
+        preds=[scaling_cell(kind, m, J.CELL_PREDS) for kind in ("ntk", "nngp") for m in config["curves"]["sizes"]],
     params:
         spec=lambda wc: spec_json(ridges=config["kernels"]["ridges"], seeds=config["kernel_seeds"], device=config["device"]),
         sizes=" ".join(map(str, config["curves"]["sizes"])),

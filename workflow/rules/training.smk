@@ -3,15 +3,15 @@ rule train_cell:
     input:
         split=f"{R}/data/split.npz",
     output:
-        cell=f"{R}/cells/{{study}}/{{finite}}/{{arch}}/{{transform}}/w{{width}}_m{{m}}.parquet",
-        pred=f"{R}/cells/{{study}}/{{finite}}/{{arch}}/{{transform}}/w{{width}}_m{{m}}.pred.npz",
+        cell=J.cell_file(R, J.CELL_TABLE, inference="{finite}"),
+        pred=J.cell_file(R, J.CELL_PREDS, inference="{finite}"),
     params:
         spec=lambda wc: spec_json(seeds=train_seeds(wc.study), device=config["device"], training=config["training"]),
         first_layer=lambda wc: "uniform" if wc.study == "uniform_init" else "gaussian",
     conda:
         "../../envs/study.yaml"
     log:
-        f"{R}/logs/cells/{{study}}/{{finite}}/{{arch}}/{{transform}}/w{{width}}_m{{m}}.log",
+        J.cell_file(R, ".log", inference="{finite}"),
     benchmark:
         J.benchmark(R, "train_cell")
     threads: 1

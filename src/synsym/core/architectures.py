@@ -44,7 +44,8 @@ class ArchSpec:
     padding: ``circular`` or ``zero`` edges of every 3x3 layer (model.padding).
     kernel_family: which kernel job computes its infinite-width kernel. The
     whole conv family shares one job; LCN_inf equals VEC_inf (Xiao et al.
-    2018, Novak et al. 2019), so LCN reads the conv job's flatten readout.
+    2018, Novak et al. 2019), so LCN reads the conv job's flatten readout:
+    kernel_readout says which member's kernel an architecture reads (None: its own).
     """
 
     id: str
@@ -61,13 +62,14 @@ class ArchSpec:
     # How the 3x3 layers pad (PADDINGS): None in the table, set by a run from model.padding (get(arch, padding));
     # a 3x3 layer built from a spec without one stops (check_padding) rather than pick an edge silently.
     padding: str | None = None
+    kernel_readout: str | None = None
 
 
 ARCHITECTURES: dict[str, ArchSpec] = {
     a.id: a
     for a in [
         ArchSpec("fcn", "FCN", "dense", "flatten", 1, "fcn", 1024, "o_3d", "o_3d"),
-        ArchSpec("lcn", "LCN", "local", "flatten", 1, "conv", 32, "o3_per_pixel", "o3_per_pixel"),
+        ArchSpec("lcn", "LCN", "local", "flatten", 1, "conv", 32, "o3_per_pixel", "o3_per_pixel", kernel_readout="vec"),
         ArchSpec("vec", "VEC", "conv", "flatten", 1, "conv", 128, "o3_shared", "o3_per_pixel"),
         ArchSpec("gap", "GAP", "conv", "gap", 0, "conv", 128, "o3_shared", "o3_shared"),
         ArchSpec("lap4", "LAP4", "conv", "lap", 4, "conv", 128, "o3_shared", "o3_shared"),

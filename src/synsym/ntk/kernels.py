@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from synsym.core.architectures import FAMILY_MEMBERS
+from synsym.core.architectures import FAMILY_MEMBERS, get
 
 KINDS = ("nngp", "ntk")
 # Bytes of live float64 intermediates per pixel-pair entry of a block (measured
@@ -23,8 +23,8 @@ BYTES_PER_ENTRY = 8 * 14
 
 
 def kernel_key(arch_id: str) -> str:
-    """Which stored kernel serves an architecture (lcn -> vec)."""
-    return "vec" if arch_id == "lcn" else arch_id
+    """Which stored kernel serves an architecture (its ArchSpec.kernel_readout: lcn -> vec)."""
+    return get(arch_id).kernel_readout or arch_id
 
 
 def block_size_for(family: str, image_size: int, max_memory_gb: float, block_size: int) -> int:

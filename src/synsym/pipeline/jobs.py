@@ -93,9 +93,27 @@ def symmetry_report(config: dict) -> bool:
     return "grid" in config["studies"] and "identity" in t and len(t) > 1
 
 
+# One cell's files under the run directory: its row (CELL_TABLE) and test predictions (CELL_PREDS), and its job's
+# log under logs/. Kernel cells have width "inf". The rules, cell_path and parse_cell all read this one template.
+CELL = "cells/{study}/{inference}/{arch}/{transform}/w{width}_m{m}"
+CELL_TABLE, CELL_PREDS = ".parquet", ".pred.npz"
+
+
+def _fill(template: str, **fields) -> str:
+    """``template`` with the given fields filled in and the others left as ``{field}`` (Snakemake wildcards)."""
+    return re.sub(r"\{(\w+)\}", lambda f: str(fields[f[1]]) if f[1] in fields else f[0], template)
+
+
+def cell_file(run: str, ext: str, **fields) -> str:
+    """A cell's file (``ext``: CELL_TABLE, CELL_PREDS or ".log" for its log under logs/), the fields not given
+    left as wildcards: the rules' outputs and logs, and cell_path."""
+    return f"{run}/{'logs/' if ext == '.log' else ''}{_fill(CELL, **fields)}{ext}"
+
+
 def cell_path(config: dict, study: str, inference: str, arch: str, transform: str, width, m: int) -> str:
     w = "inf" if inference in A.KERNEL_INFERENCES else width
-    return f"{run_dir(config)}/cells/{study}/{inference}/{arch}/{transform}/w{w}_m{m}.parquet"
+    return cell_file(run_dir(config), CELL_TABLE, study=study, inference=inference, arch=arch, transform=transform,
+                     width=w, m=m)
 
 
 def grid_cells(config: dict) -> list[CellKey]:
@@ -276,11 +294,11 @@ def _pattern(template: str, wildcards: dict = WILDCARDS) -> re.Pattern:
 
 _PATTERNS = {rule: _pattern(t) for rule, t in BENCHMARKS.items()}
 # The tails of a cell's files (cell_path; its predictions beside it) and of a kernel shard (KERNEL_SHARD).
-_CELL = _pattern("cells/{study}/{inference}/{arch}/{transform}/w{width}_m{m}{ext}",
+_CELL = _pattern(CELL + "{ext}",
                  {**WILDCARDS, "inference": "|".join((*A.INFERENCES, "nngp")), "width": r"\d+|inf",
                   "ext": r"\.parquet|\.pred\.npz"})
 _SHARD = _pattern(KERNEL_SHARD.removeprefix("{run_dir}/"))
-_EXPECTED = {"cell": "cells/{study}/{inference}/{arch}/{transform}/w{width}_m{m}.parquet (or .pred.npz)",
+_EXPECTED = {"cell": f"{CELL}{CELL_TABLE} (or {CELL_PREDS})",
              "kernel shard": KERNEL_SHARD.removeprefix("{run_dir}/")}
 
 

@@ -16,6 +16,7 @@ import seaborn as sns  # noqa: E402
 from synsym.core.architectures import ARCHITECTURES, INFERENCE_LABELS  # noqa: E402
 from synsym.core.io import atomic_path  # noqa: E402
 from synsym.core.transforms import ORDER, TRANSFORMS  # noqa: E402
+from synsym.study.inputs import FIGURE_TABLES  # noqa: E402
 from synsym.study.tables import CURVE_METRIC  # noqa: E402  (Fig. 4 plots what the fits use)
 
 ARCH_ORDER = list(ARCHITECTURES)
@@ -229,28 +230,17 @@ def fig4_learning_curves(curves: pd.DataFrame, fits: pd.DataFrame, outdir: str |
 
 
 def make(name: str, tables: dict[str, pd.DataFrame], outdir: str | Path) -> list[str]:
-    """Draw one figure by name from the merged tables it needs."""
-    if name == "fig2_grid":
-        return fig2_grid(tables["grid"], outdir)
-    if name == "fig2_vs_kernel":
-        return fig2_vs_kernel(tables["finite_vs_kernel"], outdir)
-    if name == "fig3_width":
-        return fig3_width(tables["width"], tables["grid"], outdir)
-    if name == "fig4_learning_curves":
-        return fig4_learning_curves(tables["curves"], tables["curves_fits"], outdir)
-    if name == "figS1_sdist":
-        return figS1_sdist(tables["sdist_distances"], outdir)
-    if name == "figS5_uniform_init":
-        return figS5_uniform_init(tables["grid"], tables["uniform_init"], outdir)
-    if name == "figS6_scaling":
-        return figS6_scaling(tables["scaling"], tables["scaling_fits"], outdir)
-    if name == "symmetry_report":
-        return symmetry_heatmap(tables["symmetry_report"], outdir)
-    raise ValueError(f"unknown figure {name!r}; allowed: {', '.join(FIGURES)}")
+    """Draw one figure by name from the merged tables it needs (study.inputs.FIGURE_TABLES, in order)."""
+    if name not in FIGURE_TABLES:
+        raise ValueError(f"unknown figure {name!r}; allowed: {', '.join(FIGURES)}")
+    draw = {"fig2_grid": fig2_grid, "fig2_vs_kernel": fig2_vs_kernel, "fig3_width": fig3_width,
+            "fig4_learning_curves": fig4_learning_curves, "figS1_sdist": figS1_sdist,
+            "figS5_uniform_init": figS5_uniform_init, "figS6_scaling": figS6_scaling,
+            "symmetry_report": symmetry_heatmap}[name]
+    return draw(*[tables[t] for t in FIGURE_TABLES[name]], outdir)
 
 
-FIGURES = ("fig2_grid", "fig2_vs_kernel", "fig3_width", "fig4_learning_curves", "figS1_sdist", "figS5_uniform_init", "figS6_scaling",
-           "symmetry_report")
+FIGURES = tuple(FIGURE_TABLES)
 
 
 def figS1_sdist(sd: pd.DataFrame, outdir: str | Path) -> list[str]:

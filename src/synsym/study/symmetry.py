@@ -17,7 +17,7 @@ from synsym.core import architectures as A
 from synsym.core import transforms as T
 from synsym.core.data import Split
 from synsym.core.io import read_table
-from synsym.ntk.kernels import FAMILY_MEMBERS, KINDS, block_fn_for, kernel_key, load_kernels
+from synsym.ntk.kernels import KINDS, block_fn_for, kernel_key, load_kernels
 from synsym.study.tables import KERNEL_TOL, kernel_invariance, symmetry_report
 
 REUSE_CHECK_IMAGES = 64  # training images of the block on which a served kernel is checked
@@ -65,7 +65,7 @@ def report(grid_path: str, files: dict[tuple[str, str], list[str]], archs: list[
         if (fam, "identity") not in files:
             raise ValueError("symmetry report needs the identity transform in grid.transforms")
         base = load_kernels(files[(fam, "identity")])
-        members = [arch for arch in archs if A.get(arch).kernel_family == fam and (arch == "lcn" or arch in FAMILY_MEMBERS[fam])]
+        members = [arch for arch in archs if A.get(arch).kernel_family == fam]
         for (f, tid), path in files.items():
             if f != fam or tid == "identity":
                 continue
