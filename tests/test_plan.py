@@ -214,6 +214,23 @@ def test_workflow_requests_the_plan(tmp_path):
     assert seen == sum(1 for _ in J.jobs(cfg))
 
 
+@pytest.mark.slow
+def test_without_a_calibration_the_rules_ask_for_the_configured_fallback(tmp_path):
+    """No calibration prices the smoke jobs here: each compute rule asks for plan.fallback_runtime_min[rule]
+    (the paper preset's days come from its config, not from its run's name)."""
+    fb = {"prepare": 31, "kernel": 62, "kernel_cell": 33, "scaling_cells": 34, "train_cell": 77, "kernel_curves": 1440}
+    extra = tmp_path / "plan.yaml"
+    extra.write_text(yaml.safe_dump({"plan": {"fallback_runtime_min": fb}}))
+    out = snakemake("-n", "--configfile", str(ROOT / "presets/smoke.yaml"), str(extra), "--forceall", cwd=tmp_path).stdout
+    asked = {}
+    for block in re.split(r"\n\s*rule ", out)[1:]:
+        rule = block.split(":")[0]
+        if rule in fb and "resources:" in block:
+            asked.setdefault(rule, set()).add(int(dict(kv.split("=", 1) for kv in _field(block, "resources").split(", "))["runtime"]))
+    assert asked == {r: {fb[r]} for r in ("prepare", "kernel", "kernel_cell", "scaling_cells", "train_cell")}
+    assert load_config("presets/paper.yaml")["plan"]["fallback_runtime_min"]["train_cell"] == 3 * 24 * 60
+
+
 def _field(block: str, name: str) -> str:
     return next(ln.split(":", 1)[1].strip() for ln in block.splitlines() if ln.strip().startswith(f"{name}:"))
 

@@ -120,14 +120,12 @@ def test_tables_and_held_ridges(cell, tmp_path):
 
 
 def test_sdist_predictions(tmp_path):
-    from argparse import Namespace
-
-    from synsym import cli
+    from synsym.pipeline import derived
 
     path = tmp_path / "cells" / "sdist" / "nn_plus" / "vec" / "so3_path-t0.5" / "w24_m192.pred.npz"
     path.parent.mkdir(parents=True)
     np.savez(path, pred=np.zeros((2, 5, 10)), seeds=np.arange(2))
     truncate(path)
     with pytest.raises(StudyFileError) as e:
-        cli._sdist(Namespace(preds=[str(path)], split=str(tmp_path / "split.npz")))
+        derived.sdist(str(tmp_path / "split.npz"), [str(path)])
     one_line_naming(e, path)

@@ -7,7 +7,6 @@ GPU) ends the job with one line on stderr and exit status 2, before compute.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -119,7 +118,9 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     a = parser().parse_args(argv)
     if a.cmd == "plan":
-        return plan_cmd(a)
+        from synsym.pipeline import plan
+
+        return plan.main(a.configfile, a.device, a.calibration, a.calibrate, a.jobs, a.compare)
     from synsym.core.data import DataError
 
     try:
@@ -169,17 +170,16 @@ def _figure(a) -> None:
     _wrote(figures.make(a.name, {Path(t).stem: read_table(t) for t in a.tables}, Path(a.out).parent))
 
 
-def _mini_archive(a) -> Path:
-    from synsym.core import data
+def _write_table(df, out: str, csv: str) -> None:
+    from synsym.core.io import write_table
 
-    if not (a.url and a.md5):  # the official archive, as the study's config.yaml names it
-        from synsym.pipeline.config import load_config
+    write_table(df, out, csv)
 
-        official = load_config([])["data"]
-        a.url, a.md5 = a.url or official["url"], a.md5 or official["md5"]
-    archive, md5 = data.make_mini_archive(data.download(a.url, a.md5, a.download_dir), a.out)
-    print(f"mini archive md5 {md5} (also in {Path(a.out) / 'MANIFEST'})", file=sys.stderr)
-    return archive
+
+def _config():
+    from synsym.pipeline import config
+
+    return config
 
 
 def _cells():
@@ -188,220 +188,36 @@ def _cells():
     return cells
 
 
-def plan_cmd(a) -> int:
-    """``synsym plan``: the bill of a preset, per rule and in total, from this machine's calibration."""
-    from synsym.pipeline import calibration, plan
-    from synsym.pipeline.config import SCHEMA, ConfigError, load_config, study_root, validate
-
-    try:
-        config = load_config(a.configfile)
-        if a.device:
-            config["device"] = a.device
-        validate(config, study_root(None, a.configfile) / SCHEMA)
-        device = "cuda" if config["device"] == "cuda" else "cpu"
-        path = Path(a.calibration) if a.calibration else calibration.default_path(device)
-        if a.calibration and not a.calibrate and not path.exists():
-            raise calibration.PlanError(f"--calibration {path} does not exist; add --calibrate to measure this machine into it")
-        if a.calibrate or (not a.calibration and not calibration.up_to_date(config, path)):
-            from synsym.core.device import resolve_device
-
-            try:  # a cuda plan needs a GPU here, or a GPU's --calibration file
-                resolve_device(config["device"])
-            except RuntimeError as e:
-                raise calibration.PlanError(f"{e}; or plan with a GPU's calibration: --calibration FILE") from None
-            calibration.calibrate(config, path)
-        cal = calibration.load(path)
-        lacking = calibration.missing(config, cal)
-        if lacking:
-            raise calibration.PlanError(f"calibration {path} lacks {', '.join(lacking[:3])}{' ...' if len(lacking) > 3 else ''}; "
-                                 "run `python -m synsym.cli plan --calibrate` with this config on the target machine")
-    except (ConfigError, calibration.PlanError, ValueError, RuntimeError, OSError) as e:
-        print(f"synsym plan: error: {e}", file=sys.stderr)
-        return 2
-    rows = plan.bill(config, cal)
-    print(plan.report(config, cal, rows, str(path)))
-    if a.jobs:
-        import pandas as pd
-
-        pd.DataFrame(rows).to_csv(a.jobs, sep="\t", index=False, float_format="%.4g")
-    if a.compare:
-        print(plan.compare(rows, plan.measured(a.compare)))
-    return 0
-
-
-def write_table(df, out: str, csv: str) -> None:
-    """A derived (non-cell) table, atomically, as Parquet plus CSV."""
-    from synsym.core.io import atomic_path
-
-    with atomic_path(out) as tmp:
-        df.to_parquet(tmp, index=False)
-    with atomic_path(csv) as tmp:
-        df.to_csv(tmp, index=False, float_format="%.6g")
-    print(f"{len(df)} rows -> {out}", file=sys.stderr)
-
-
-def _fits(a):
-    import pandas as pd
-
-    from synsym.core.io import read_table
-    from synsym.study.tables import scaling_fits
-
-    return scaling_fits(pd.concat([read_table(t) for t in a.tables], ignore_index=True))
-
-
-def _ridges(a):
-    from synsym.core.io import read_table
-    from synsym.study.tables import ridge_wins
-
-    return ridge_wins({Path(t).stem: read_table(t) for t in a.tables}, a.ridges)
-
-
-def _sdist(a):
-    import numpy as np
-
-    from synsym.core.data import Split
-    from synsym.core.io import read_cell, reading
-    from synsym.pipeline.jobs import parse_cell
-    from synsym.study.tables import sdist_table
-
-    preds, accepted = {}, {}
-    for path in a.preds:  # .../cells/sdist/{inference}/{arch}/{so3_path-t{t} | identity}/w{width}_m{m}.pred.npz
-        w = parse_cell(path)
-        tid = w["transform"]
-        t = float(tid.split("-t")[1]) if "-t" in tid else None  # GAP_n, the reference: clean data
-        key = (w["arch"], w["inference"], None if w["width"] == "inf" else int(w["width"]), t)
-        with reading(path, "predictions file"), np.load(path) as z:
-            preds[key], seeds = z["pred"], z["seeds"]
-        cell = read_cell(path[: -len(".pred.npz")] + ".parquet").set_index("seed")
-        accepted[key] = cell.loc[seeds, "accepted"].to_numpy()
-    return sdist_table(preds, Split.load(a.split).y_test, accepted)
-
-
-def _grid_preds(paths) -> dict:
-    """{(inference, arch, transform): (per-seed test predictions, seeds)} of grid cells' .pred.npz files."""
-    import numpy as np
-
-    from synsym.core.io import reading
-    from synsym.pipeline.jobs import parse_cell
-
-    preds = {}
-    for path in paths:  # .../cells/grid/{inference}/{arch}/{transform}/w{width}_m{m}.pred.npz
-        w = parse_cell(path)
-        with reading(path, "predictions file"), np.load(path) as z:
-            preds[(w["inference"], w["arch"], w["transform"])] = (z["pred"], z["seeds"])
-    return preds
-
-
-def _finite_vs_kernel(a):
-    from synsym.core.data import Split
-    from synsym.core.io import read_table
-    from synsym.study.tables import finite_vs_kernel
-
-    return finite_vs_kernel(read_table(a.grid), _grid_preds(a.preds), Split.load(a.split).y_test)
-
-
-def _transform_gaps(a):
-    """Runs of one split, one transform each (the synergy presets): every cell's accuracy against the base's."""
-    import numpy as np
-
-    from synsym.core.data import Split
-    from synsym.core.io import read_table
-    from synsym.study.tables import transform_gaps
-
-    runs, y_test = {}, None
-    for run in map(Path, a.runs):
-        y = Split.load(run / "data" / "split.npz").y_test
-        if y_test is not None and not np.array_equal(y, y_test):
-            raise ValueError(f"{run}: its test set is not the other runs'; transform-gaps compares runs of one split")
-        y_test = y
-        preds = _grid_preds(sorted(str(p) for p in (run / "cells" / "grid").glob("*/*/*/*.pred.npz")))
-        for tid in {t for _, _, t in preds}:
-            runs[tid] = (read_table(run / "tables" / "grid.parquet"), {k: v for k, v in preds.items() if k[2] == tid})
-    if a.base not in runs:
-        raise ValueError(f"--base {a.base}: no run has it; the runs have {', '.join(sorted(runs))}")
-    return transform_gaps(runs, y_test, a.base)
-
-
-def _symmetry(a):
-    from synsym.pipeline.jobs import parse_kernel_shard
-    from synsym.study import symmetry
-
-    files: dict[tuple[str, str], list[str]] = {}  # (family, transform) -> its shard folders
-    for k in a.kernels:
-        w = parse_kernel_shard(k)
-        files.setdefault((w["family"], w["transform"]), []).append(k)
-    return symmetry.report(a.grid, files, a.archs, a.reused, a.split, a.spec)
-
-
 def imagenet_cmd(a) -> None:
     """One ImageNet job (see workflow/rules/imagenet.smk)."""
-
-    import pandas as pd
-
-    from synsym.imagenet import cells as IC
-    from synsym.imagenet import data as I
-    from synsym.imagenet import registry as IR
-    from synsym.imagenet import tables as IT
-    from synsym.study import figures
-
     if a.action == "cost":
-        from synsym.pipeline.config import load_config
+        from synsym.pipeline import plan
 
-        cfg = load_config(a.configfile)["imagenet"]
-        IR.validate(cfg)
-        rows = pd.DataFrame(IC.cost_table(cfg))
-        print(rows.to_string(index=False, float_format=lambda v: f"{v:,.1f}"))
+        print(plan.imagenet_cost(a.configfile))
         return
-    cfg = a.spec["imagenet"]
-    if a.action == "index":
-        index = I.scan(cfg["root"])
-        m = len(index["train"]["files"])
-        small = [(i, I.subset_size(m, i)) for i in a.spec["size_indices"] if I.subset_size(m, i) < cfg["batch_size"]]
-        if small:
-            raise ValueError(f"imagenet: m_{small[0][0]} = {small[0][1]} < batch_size = {cfg['batch_size']} "
-                             f"({m} training images); allowed: size indices with m_i >= batch_size")
-        IT.write_json(index, a.out)
-        print(f"{len(index['classes'])} classes, {m} train / {len(index['val']['files'])} val images", file=sys.stderr)
-    elif a.action == "shards":
-        index = json.loads(Path(a.index).read_text())
-        table = I.write_shards(index, a.out, a.spec["imagenet"]["images_per_shard"])
-        print(f"{sum(len(table[s]) for s in ('train', 'val'))} images in "
-              f"{len({e[0] for s in ('train', 'val') for e in table[s]})} shards -> {a.out}", file=sys.stderr)
-    elif a.action == "train":
-        from synsym.imagenet.training import train_cell
+    from synsym.study import imagenet_jobs as IJ
 
-        train_cell(a.spec, a.model, a.transform, a.i, a.seed, a.index, a.out, a.checkpoint, a.kill_at_step,
-                   a.shards)
-    elif a.action == "tables":
-        epochs = IT.read_runs(a.cells)
-        final = IT.final_table(epochs)
-        for name, df in zip(IR.TABLES, (epochs, final, IT.two_segment_fits(final, cfg["cusp_index"]))):
-            write_table(df, f"{a.out}/{name}.parquet", f"{a.out}/{name}.csv")
-    elif a.action == "samples":
-        index = json.loads(Path(a.index).read_text())
-        figures.figS7_samples(I.samples(index, cfg, a.spec["global_seed"]), Path(a.out).parent)
+    if a.action == "train":
+        IJ.train(a.spec, a.model, a.transform, a.i, a.seed, a.index, a.out, a.checkpoint, a.kill_at_step, a.shards)
     elif a.action == "figure":
-        t = {Path(p).stem: pd.read_parquet(p) for p in a.tables}
-        st = cfg["studies"]
-        out = Path(a.out).parent
-        if a.name == "fig5_learning_curves":
-            figures.fig5_learning_curves(t["imagenet_final"], t["imagenet_fits"], out, st["fig5_curves"]["models"],
-                                         st["fig5_curves"]["transforms"])
-        elif a.name == "fig5_rotated_vs_clean":
-            figures.fig5_rotated_vs_clean(t["imagenet_final"], out, st["fig5_families"]["models"])
-        elif a.name == "figS3_scaling_vs_rotation":
-            figures.figS3_scaling_vs_rotation(t["imagenet_final"], t["imagenet_fits"], out,
-                                              st["figS3_scaling"]["models"], st["figS3_scaling"]["transforms"])
-        elif a.name == "figS4_dynamics":
-            figures.figS4_dynamics(t["imagenet_epochs"], out, st["figS4_dynamics"]["models"],
-                                   st["figS4_dynamics"]["transforms"])
-        else:
-            raise ValueError(f"unknown ImageNet figure {a.name!r}; allowed: {', '.join(IR.FIGURES)}")
+        _wrote(IJ.figure(a.spec, a.name, a.tables, a.out))
+    else:
+        {"index": lambda: IJ.index(a.spec, a.out), "shards": lambda: IJ.shards(a.spec, a.index, a.out),
+         "tables": lambda: IJ.tables(a.spec, a.cells, a.out), "samples": lambda: IJ.samples(a.spec, a.index, a.out)}[a.action]()
 
 
-DERIVED = {"fits": _fits, "ridges": _ridges, "sdist": _sdist, "symmetry": _symmetry, "finite-vs-kernel": _finite_vs_kernel,
-           "transform-gaps": _transform_gaps}
-# What each command runs (plan: plan_cmd, with its own error handling).
+def _derived(a):
+    """The table of a derived-table command (pipeline.derived), from its arguments."""
+    from synsym.pipeline import derived as D
+
+    return {"fits": lambda: D.fits(a.tables), "ridges": lambda: D.ridges(a.tables, a.ridges),
+            "sdist": lambda: D.sdist(a.split, a.preds), "finite-vs-kernel": lambda: D.finite_vs_kernel(a.grid, a.split, a.preds),
+            "transform-gaps": lambda: D.transform_gaps(a.runs, a.base),
+            "symmetry": lambda: D.symmetry(a.grid, a.kernels, a.archs, a.reused, a.split, a.spec)}[a.cmd]()
+
+
+DERIVED = ("fits", "ridges", "sdist", "symmetry", "finite-vs-kernel", "transform-gaps")
+# What each command runs (plan: pipeline.plan.main, with its own error handling).
 RUN = {
     "prepare": lambda a: _cells().prepare(a.spec, a.out),
     "transform-figures": lambda a: _wrote(_cells().transform_figures(a.spec, a.outdir)),
@@ -412,9 +228,9 @@ RUN = {
                                            a.out, a.first_layer),
     "merge": _merge,
     "figure": _figure,
-    **{name: (lambda a, f=f: write_table(f(a), a.out, a.csv)) for name, f in DERIVED.items()},
+    **{name: lambda a: _write_table(_derived(a), a.out, a.csv) for name in DERIVED},
     "imagenet": imagenet_cmd,
-    "mini-archive": lambda a: _wrote([_mini_archive(a)]),
+    "mini-archive": lambda a: _wrote([_config().mini_archive(a.url, a.md5, a.out, a.download_dir)]),
 }
 
 

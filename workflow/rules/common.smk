@@ -42,13 +42,14 @@ def spec_json(**extra):
     return json.dumps(d, sort_keys=True)
 
 
-def planned(rule, fallback_min, fallback_mb):
+def planned(rule, fallback_mb):
     """Slurm runtime (min) and mem_mb of a rule's jobs: synsym.pipeline.slurm's request (the cost model's prediction x
-    plan.safety_factor) when a calibration covers the job, else the fallback; both grow
-    by plan.retry_scale per attempt (the profile's retries)."""
+    plan.safety_factor) when a calibration covers the job, else plan.fallback_runtime_min and ``fallback_mb``; both
+    grow by plan.retry_scale per attempt (the profile's retries)."""
 
     def get(wildcards, attempt, i):
-        return S.resources(rule, wildcards, config, attempt, (fallback_min, fallback_mb))[i]
+        fallback = (config["plan"]["fallback_runtime_min"][rule], fallback_mb)
+        return S.resources(rule, wildcards, config, attempt, fallback)[i]
 
     return {
         "runtime": lambda wildcards, attempt: get(wildcards, attempt, 0),

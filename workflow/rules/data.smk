@@ -14,7 +14,7 @@ rule prepare:
     benchmark:
         J.benchmark(R, "prepare")
     resources:
-        **planned("prepare", 30, 4000),
+        **planned("prepare", 4000),
     shell:
         "python -m synsym.cli prepare --spec {params.spec:q} --out {output} > {log} 2>&1"
 

@@ -24,7 +24,7 @@ rule kernel_curves:
         J.benchmark(R, "kernel_curves")
     threads: 8  # scaled down to --cores by snakemake; the kernels and BLAS use them all
     resources:
-        **planned("kernel_curves", 24 * 60, 16000),
+        **planned("kernel_curves", 16000),
         **gpu_resources(),
     shell:
         "OMP_NUM_THREADS={threads} python -m synsym.cli kernel-curves --spec {params.spec:q} --split {input.split} "

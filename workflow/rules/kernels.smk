@@ -19,7 +19,7 @@ rule kernel:
         J.benchmark(R, "kernel")
     threads: 1
     resources:
-        **planned("kernel", 60 if RUN != "paper" else 7 * 24 * 60, int(config["kernels"]["max_memory_gb"] * 1536) + 2000),
+        **planned("kernel", int(config["kernels"]["max_memory_gb"] * 1536) + 2000),
         cpus_per_task=1,
         **gpu_resources(),
     shell:
@@ -53,7 +53,7 @@ rule kernel_cell:
     group:
         "regress"
     resources:
-        **planned("kernel_cell", 30, 4000),
+        **planned("kernel_cell", 4000),
         **gpu_resources(),
     shell:
         "python -m synsym.cli "
@@ -84,7 +84,7 @@ rule scaling_cells:
     group:
         "regress"
     resources:
-        **planned("scaling_cells", 30, 4000),
+        **planned("scaling_cells", 4000),
         **gpu_resources(),
     shell:
         "python -m synsym.cli "

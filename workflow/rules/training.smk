@@ -16,7 +16,7 @@ rule train_cell:
         J.benchmark(R, "train_cell")
     threads: 1
     resources:
-        **planned("train_cell", 60 if RUN != "paper" else 3 * 24 * 60, 8000),
+        **planned("train_cell", 8000),
         cpus_per_task=1,
         **gpu_resources(),
     shell:

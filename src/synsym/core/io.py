@@ -193,3 +193,14 @@ def code_version() -> str:
     except (OSError, subprocess.SubprocessError):
         sha = ""
     return f"{__version__}+{sha}" if sha else __version__
+
+
+def write_table(df: pd.DataFrame, out: str | Path, csv: str | Path) -> None:
+    """A derived (non-cell) table, atomically, as Parquet plus CSV."""
+    import sys
+
+    with atomic_path(out) as tmp:
+        df.to_parquet(tmp, index=False)
+    with atomic_path(csv) as tmp:
+        df.to_csv(tmp, index=False, float_format="%.6g")
+    print(f"{len(df)} rows -> {out}", file=sys.stderr)

@@ -119,3 +119,18 @@ def validate(config: dict, schema_path: str | Path | None = None, cli: dict | No
     if too_big:
         raise ConfigError(f"config: curves.sizes {too_big} exceed data.n_train = {d['n_train']}; allowed: <= n_train")
     return config
+
+
+def mini_archive(url: str | None, md5: str | None, out: str, download_dir: str) -> Path:
+    """``synsym mini-archive``: the tests' mini CIFAR-10 built from the official archive (config.yaml's url and md5
+    unless given), in the official format under ``out`` with its MANIFEST; the archive's path."""
+    import sys
+
+    from synsym.core import data
+
+    if not (url and md5):
+        official = load_config([])["data"]
+        url, md5 = url or official["url"], md5 or official["md5"]
+    archive, got = data.make_mini_archive(data.download(url, md5, download_dir), out)
+    print(f"mini archive md5 {got} (also in {Path(out) / 'MANIFEST'})", file=sys.stderr)
+    return archive

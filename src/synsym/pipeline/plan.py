@@ -194,3 +194,62 @@ def rule_ratios(rows: list[dict], meas: dict[str, tuple[float, float]]) -> dict[
     return {k: m / p for k, (p, m) in out.items()}
 
 
+# ---------------------------------------------------------------- the command
+
+
+def main(configfile: list[str], device: str | None, calibration_file: str | None, calibrate: bool, jobs_tsv: str | None,
+         compare_run: str | None) -> int:
+    """``synsym plan``: the bill of a preset, per rule and in total, from this machine's calibration (or a given
+    one); problems end it with one line and status 2."""
+    import sys
+
+    from synsym.pipeline import calibration
+    from synsym.pipeline.config import SCHEMA, ConfigError, load_config, study_root, validate
+
+    try:
+        config = load_config(configfile)
+        if device:
+            config["device"] = device
+        validate(config, study_root(None, configfile) / SCHEMA)
+        kind = "cuda" if config["device"] == "cuda" else "cpu"
+        path = Path(calibration_file) if calibration_file else calibration.default_path(kind)
+        if calibration_file and not calibrate and not path.exists():
+            raise calibration.PlanError(f"--calibration {path} does not exist; add --calibrate to measure this machine into it")
+        if calibrate or (not calibration_file and not calibration.up_to_date(config, path)):
+            from synsym.core.device import resolve_device
+
+            try:  # a cuda plan needs a GPU here, or a GPU's --calibration file
+                resolve_device(config["device"])
+            except RuntimeError as e:
+                raise calibration.PlanError(f"{e}; or plan with a GPU's calibration: --calibration FILE") from None
+            calibration.calibrate(config, path)
+        cal = calibration.load(path)
+        lacking = calibration.missing(config, cal)
+        if lacking:
+            raise calibration.PlanError(f"calibration {path} lacks {', '.join(lacking[:3])}{' ...' if len(lacking) > 3 else ''}; "
+                                 "run `python -m synsym.cli plan --calibrate` with this config on the target machine")
+    except (ConfigError, calibration.PlanError, ValueError, RuntimeError, OSError) as e:
+        print(f"synsym plan: error: {e}", file=sys.stderr)
+        return 2
+    rows = bill(config, cal)
+    print(report(config, cal, rows, str(path)))
+    if jobs_tsv:
+        import pandas as pd
+
+        pd.DataFrame(rows).to_csv(jobs_tsv, sep="\t", index=False, float_format="%.4g")
+    if compare_run:
+        print(compare(rows, measured(compare_run)))
+    return 0
+
+
+def imagenet_cost(configfile: list[str]) -> str:
+    """``synsym imagenet cost``: the ImageNet half's jobs and their GPU-hours, from the config's imagenet section."""
+    import pandas as pd
+
+    from synsym.imagenet import cells as IC
+    from synsym.imagenet import registry as IR
+    from synsym.pipeline.config import load_config
+
+    cfg = load_config(configfile)["imagenet"]
+    IR.validate(cfg)
+    return pd.DataFrame(IC.cost_table(cfg)).to_string(index=False, float_format=lambda v: f"{v:,.1f}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from pathlib import Path
 
 import matplotlib
@@ -16,6 +17,7 @@ import seaborn as sns  # noqa: E402
 from synsym.core.architectures import ARCHITECTURES, INFERENCE_LABELS  # noqa: E402
 from synsym.core.io import atomic_path  # noqa: E402
 from synsym.core.transforms import ORDER, TRANSFORMS  # noqa: E402
+from synsym.imagenet.registry import FIGURES as IMAGENET_FIGURES  # noqa: E402
 from synsym.study.inputs import FIGURE_TABLES  # noqa: E402
 from synsym.study.tables import CURVE_METRIC  # noqa: E402  (Fig. 4 plots what the fits use)
 
@@ -229,10 +231,13 @@ def fig4_learning_curves(curves: pd.DataFrame, fits: pd.DataFrame, outdir: str |
     return save(fig, outdir, "fig4_learning_curves")
 
 
-def make(name: str, tables: dict[str, pd.DataFrame], outdir: str | Path) -> list[str]:
-    """Draw one figure by name from the merged tables it needs (study.inputs.FIGURE_TABLES, in order)."""
+def make(name: str, tables: dict[str, pd.DataFrame], outdir: str | Path, imagenet: Mapping | None = None) -> list[str]:
+    """Draw one figure by name from the merged tables it needs (study.inputs.FIGURE_TABLES, in order; the ImageNet
+    half's from imagenet.registry.FIGURES, with the models and transforms of its config section ``imagenet``)."""
+    if name in IMAGENET_FIGURES:
+        return _imagenet_figure(name, tables, outdir, imagenet["studies"])
     if name not in FIGURE_TABLES:
-        raise ValueError(f"unknown figure {name!r}; allowed: {', '.join(FIGURES)}")
+        raise ValueError(f"unknown figure {name!r}; allowed: {', '.join(FIGURES + tuple(IMAGENET_FIGURES))}")
     draw = {"fig2_grid": fig2_grid, "fig2_vs_kernel": fig2_vs_kernel, "fig3_width": fig3_width,
             "fig4_learning_curves": fig4_learning_curves, "figS1_sdist": figS1_sdist,
             "figS5_uniform_init": figS5_uniform_init, "figS6_scaling": figS6_scaling,
@@ -241,6 +246,19 @@ def make(name: str, tables: dict[str, pd.DataFrame], outdir: str | Path) -> list
 
 
 FIGURES = tuple(FIGURE_TABLES)
+
+
+def _imagenet_figure(name: str, t: dict[str, pd.DataFrame], outdir: str | Path, st: Mapping) -> list[str]:
+    if name == "fig5_learning_curves":
+        c = st["fig5_curves"]
+        return fig5_learning_curves(t["imagenet_final"], t["imagenet_fits"], outdir, c["models"], c["transforms"])
+    if name == "fig5_rotated_vs_clean":
+        return fig5_rotated_vs_clean(t["imagenet_final"], outdir, st["fig5_families"]["models"])
+    if name == "figS3_scaling_vs_rotation":
+        c = st["figS3_scaling"]
+        return figS3_scaling_vs_rotation(t["imagenet_final"], t["imagenet_fits"], outdir, c["models"], c["transforms"])
+    c = st["figS4_dynamics"]
+    return figS4_dynamics(t["imagenet_epochs"], outdir, c["models"], c["transforms"])
 
 
 def figS1_sdist(sd: pd.DataFrame, outdir: str | Path) -> list[str]:
