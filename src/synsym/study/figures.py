@@ -224,6 +224,7 @@ def fig4_learning_curves(curves: pd.DataFrame, fits: pd.DataFrame, outdir: str |
         mark_missing(ax, curves, "nn_plus")
         ax.set_xscale("log")
         ax.set_yscale("log")
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # labelled minor ticks overlap on a short axis
         ax.set_xlabel("training set size m")
         ax.set_ylabel(name)
         ax.legend(fontsize=7)
