@@ -10,11 +10,11 @@ from helpers import load_config as load
 from synsym.core import architectures as A
 from synsym.core import transforms as T
 from synsym.core.io import CELL_SCHEMA
-from synsym.pipeline.config import ConfigError, validate
+from synsym.pipeline.config import ConfigError, load_schema, validate
 
 
 def test_schema_ids_are_the_package_ids():
-    schema = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())["$defs"]
+    schema = load_schema(ROOT / "workflow/schemas/config.schema.yaml")["$defs"]
     assert schema["arch"]["enum"] == list(A.ARCHITECTURES)
     assert schema["inference"]["enum"] == list(A.INFERENCES)
     assert schema["finite_inference"]["enum"] == list(A.FINITE_INFERENCES)
@@ -154,7 +154,7 @@ def test_every_schema_key_is_described_and_docs_config_is_current():
     the schema and the default preset (python -m synsym.pipeline.config_reference --write docs/config.md)."""
     from synsym.pipeline import config_reference as CR
 
-    schema = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())
+    schema = load_schema(ROOT / "workflow/schemas/config.schema.yaml")
     rows = CR.rows(schema, yaml.safe_load((ROOT / "config.yaml").read_text()))
     assert len(rows) > 100 and not [k for k, *_, d in rows if not d.strip()]
     assert {"model.padding", "kernel_curves.paddings", "imagenet.decoder", "training.batch_size"} <= {r[0] for r in rows}

@@ -89,3 +89,29 @@ def test_a_table_spec_has_no_padding_and_its_3x3_net_refuses_to_run():
             M.apply(A.get(arch), p, x, 1)
     p = M.init_params(A.get("fcn"), 2, 1, 4, [0], 0, torch.float64, "cpu")
     assert M.apply(A.get("fcn"), p, x, 1).shape == (1, 2, 10)  # a dense net has no edges to pad
+
+
+def test_a_toy_architecture_is_one_table_row(monkeypatch):
+    """docs/add-an-architecture.md's steps 1-2: one ArchSpec row and its width make a new architecture the config
+    accepts, the DAG runs (a training and a kernel cell), whose net trains and whose kernel is read. Without the
+    row, the same config is refused in one line naming the allowed ids."""
+    from helpers import load_config
+
+    from synsym.ntk.kernels import kernel_key
+    from synsym.pipeline import jobs as J
+    from synsym.pipeline.config import ConfigError, validate
+
+    cfg = load_config()
+    cfg["model"]["widths"]["toy"] = 4
+    cfg["grid"]["architectures"] = ["toy"]
+    with pytest.raises(ConfigError, match=r"'toy' is invalid; allowed: fcn, lcn, vec, gap, lap4, lap8"):
+        validate(cfg)
+    toy = A.ArchSpec("toy", "TOY", "local", "flatten", 1, "conv", 8, "o3_per_pixel", "o3_per_pixel", kernel_readout="vec")
+    monkeypatch.setitem(A.ARCHITECTURES, "toy", toy)
+    validate(cfg)
+    rules = {(j.rule, j.wildcards.get("arch")) for j in J.jobs(cfg)}
+    assert {("train_cell", "toy"), ("kernel_cell", "toy")} <= rules
+    assert kernel_key("toy") == "vec"
+    spec = A.get("toy", "zero")
+    p = M.init_params(spec, 4, 2, 4, [0], 0, torch.float64, "cpu")
+    assert M.apply(spec, p, torch.as_tensor(np.zeros((1, 3, 4, 4, 3))), 2).shape == (1, 3, 10)

@@ -86,13 +86,25 @@ def _coerce(config: dict, errors: list, cli: dict | None) -> bool:
     return changed
 
 
+def load_schema(path: str | Path) -> dict:
+    """The config schema with the architecture table filled in: its ids (``$defs.arch``) and one required,
+    described ``model.widths`` entry each, so an architecture is added by its ArchSpec row alone."""
+    schema = yaml.safe_load(Path(path).read_text())
+    schema["$defs"]["arch"]["enum"] = list(ARCHITECTURES)
+    widths = schema["properties"]["model"]["properties"]["widths"]
+    widths["required"] = list(ARCHITECTURES)
+    widths["properties"] = {a.id: {"description": f"{a.label} {'units' if a.body == 'dense' else 'channels'} per hidden "
+                                                  f"layer (the paper: {a.paper_width})"} for a in ARCHITECTURES.values()}
+    return schema
+
+
 def validate(config: dict, schema_path: str | Path | None = None, cli: dict | None = None) -> dict:
     """Raise ConfigError (one line) unless ``config`` is a valid study config; ``schema_path``: default the
     study root's schema (study_root); ``cli``: the ``--config`` overrides, whose strings are typed in
     place first (see _coerce)."""
     import jsonschema
 
-    schema = yaml.safe_load(Path(schema_path or study_root() / SCHEMA).read_text())
+    schema = load_schema(schema_path or study_root() / SCHEMA)
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.path))
     while errors and _coerce(config, errors, cli):

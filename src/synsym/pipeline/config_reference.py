@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from synsym.pipeline.config import DEFAULT, SCHEMA, study_root
+from synsym.pipeline.config import DEFAULT, SCHEMA, load_schema, study_root
 
 HEADER = """# Configuration reference
 
@@ -92,7 +92,7 @@ def markdown(schema: dict, defaults: dict) -> str:
 
 def default_page() -> str:
     root = study_root()
-    schema = yaml.safe_load((root / SCHEMA).read_text())
+    schema = load_schema(root / SCHEMA)
     defaults = yaml.safe_load((root / DEFAULT).read_text())
     return markdown(schema, defaults)
 

@@ -249,7 +249,7 @@ def figure(df, path: str | Path, inference: str = "ntk") -> None:
         for j, transform in enumerate(transforms):
             ax = axes[i][j]
             for arch in A.ARCHITECTURES:
-                if arch in ("lcn", "lap8"):  # LCN_inf = VEC_inf (Theorem 3.1); at 8x8 LAP8's one window is GAP's
+                if A.get(arch).kernel_readout or arch == "lap8":  # LCN_inf = VEC_inf; at 8x8 LAP8's one window is GAP's
                     continue
                 c = s[(s["padding"] == padding) & (s["transform"] == transform) & (s["architecture"] == arch)]
                 if c.empty:
