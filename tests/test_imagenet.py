@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -230,11 +231,13 @@ def inet(tmp_path_factory, imagenet_tree):
     return d, {"run_name": "t", "global_seed": 0, "depth": 8, "device": "cpu", "imagenet": cfg}, index
 
 
-def _train(d: Path, spec: dict, index: Path, name: str, model="resnet_tiny", launcher=(sys.executable,), extra=()):
+def _train(d: Path, spec: dict, index: Path, name: str, model="resnet_tiny", launcher=(sys.executable,), extra=(),
+           kill_at_step: int | None = None):
     cmd = [*launcher, "-m", "synsym.cli", "imagenet", "train", "--spec", json.dumps(spec), "--index", str(index),
            "--model", model, "--transform", "o3_per_pixel", "--i", "0", "--seed", "0",
            "--checkpoint", str(d / f"{name}.ckpt.pt"), "--out", str(d / f"{name}.parquet"), *extra]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    env = dict(os.environ, **({} if kill_at_step is None else {"SYNSYM_KILL": f"step:{kill_at_step}"}))  # core.faults
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
 
 
 @pytest.fixture(scope="module")
@@ -294,7 +297,7 @@ def test_killed_job_resumes_to_the_same_result(inet, single):
     and replays epoch 3's first steps (keyed batch order, dropout seeds), ending with the uninterrupted curve."""
     d, spec, index = inet
     steps = 160 // spec["imagenet"]["batch_size"]  # per epoch: m = 160 images, batches of 16
-    p = _train(d, spec, index, "killed", extra=("--kill-at-step", str(2 * steps + steps // 2)))
+    p = _train(d, spec, index, "killed", kill_at_step=2 * steps + steps // 2)
     assert p.returncode == -9 and p.stdout.count("epoch ") == 2  # killed in epoch 3, before its checkpoint
     assert (d / "killed.ckpt.pt").exists() and not (d / "killed.parquet").exists()
     p = _train(d, spec, index, "killed")
@@ -308,7 +311,7 @@ def test_stale_checkpoint_of_another_config_is_not_resumed(inet):
     d, spec, index = inet
     one = {**spec, "imagenet": {**spec["imagenet"], "epochs": 2}}
     steps = 160 // spec["imagenet"]["batch_size"]
-    assert _train(d, one, index, "stale", extra=("--kill-at-step", str(steps + 1))).returncode == -9
+    assert _train(d, one, index, "stale", kill_at_step=steps + 1).returncode == -9
     other = {**one, "imagenet": {**one["imagenet"], "learning_rate": 0.5}}
     p = _train(d, other, index, "stale")
     assert p.returncode == 0 and "resumed from" not in p.stdout and "ignoring checkpoint" in p.stdout

@@ -115,3 +115,18 @@ def test_a_toy_architecture_is_one_table_row(monkeypatch):
     spec = A.get("toy", "zero")
     p = M.init_params(spec, 4, 2, 4, [0], 0, torch.float64, "cpu")
     assert M.apply(spec, p, torch.as_tensor(np.zeros((1, 3, 4, 4, 3))), 2).shape == (1, 3, 10)
+
+
+def test_the_kill_hook_is_off_unless_set_and_refuses_a_bad_value(monkeypatch):
+    """core.faults.kill_point: unset or naming the other point, it returns; a malformed value stops in one line.
+    (The kills themselves are tests/test_resume.py's and tests/test_imagenet.py's, in subprocesses.)"""
+    from synsym.core import faults
+
+    monkeypatch.delenv(faults.ENV, raising=False)
+    faults.kill_point("step", 5)
+    monkeypatch.setenv(faults.ENV, "checkpoint:3")
+    faults.kill_point("step", 3)  # another point: alive
+    faults.kill_point("checkpoint", 2)  # before N: alive
+    monkeypatch.setenv(faults.ENV, "epoch:3")
+    with pytest.raises(ValueError, match=r"^SYNSYM_KILL='epoch:3' is invalid; allowed: checkpoint:N or step:N$"):
+        faults.kill_point("step", 1)

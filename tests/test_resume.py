@@ -55,7 +55,7 @@ def test_killed_training_job_resumes_bit_for_bit(split_path, tmp_path):
     a = train(split_path, tmp_path / "a.parquet", SPEC)
     assert a.returncode == 0, a.stderr[-2000:]
     out = tmp_path / "b.parquet"
-    killed = train(split_path, out, SPEC, {"SYNSYM_KILL_AFTER_STEP": "13"})
+    killed = train(split_path, out, SPEC, {"SYNSYM_KILL": "checkpoint:13"})
     assert killed.returncode == -9 and not out.exists()  # SIGKILL between steps 13 and 14: mid-interval
     assert (tmp_path / "b.parquet.ckpt.pt").exists()
     b = train(split_path, out, SPEC)
@@ -84,7 +84,7 @@ def test_a_kill_between_checkpoints_replays_work_and_restores_a_stack_with_stopp
     ta = pd.read_parquet(tmp_path / "a.parquet").drop(columns=["wall_s"])
     assert ta["steps"].tolist() == [80, 90, 400]  # two seeds stopped, one went on
     out = tmp_path / "b.parquet"
-    killed = train(learnable_split, out, spec, {"SYNSYM_KILL_AT_STEP": "200"}, arch=fcn)
+    killed = train(learnable_split, out, spec, {"SYNSYM_KILL": "step:200"}, arch=fcn)
     assert killed.returncode == -9 and not out.exists()
     b = train(learnable_split, out, spec, arch=fcn)
     assert b.returncode == 0, b.stderr[-2000:]
@@ -99,7 +99,7 @@ def test_a_kill_between_checkpoints_replays_work_and_restores_a_stack_with_stopp
 @pytest.mark.slow
 def test_a_checkpoint_of_another_config_is_ignored(split_path, tmp_path):
     out = tmp_path / "c.parquet"
-    killed = train(split_path, out, SPEC, {"SYNSYM_KILL_AFTER_STEP": "5"})
+    killed = train(split_path, out, SPEC, {"SYNSYM_KILL": "checkpoint:5"})
     assert killed.returncode == -9
     other = {**SPEC, "training": {**SPEC["training"], "max_steps": 20}}
     r = train(split_path, out, other)

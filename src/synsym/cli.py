@@ -94,8 +94,7 @@ IMAGENET: dict[str, tuple] = {
               ("--i", {"type": int, "required": True, "help": "size index: m_i = floor(2^(-i/2) m)"}),
               ("--seed", {"type": int, "required": True}),
               ("--checkpoint", {"required": True, "help": "per-epoch checkpoint (resumed when present)"}),
-              ("--shards", {"help": "read images from this folder of tar shards (`imagenet shards`)"}),
-              ("--kill-at-step", {"type": int, "help": argparse.SUPPRESS}), "out"),  # test hook: SIGKILL after this step
+              ("--shards", {"help": "read images from this folder of tar shards (`imagenet shards`)"}), "out"),
     "tables": ("spec", ("--cells", {"nargs": "*", "default": []}), ("--out", {"required": True, "help": "a folder"})),
     "figure": ("spec", ("--name", {"required": True}), "tables", "out"),
     "samples": ("spec", "index", "out"),
@@ -198,7 +197,7 @@ def imagenet_cmd(a) -> None:
     from synsym.study import imagenet_jobs as IJ
 
     if a.action == "train":
-        IJ.train(a.spec, a.model, a.transform, a.i, a.seed, a.index, a.out, a.checkpoint, a.kill_at_step, a.shards)
+        IJ.train(a.spec, a.model, a.transform, a.i, a.seed, a.index, a.out, a.checkpoint, a.shards)
     elif a.action == "figure":
         _wrote(IJ.figure(a.spec, a.name, a.tables, a.out))
     else:

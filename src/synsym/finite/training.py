@@ -14,8 +14,6 @@ largest learning rate that trains. Using m K instead makes NN+ diverge.
 
 from __future__ import annotations
 
-import os
-import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -27,6 +25,7 @@ import numpy as np
 import torch
 
 from synsym.core.architectures import N_CLASSES, ArchSpec
+from synsym.core.faults import kill_point
 from synsym.core.seeding import rng
 from synsym.finite import models
 from synsym.finite.recipe import step_cap
@@ -319,9 +318,7 @@ class Checkpoint:
         with atomic_path(self.path) as tmp:
             torch.save(state, tmp)
         self.last = time.time()
-        kill = os.environ.get("SYNSYM_KILL_AFTER_STEP")  # test hook: die like a job at its time limit
-        if kill and step >= int(kill):
-            os.kill(os.getpid(), signal.SIGKILL)
+        kill_point("checkpoint", step)  # test hook (core.faults): die like a job at its time limit
 
     def load(self) -> dict | None:
         if not self.path.exists():
@@ -387,7 +384,6 @@ def train(
         stack.active = state["active"].to(stack.active.device)
         log(f"resumed from {checkpoint.path} at step {start}/{steps}")
     forward = torch.compile(models.apply, dynamic=False) if cfg.compile else models.apply
-    kill_at = int(os.environ.get("SYNSYM_KILL_AT_STEP", 0))  # test hook: die between checkpoints, work to replay
     with models.speed(conv=cfg.conv, channels_last=cfg.channels_last), float32_precision(cfg.tf32):
         for step in range(start, steps):
             tracker.diverged[stack.live] |= stack.sgd_step(spec, depth, y1h, step, cfg.momentum, l2, forward).cpu()
@@ -404,8 +400,7 @@ def train(
                 elif not bool(go_on.all()):
                     stack.unpack(params, vel)
                     stack = Stack.pack(stack.live[go_on], params, vel, lr, x_train, order)
-            if step + 1 == kill_at:
-                os.kill(os.getpid(), signal.SIGKILL)
+            kill_point("step", step + 1)  # test hook (core.faults): die between checkpoints, work to replay
             if checkpoint and checkpoint.due():
                 checkpoint.save(step + 1, stack, params, vel, tracker)
     stack.unpack(params, vel)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import signal
 import sys
 import time
 from pathlib import Path
@@ -31,6 +30,7 @@ import torch.nn.functional as F
 
 from synsym.core import jobspec
 from synsym.core.device import resolve_device
+from synsym.core.faults import kill_point
 from synsym.core.io import atomic_path, code_version
 from synsym.core.seeding import rng, seed_int
 from synsym.imagenet import data as I
@@ -101,7 +101,7 @@ def evaluate(net, loader, tau, device, world: int, size: int) -> tuple[float, fl
 
 
 def train_cell(spec: dict, model_id: str, transform: str, i: int, seed: int, index_path: str, out: str,
-               checkpoint: str, kill_at_step: int | None = None, shards: str | None = None) -> None:
+               checkpoint: str, shards: str | None = None) -> None:
     cfg, gs = spec["imagenet"], spec["global_seed"]
     get(model_id), check_transform(transform)
     rank, world, local = _dist()
@@ -176,8 +176,7 @@ def train_cell(spec: dict, model_id: str, transform: str, i: int, seed: int, ind
                 for p in decay:  # the FLAX example's 0.5 * wd * |W|^2 on kernels only
                     p.grad.add_(p, alpha=cfg["weight_decay"])
             opt.step()
-            if kill_at_step is not None and g + 1 == kill_at_step:
-                os.kill(os.getpid(), signal.SIGKILL)  # test hook: a real kill between checkpoints, no cleanup
+            kill_point("step", g + 1)  # test hook (core.faults): a real kill between checkpoints, no cleanup
             tot += torch.stack([loss.detach().double() * len(y), (logits.argmax(1) == y).sum().double(),
                                 torch.tensor(float(len(y)), dtype=torch.float64, device=device)])
         tot = _sum(tot, world)

@@ -37,10 +37,10 @@ def shards(spec: Mapping, index_path: str, out: str) -> None:
 
 
 def train(spec: Mapping, model: str, transform: str, i: int, seed: int, index_path: str, out: str, checkpoint: str,
-          kill_at_step: int | None, shard_dir: str | None) -> None:
+          shard_dir: str | None) -> None:
     from synsym.imagenet.training import train_cell
 
-    train_cell(spec, model, transform, i, seed, index_path, out, checkpoint, kill_at_step, shard_dir)
+    train_cell(spec, model, transform, i, seed, index_path, out, checkpoint, shard_dir)
 
 
 def tables(spec: Mapping, cells: list[str], out: str) -> None:
