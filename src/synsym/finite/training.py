@@ -19,12 +19,12 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from synsym.core.architectures import N_CLASSES, ArchSpec
+from synsym.core.checkpoint import Checkpoint
 from synsym.core.faults import kill_point
 from synsym.core.seeding import rng
 from synsym.finite import models
@@ -297,37 +297,11 @@ class Tracker:
         }
 
 
-class Checkpoint:
-    """Atomic snapshots of a training run, at most every ``minutes`` of wall time, so a job killed
-    at a time limit resumes where it stopped and ends bit for bit as an uninterrupted run. A
-    snapshot written for another cell or config (``key``) is ignored."""
-
-    def __init__(self, path: str | Path, key: str, minutes: float):
-        self.path, self.key, self.minutes, self.last = Path(path), key, minutes, time.time()
-
-    def due(self) -> bool:
-        return time.time() - self.last >= 60 * self.minutes
-
-    def save(self, step: int, stack: Stack, params: dict, vel: dict, tracker: Tracker) -> None:
-        from synsym.core.io import atomic_path
-
-        stack.unpack(params, vel)
-        state = {"key": self.key, "step": step, "live": stack.live, "active": stack.active.cpu(),
-                 "params": {k: v.cpu() for k, v in params.items()}, "vel": {k: v.cpu() for k, v in vel.items()},
-                 "tracker": tracker.state()}
-        with atomic_path(self.path) as tmp:
-            torch.save(state, tmp)
-        self.last = time.time()
-        kill_point("checkpoint", step)  # test hook (core.faults): die like a job at its time limit
-
-    def load(self) -> dict | None:
-        if not self.path.exists():
-            return None
-        state = torch.load(self.path, weights_only=False)
-        return state if state.get("key") == self.key else None
-
-    def remove(self) -> None:
-        self.path.unlink(missing_ok=True)
+def _snapshot(stack: Stack, params: dict, vel: dict, tracker: Tracker) -> dict:
+    """What a checkpoint (core.checkpoint) holds of a run: the live seeds' parameters and velocities, on the CPU."""
+    stack.unpack(params, vel)
+    return {"live": stack.live, "active": stack.active.cpu(), "params": {k: v.cpu() for k, v in params.items()},
+            "vel": {k: v.cpu() for k, v in vel.items()}, "tracker": tracker.state()}
 
 
 def _progress(step: int, steps: int, t0: float, tracker: Tracker, ev: dict, go_on: torch.Tensor) -> str:
@@ -402,6 +376,6 @@ def train(
                     stack = Stack.pack(stack.live[go_on], params, vel, lr, x_train, order)
             kill_point("step", step + 1)  # test hook (core.faults): die between checkpoints, work to replay
             if checkpoint and checkpoint.due():
-                checkpoint.save(step + 1, stack, params, vel, tracker)
+                checkpoint.save(step + 1, _snapshot(stack, params, vel, tracker))
     stack.unpack(params, vel)
     return tracker.result()

@@ -19,6 +19,8 @@ import math
 import os
 import sys
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +31,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 from synsym.core import jobspec
+from synsym.core.checkpoint import Checkpoint
 from synsym.core.device import resolve_device
 from synsym.core.faults import kill_point
 from synsym.core.io import atomic_path, code_version
@@ -100,8 +103,39 @@ def evaluate(net, loader, tau, device, world: int, size: int) -> tuple[float, fl
     return (acc[0] / acc[3]).item(), (acc[1] / acc[3]).item(), (acc[2] / acc[3]).item()
 
 
-def train_cell(spec: dict, model_id: str, transform: str, i: int, seed: int, index_path: str, out: str,
-               checkpoint: str, shards: str | None = None) -> None:
+@dataclass
+class Cell:
+    """One ImageNet cell set up for training: its data, net, optimizer and loaders (``setup``)."""
+
+    spec: Mapping
+    cfg: Mapping
+    key: tuple
+    model_id: str
+    transform: str
+    i: int
+    seed: int
+    rank: int
+    world: int
+    local: int
+    device: torch.device
+    m: int
+    steps: int
+    size: int
+    net: torch.nn.Module
+    opt: torch.optim.Optimizer
+    decay: list
+    tau: object
+    train_ds: object
+    val_loader: object
+    load: dict
+    amp: bool
+    ddp: torch.nn.Module | None = None
+
+
+def setup(spec: Mapping, model_id: str, transform: str, i: int, seed: int, index_path: str,
+          shards: str | None) -> Cell:
+    """The process group, the training subset m_i, the net (initialized from (global seed, cell)), its optimizer,
+    the batch transform and the loaders; a size that leaves no full batch stops here, in one line."""
     cfg, gs = spec["imagenet"], spec["global_seed"]
     get(model_id), check_transform(transform)
     rank, world, local = _dist()
@@ -126,86 +160,103 @@ def train_cell(spec: dict, model_id: str, transform: str, i: int, seed: int, ind
         net = net.to(memory_format=torch.channels_last)
     decay = [p for p in net.parameters() if p.ndim > 1]
     opt = torch.optim.SGD(net.parameters(), lr=0.0, momentum=cfg["momentum"], nesterov=cfg["momentum"] > 0)
-    history: list[dict] = []
-    ident = jobspec.dumps([spec, model_id, transform, i, seed])
-    if os.path.exists(checkpoint):
-        state = torch.load(checkpoint, map_location=device, weights_only=False)
-        if state.get("ident") == ident:
-            net.load_state_dict(state["model"])
-            opt.load_state_dict(state["opt"])
-            history = state["history"]
-            print(f"resumed from {checkpoint} after epoch {len(history)}", flush=True)
-        else:
-            print(f"ignoring checkpoint {checkpoint}: written for another config or cell", flush=True)
-    ddp = torch.nn.parallel.DistributedDataParallel(net, device_ids=[local] if device.type == "cuda" else None) \
-        if world > 1 else net
     tau = I.BatchTransform(transform, size, gs, seed, device)
     decoder = cfg.get("decoder", "pil")
     raw = decoder == "torchvision" and device.type == "cuda"  # decode whole batches on the GPU (nvjpeg)
     train_ds = I.FolderDataset(index, "train", size, True, key, subset, shards, decoder, raw)
     val_ds = I.FolderDataset(index, "val", size, False, shards=shards, decoder=decoder, raw=raw)
-    lb = batch // world
     load = {"num_workers": cfg["workers"], "pin_memory": device.type == "cuda" and not raw,
             "persistent_workers": False, **({"collate_fn": I.collate_raw} if raw else {})}
     val_loader = torch.utils.data.DataLoader(torch.utils.data.Subset(val_ds, range(rank, len(val_ds), world)),
-                                             batch_size=lb, **load)
-    amp = device.type == "cuda" and cfg["mixed_precision"]
-    for epoch in range(len(history), cfg["epochs"]):
-        t0 = time.time()
-        train_ds.epoch = epoch
-        order = rng(*key, "order", epoch).permutation(m)[: steps * batch].reshape(steps, world, lb)[:, rank]
-        loader = torch.utils.data.DataLoader(torch.utils.data.Subset(train_ds, order.ravel().tolist()),
-                                             batch_size=lb, **load)
-        tot = torch.zeros(3, dtype=torch.float64, device=device)
-        for s, b in enumerate(loader):
-            g = epoch * steps + s
-            lr = learning_rate(g, steps, cfg)
-            for group in opt.param_groups:
-                group["lr"] = lr
-            torch.manual_seed(seed_int(*key, "step", g, rank))  # dropout / stochastic depth
-            x, y = batch_on(b, size, device)
-            x = tau(x)
-            if device.type == "cuda":
-                x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                logits = ddp(x)
-            loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg["label_smoothing"])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            with torch.no_grad():
-                for p in decay:  # the FLAX example's 0.5 * wd * |W|^2 on kernels only
-                    p.grad.add_(p, alpha=cfg["weight_decay"])
-            opt.step()
-            kill_point("step", g + 1)  # test hook (core.faults): a real kill between checkpoints, no cleanup
-            tot += torch.stack([loss.detach().double() * len(y), (logits.argmax(1) == y).sum().double(),
-                                torch.tensor(float(len(y)), dtype=torch.float64, device=device)])
-        tot = _sum(tot, world)
-        val = evaluate(net, val_loader, tau, device, world, size)
-        dt = time.time() - t0
-        history.append({
-            "epoch": epoch + 1, "lr": lr, "train_loss": (tot[0] / tot[2]).item(), "train_top1": (tot[1] / tot[2]).item(),
-            "val_loss": val[0], "val_top1": val[1], "val_top5": val[2], "images_per_s": steps * batch / dt,
-        })
-        if rank == 0:
+                                             batch_size=batch // world, **load)
+    return Cell(spec, cfg, key, model_id, transform, i, seed, rank, world, local, device, m, steps, size, net, opt,
+                decay, tau, train_ds, val_loader, load, device.type == "cuda" and cfg["mixed_precision"])
+
+
+def restore(c: Cell, ckpt: Checkpoint) -> list[dict]:
+    """The finished epochs' rows, with the net and optimizer as they were after the last one (none: [])."""
+    state = ckpt.load(map_location=c.device)
+    if ckpt.stale:
+        print(f"ignoring checkpoint {ckpt.path}: written for another config or cell", flush=True)
+    if state is None:
+        return []
+    c.net.load_state_dict(state["model"])
+    c.opt.load_state_dict(state["opt"])
+    print(f"resumed from {ckpt.path} after epoch {len(state['history'])}", flush=True)
+    return state["history"]
+
+
+def epoch(c: Cell, e: int) -> dict:
+    """Train one epoch (its batches a function of (global seed, cell, epoch), split over the processes) and
+    validate; the epoch's row."""
+    t0 = time.time()
+    c.train_ds.epoch = e
+    batch, lb = c.cfg["batch_size"], c.cfg["batch_size"] // c.world
+    order = rng(*c.key, "order", e).permutation(c.m)[: c.steps * batch].reshape(c.steps, c.world, lb)[:, c.rank]
+    loader = torch.utils.data.DataLoader(torch.utils.data.Subset(c.train_ds, order.ravel().tolist()), batch_size=lb,
+                                         **c.load)
+    tot = torch.zeros(3, dtype=torch.float64, device=c.device)
+    for s, b in enumerate(loader):
+        g = e * c.steps + s
+        lr = learning_rate(g, c.steps, c.cfg)
+        for group in c.opt.param_groups:
+            group["lr"] = lr
+        torch.manual_seed(seed_int(*c.key, "step", g, c.rank))  # dropout / stochastic depth
+        x, y = batch_on(b, c.size, c.device)
+        x = c.tau(x)
+        if c.device.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(c.device.type, dtype=torch.bfloat16, enabled=c.amp):
+            logits = c.ddp(x)
+        loss = F.cross_entropy(logits.float(), y, label_smoothing=c.cfg["label_smoothing"])
+        c.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        with torch.no_grad():
+            for p in c.decay:  # the FLAX example's 0.5 * wd * |W|^2 on kernels only
+                p.grad.add_(p, alpha=c.cfg["weight_decay"])
+        c.opt.step()
+        kill_point("step", g + 1)  # test hook (core.faults): a real kill between checkpoints, no cleanup
+        tot += torch.stack([loss.detach().double() * len(y), (logits.argmax(1) == y).sum().double(),
+                            torch.tensor(float(len(y)), dtype=torch.float64, device=c.device)])
+    tot = _sum(tot, c.world)
+    val = evaluate(c.net, c.val_loader, c.tau, c.device, c.world, c.size)
+    return {"epoch": e + 1, "lr": lr, "train_loss": (tot[0] / tot[2]).item(), "train_top1": (tot[1] / tot[2]).item(),
+            "val_loss": val[0], "val_top1": val[1], "val_top5": val[2], "images_per_s": c.steps * batch / (time.time() - t0)}
+
+
+def write(c: Cell, history: list[dict], out: str) -> None:
+    """The cell's per-epoch rows (imagenet.tables.SCHEMA), atomically."""
+    fixed = {"run": c.spec["run_name"], "model": c.model_id, "family": get(c.model_id).family,
+             "transform": c.transform, "size_index": c.i, "m": c.m, "seed": c.seed, "epochs": c.cfg["epochs"],
+             "image_size": c.size, "batch_size": c.cfg["batch_size"], "world_size": c.world, "device": c.device.type,
+             "precision": "bf16-autocast" if c.amp else "fp32", "code_version": code_version()}
+    table = pa.Table.from_pylist([{**fixed, **h} for h in history], schema=SCHEMA)
+    with atomic_path(out) as tmp:
+        pq.write_table(table, tmp)
+
+
+def train_cell(spec: Mapping, model_id: str, transform: str, i: int, seed: int, index_path: str, out: str,
+               checkpoint: str, shards: str | None = None) -> None:
+    """One cell, every epoch, resumed from its checkpoint (core.checkpoint, written by rank 0 after each epoch)."""
+    c = setup(spec, model_id, transform, i, seed, index_path, shards)
+    ckpt = Checkpoint(checkpoint, jobspec.dumps([spec, model_id, transform, i, seed]), minutes=0)
+    history = restore(c, ckpt)
+    c.ddp = torch.nn.parallel.DistributedDataParallel(c.net, device_ids=[c.local] if c.device.type == "cuda" else None) \
+        if c.world > 1 else c.net
+    for e in range(len(history), c.cfg["epochs"]):
+        history.append(epoch(c, e))
+        if c.rank == 0:
             h = history[-1]
-            print(f"epoch {epoch + 1}/{cfg['epochs']} lr {lr:.4g} train loss {h['train_loss']:.4f} "
+            print(f"epoch {e + 1}/{c.cfg['epochs']} lr {h['lr']:.4g} train loss {h['train_loss']:.4f} "
                   f"top1 {h['train_top1']:.4f} | val loss {h['val_loss']:.4f} top1 {h['val_top1']:.4f} "
                   f"top5 {h['val_top5']:.4f} | {h['images_per_s']:.1f} img/s", flush=True)
-            with atomic_path(checkpoint) as tmp:
-                torch.save({"ident": ident, "model": net.state_dict(), "opt": opt.state_dict(), "history": history},
-                           tmp)
-        if world > 1:
+            ckpt.save((e + 1) * c.steps, {"model": c.net.state_dict(), "opt": c.opt.state_dict(), "history": history})
+        if c.world > 1:
             dist.barrier()
-    if rank == 0:
-        fixed = {"run": spec["run_name"], "model": model_id, "family": get(model_id).family,
-                 "transform": transform, "size_index": i, "m": m, "seed": seed, "epochs": cfg["epochs"],
-                 "image_size": size, "batch_size": batch, "world_size": world, "device": device.type,
-                 "precision": "bf16-autocast" if amp else "fp32", "code_version": code_version()}
-        table = pa.Table.from_pylist([{**fixed, **h} for h in history], schema=SCHEMA)
-        with atomic_path(out) as tmp:
-            pq.write_table(table, tmp)
-        os.remove(checkpoint)
-    if world > 1:
+    if c.rank == 0:
+        write(c, history, out)
+        ckpt.remove()
+    if c.world > 1:
         dist.barrier()
         dist.destroy_process_group()
     sys.stdout.flush()

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from synsym.core import architectures, jobspec, transforms
+from synsym.core.checkpoint import Checkpoint
 from synsym.core.data import Split, download, make_split, training_subset
 from synsym.core.device import kernel_device, resolve_device
 from synsym.core.io import atomic_path, code_version, pred_path, write_cell
@@ -224,7 +225,7 @@ def train_cell(
         data[f"x_{part}"] = to([d[f"x_{part}"] for d in per_seed])
         data[f"y_{part}"] = torch.as_tensor(per_seed[0][f"y_{part}"], device=device)
     key = jobspec.dumps([spec, study, inference, arch, transform_id, width, m, first_layer])
-    ckpt = training.Checkpoint(f"{out}.ckpt.pt", key, tc.checkpoint_minutes)
+    ckpt = Checkpoint(f"{out}.ckpt.pt", key, tc.checkpoint_minutes)
     res = training.train(a, params, data, spec["depth"], lr, l2, run.batches, tc, log=log, checkpoint=ckpt)
     wall = time.time() - t0
     rows = []
