@@ -85,11 +85,6 @@ def held_ridge_cells(wc):
     return [J.cell_path(config, "curves", kind, wc.arch, wc.transform, None, top) for kind in ("ntk", "nngp")]
 
 
-def scaling_cell(kind, m, ext):
-    """One file of a Fig. S6 cell (rule scaling_cells: every size of one architecture and transform)."""
-    return J.cell_file(R, ext, study="scaling", inference=kind, width="inf", m=m)
-
-
 # Each derived table and the studies it is computed from (any one of them suffices).
 DERIVED_FROM = {
     "curves_fits": ["curves"],

@@ -69,9 +69,9 @@ rule scaling_cells:
         split=f"{R}/data/split.npz",
         kernels=kernel_inputs,
     output:
-        ntk=[scaling_cell("ntk", m, J.CELL_TABLE) for m in config["curves"]["sizes"]],
-        nngp=[scaling_cell("nngp", m, J.CELL_TABLE) for m in config["curves"]["sizes"]],
-        preds=[scaling_cell(kind, m, J.CELL_PREDS) for kind in ("ntk", "nngp") for m in config["curves"]["sizes"]],
+        ntk=J.scaling_files(R, "ntk", config["curves"]["sizes"], J.CELL_TABLE),
+        nngp=J.scaling_files(R, "nngp", config["curves"]["sizes"], J.CELL_TABLE),
+        preds=[f for kind in ("ntk", "nngp") for f in J.scaling_files(R, kind, config["curves"]["sizes"], J.CELL_PREDS)],
     params:
         spec=lambda wc: spec_json(ridges=config["kernels"]["ridges"], seeds=config["kernel_seeds"], device=config["device"]),
         sizes=" ".join(map(str, config["curves"]["sizes"])),

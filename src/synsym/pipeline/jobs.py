@@ -110,6 +110,11 @@ def cell_file(run: str, ext: str, **fields) -> str:
     return f"{run}/{'logs/' if ext == '.log' else ''}{_fill(CELL, **fields)}{ext}"
 
 
+def scaling_files(run: str, kind: str, sizes: list[int], ext: str) -> list[str]:
+    """One Fig. S6 job's files of one kind (rule scaling_cells: every size of one architecture and transform)."""
+    return [cell_file(run, ext, study="scaling", inference=kind, width="inf", m=m) for m in sizes]
+
+
 def cell_path(config: dict, study: str, inference: str, arch: str, transform: str, width, m: int) -> str:
     w = "inf" if inference in A.KERNEL_INFERENCES else width
     return cell_file(run_dir(config), CELL_TABLE, study=study, inference=inference, arch=arch, transform=transform,
