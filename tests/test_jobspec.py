@@ -62,7 +62,7 @@ def test_load_resolves_device_and_freezes():
         s["training"]["batch_size"] = 8  # read-only all the way down
     with pytest.raises(TypeError):
         s.settings["device"] = "cuda"
-    assert json.loads(s.to_json()) == {**SPEC, "device": s["device"]}
+    assert json.loads(jobspec.dumps(s)) == {**SPEC, "device": s["device"]}
     assert jobspec.dumps(s) == jobspec.dumps({**SPEC, "device": s["device"]})  # frozen or plain: the same text
 
 

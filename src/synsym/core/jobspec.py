@@ -62,10 +62,6 @@ class JobSpec(Mapping[str, Any]):
     def __len__(self) -> int:
         return len(self.settings)
 
-    def to_json(self) -> str:
-        """The settings as canonical JSON (sorted keys): the same text for the same settings."""
-        return dumps(self)
-
 
 def dumps(obj: Any) -> str:
     """Canonical JSON of settings that may hold frozen parts (a JobSpec or plain dicts alike)."""

@@ -16,7 +16,7 @@ import numpy as np
 from synsym.core import architectures, jobspec, transforms
 from synsym.core.checkpoint import Checkpoint
 from synsym.core.data import Split, download, make_split, training_subset
-from synsym.core.device import kernel_device, resolve_device
+from synsym.core.device import resolve_device
 from synsym.core.io import atomic_path, code_version, pred_path, write_cell
 from synsym.core.seeding import rng
 from synsym.ntk import kernels, regression
@@ -93,7 +93,7 @@ def kernel_job(spec: dict, family: str, transform_id: str, seed: int, shard: int
     kernels.compute_shard(
         family, xs, spec["depth"], k["block_size"], k["max_memory_gb"], shard, shards, out,
         {"transform": transform_id, "seed": seed}, log=log, engine=k["engine"],
-        device=kernel_device(spec["device"]), precision=k["precision"], padding=spec["padding"],
+        device=spec["device"], precision=k["precision"], padding=spec["padding"],
     )
     log(f"kernel {family}/{transform_id}/s{seed} shard {shard + 1}/{shards}: {time.time() - t0:.1f}s")
 
@@ -138,7 +138,7 @@ def kernel_cell(
     architectures.get(arch)
     split = Split.load(split_path)
     kerns = [kernels.load_kernels(dirs) for dirs in by_seed(kernel_paths, seeds)]
-    device = kernel_device(spec["device"])
+    device = spec["device"]  # resolved where the job started (core.jobspec)
     ridges, curve = spec["ridges"], study in CURVE_STUDIES
 
     def run(kern, kind: str, m: int, fixed: float | None = None) -> dict:
